@@ -1,0 +1,131 @@
+// CUDA twins of native/cpu/copy.cc: strided copy with dtype conversion, and fill.
+#include <type_traits>
+
+#include "../native/kernels.h"
+#include "common.cuh"
+
+namespace sv::cuda {
+namespace {
+
+struct StridedIndex {
+  int32_t ndim;
+  int64_t shape[kMaxDims];
+  int64_t src_strides[kMaxDims];
+  int64_t dst_strides[kMaxDims];
+};
+
+template <typename S, typename D>
+__device__ __forceinline__ D convert(S value) {
+  if constexpr (std::is_same_v<S, D>) {
+    return value;
+  } else if constexpr (std::is_integral_v<S> && std::is_integral_v<D>) {
+    return static_cast<D>(value);
+  } else if constexpr (std::is_integral_v<D>) {  // float -> integer: truncate, saturate, NaN -> 0
+    float f = to_f32(value);
+    if (!(f == f)) return D(0);
+    double lo = std::is_same_v<D, uint8_t> ? 0.0 : (std::is_same_v<D, int32_t> ? -2147483648.0 : -9.2233720368547758e18);
+    double hi = std::is_same_v<D, uint8_t> ? 255.0 : (std::is_same_v<D, int32_t> ? 2147483647.0 : 9.2233720368547748e18);
+    double d = f < lo ? lo : (f > hi ? hi : static_cast<double>(f));
+    return static_cast<D>(d);
+  } else {
+    return from_f32<D>(to_f32(value));
+  }
+}
+
+template <typename S, typename D>
+__global__ void copy_strided_kernel(const S* __restrict__ src, D* __restrict__ dst, StridedIndex index, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t rest = i, s = 0, d = 0;
+    for (int k = index.ndim - 1; k >= 0; k--) {
+      int64_t coord = rest % index.shape[k];
+      rest /= index.shape[k];
+      s += coord * index.src_strides[k];
+      d += coord * index.dst_strides[k];
+    }
+    dst[d] = convert<S, D>(src[s]);
+  }
+}
+
+template <typename T>
+__global__ void fill_kernel(T* __restrict__ out, T value, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = value;
+}
+
+template <typename Fn>
+void dispatch_all(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::f32: fn(float{}); return;
+    case DType::bf16: fn(__nv_bfloat16{}); return;
+    case DType::f16: fn(__half{}); return;
+    case DType::i32: fn(int32_t{}); return;
+    case DType::i64: fn(int64_t{}); return;
+    case DType::u8: fn(uint8_t{}); return;
+  }
+  fail("ERR_DTYPE", "unknown dtype");
+}
+
+bool is_contiguous(const CopyArgs& a, const int64_t* strides) {
+  int64_t expected = 1;
+  for (int k = a.ndim - 1; k >= 0; k--) {
+    if (a.shape[k] != 1 && strides[k] != expected) return false;
+    expected *= a.shape[k];
+  }
+  return true;
+}
+
+}  // namespace
+
+void copy(const CopyArgs& args) {
+  use_device(args.dst.device);
+  cudaStream_t stream = stream_of(args.dst);
+  int64_t n = 1;
+  for (int k = 0; k < args.ndim; k++) n *= args.shape[k];
+  if (n == 0) return;
+  if (args.src.dtype == args.dst.dtype && is_contiguous(args, args.src_strides) && is_contiguous(args, args.dst_strides)) {
+    size_t elem = dtype_size(args.src.dtype);
+    CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(args.dst.data) + args.dst_offset * elem,
+                               static_cast<const char*>(args.src.data) + args.src_offset * elem, n * elem,
+                               cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  StridedIndex index;
+  index.ndim = args.ndim;
+  for (int k = 0; k < kMaxDims; k++) {
+    index.shape[k] = k < args.ndim ? args.shape[k] : 1;
+    index.src_strides[k] = k < args.ndim ? args.src_strides[k] : 0;
+    index.dst_strides[k] = k < args.ndim ? args.dst_strides[k] : 0;
+  }
+  dispatch_all(args.src.dtype, [&](auto s) {
+    dispatch_all(args.dst.dtype, [&](auto d) {
+      using S = decltype(s);
+      using D = decltype(d);
+      copy_strided_kernel<S, D><<<grid_for(n, 256), 256, 0, stream>>>(
+          static_cast<const S*>(args.src.data) + args.src_offset, static_cast<D*>(args.dst.data) + args.dst_offset,
+          index, n);
+      CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+void fill(const FillArgs& args) {
+  use_device(args.out.device);
+  int64_t n = args.out.numel();
+  if (n == 0) return;
+  cudaStream_t stream = stream_of(args.out);
+  dispatch_all(args.out.dtype, [&](auto t) {
+    using T = decltype(t);
+    T value;
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      value = __float2bfloat16_rn(static_cast<float>(args.value));
+    } else if constexpr (std::is_same_v<T, __half>) {
+      value = __float2half_rn(static_cast<float>(args.value));
+    } else {
+      value = static_cast<T>(args.value);
+    }
+    fill_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(static_cast<T*>(args.out.data), value, n);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace sv::cuda

@@ -1,0 +1,134 @@
+// Devices: the CPU reference backend and CUDA GPUs. Each device has one ordered queue of work (a
+// CUDA stream, or the CPU executor thread); ops enqueue and return at once, reads are async.
+import { StepVideoError } from './errors.js';
+import { native, type NativeMemoryStats } from './native.js';
+
+export type DeviceKind = 'cpu' | 'cuda';
+export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}` | Device;
+
+export interface MemoryStats {
+  /** Bytes held by live tensors (and views' storages) on this device. */
+  bytesInUse: number;
+  /** Highest bytesInUse since start or the last resetPeakMemory(). */
+  peakBytes: number;
+  /** Number of live allocations. */
+  liveBlocks: number;
+}
+
+export class Device {
+  /** Native index: -1 for the CPU, the CUDA ordinal otherwise. */
+  readonly index: number;
+  readonly kind: DeviceKind;
+
+  private constructor(kind: DeviceKind, index: number) {
+    this.kind = kind;
+    this.index = index;
+  }
+
+  static readonly cpu = new Device('cpu', -1);
+  private static readonly cudaDevices = new Map<number, Device>();
+
+  /** @internal */
+  static cuda(ordinal: number): Device {
+    let existing = Device.cudaDevices.get(ordinal);
+    if (existing === undefined) {
+      existing = new Device('cuda', ordinal);
+      Device.cudaDevices.set(ordinal, existing);
+    }
+    return existing;
+  }
+
+  get name(): string {
+    return this.kind === 'cpu' ? 'cpu' : `cuda:${this.index}`;
+  }
+
+  get isCuda(): boolean {
+    return this.kind === 'cuda';
+  }
+
+  /** Resolves once every op enqueued on this device so far has run (rejects if one failed). */
+  synchronize(): Promise<void> {
+    return native.synchronize(this.index);
+  }
+
+  memory(): MemoryStats {
+    const stats: NativeMemoryStats = native.memoryStats(this.index);
+    return { ...stats };
+  }
+
+  resetPeakMemory(): void {
+    native.resetPeak(this.index);
+  }
+
+  /** Name, compute capability and memory of a CUDA device. */
+  info(): { name: string; computeCapability: string; multiprocessors: number; totalBytes: number; freeBytes: number } {
+    if (this.kind === 'cpu') {
+      return { name: 'cpu', computeCapability: '', multiprocessors: native.cpuThreadCount(), totalBytes: 0, freeBytes: 0 };
+    }
+    return native.cudaDeviceInfo(this.index);
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}
+
+export function cudaDeviceCount(): number {
+  return native.cudaDeviceCount();
+}
+
+export function cudaAvailable(): boolean {
+  return cudaDeviceCount() > 0;
+}
+
+/** Why CUDA cannot be used here ('' when it can). */
+export function cudaUnavailableReason(): string {
+  return cudaAvailable() ? '' : native.cudaUnavailableReason();
+}
+
+/**
+ * Resolves a device spec. 'cuda' means cuda:0. Asking for a CUDA device that does not exist is
+ * ERR_DEVICE with the reason (no driver, no GPU, CPU-only build).
+ */
+export function getDevice(spec: DeviceSpec = defaultDevice()): Device {
+  if (spec instanceof Device) return spec;
+  if (spec === 'cpu') return Device.cpu;
+  const match = /^cuda(?::(\d+))?$/.exec(spec);
+  if (match === null) {
+    throw new StepVideoError('ERR_ARGUMENT', 'unknown device', { expected: "'cpu', 'cuda' or 'cuda:N'", got: spec });
+  }
+  const ordinal = match[1] === undefined ? 0 : Number(match[1]);
+  const count = cudaDeviceCount();
+  if (ordinal >= count) {
+    const reason = count === 0 ? native.cudaUnavailableReason() : `only ${count} CUDA device(s) visible`;
+    throw new StepVideoError('ERR_DEVICE', `CUDA device ${spec} is not available: ${reason}`);
+  }
+  return Device.cuda(ordinal);
+}
+
+/**
+ * The device used when none is given: STEPVIDEO_DEVICE if set ('cpu', 'cuda', 'cuda:N'),
+ * otherwise cuda:0 when a GPU answers, otherwise the CPU.
+ */
+export function defaultDevice(): Device {
+  const forced = process.env.STEPVIDEO_DEVICE;
+  if (forced !== undefined && forced !== '') return getDevice(forced as DeviceSpec);
+  return cudaAvailable() ? Device.cuda(0) : Device.cpu;
+}
+
+/** What this build and host can do, for diagnostics (`stepvideo info`). */
+export function backendInfo(): {
+  cudaCompiled: boolean;
+  cudaArchitectures: string;
+  cudaDevices: number;
+  cudaUnavailableReason: string;
+  cpuThreads: number;
+} {
+  return {
+    cudaCompiled: native.build.cuda,
+    cudaArchitectures: native.build.cudaArchitectures,
+    cudaDevices: cudaDeviceCount(),
+    cudaUnavailableReason: cudaUnavailableReason(),
+    cpuThreads: native.cpuThreadCount(),
+  };
+}

@@ -1,0 +1,32 @@
+// Module entry point: registers the tensor handle class and every family of functions.
+#include <napi.h>
+
+#include "tensor_handle.h"
+
+namespace sv {
+void register_core_ops(Napi::Env env, Napi::Object exports);
+void register_device_functions(Napi::Env env, Napi::Object exports);
+void register_io_functions(Napi::Env env, Napi::Object exports);
+void register_model_ops(Napi::Env env, Napi::Object exports);
+}  // namespace sv
+
+static Napi::Object init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeTensor", sv::NativeTensor::define(env));
+  sv::register_core_ops(env, exports);
+  sv::register_device_functions(env, exports);
+  sv::register_io_functions(env, exports);
+  sv::register_model_ops(env, exports);
+  Napi::Object build = Napi::Object::New(env);
+#ifdef SV_WITH_CUDA
+  build.Set("cuda", Napi::Boolean::New(env, true));
+  build.Set("cudaArchitectures", Napi::String::New(env, SV_CUDA_ARCHS));
+#else
+  build.Set("cuda", Napi::Boolean::New(env, false));
+  build.Set("cudaArchitectures", Napi::String::New(env, ""));
+#endif
+  build.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
+  exports.Set("build", build);
+  return exports;
+}
+
+NODE_API_MODULE(stepvideo, init)

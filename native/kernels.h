@@ -1,0 +1,112 @@
+// Argument blocks of the foundation ops, shared by their CPU kernels (native/cpu/) and CUDA
+// kernels (cuda/). The glue validates an Args block completely before handing it to a kernel, so
+// kernels may trust it. Model-specific kernel families declare theirs in their own headers.
+#pragma once
+#include <cstdint>
+
+#include "tensor_ref.h"
+
+namespace sv {
+
+// Strided copy with dtype conversion: dst[dst_offset + i·dst_strides] = src[src_offset + i·src_strides]
+// over the index space `shape`. Covers cast, permute, slice, concat (write into a part of dst),
+// broadcast (stride 0) and gather of a sub-block. Strides and offsets count elements.
+struct CopyArgs {
+  TensorRef dst, src;
+  int32_t ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t src_strides[kMaxDims] = {};
+  int64_t dst_strides[kMaxDims] = {};
+  int64_t src_offset = 0, dst_offset = 0;
+};
+
+enum class BinaryOp : int32_t { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5 };
+
+// out[i] = a[i·a_strides] op b[i·b_strides] over `shape` (= out's shape, contiguous);
+// broadcast dimensions have stride 0.
+struct BinaryArgs {
+  TensorRef out, a, b;
+  BinaryOp op = BinaryOp::add;
+  int32_t ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t a_strides[kMaxDims] = {};
+  int64_t b_strides[kMaxDims] = {};
+};
+
+enum class UnaryOp : int32_t {
+  affine = 0,     // alpha·x + beta
+  silu = 1,       // x·sigmoid(x)
+  gelu_tanh = 2,  // 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
+  gelu_erf = 3,   // 0.5x(1 + erf(x/√2))
+  exp = 4,
+  sqrt = 5,
+  rsqrt = 6,
+  square = 7,
+  tanh = 8,
+  sigmoid = 9,
+  abs = 10,
+  neg = 11,
+};
+
+// out = op(x), elementwise, same shape; out may alias x.
+struct UnaryArgs {
+  TensorRef out, x;
+  UnaryOp op = UnaryOp::affine;
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+// out[b] = alpha · a[b] · op(b[b]) (+ bias) for each of `batch` matrices, where a is [m, k],
+// op(b) is b [k, n] or, with trans_b, b stored [n, k] (the nn.Linear weight layout).
+// A batch stride of 0 broadcasts that operand. bias (optional, data == nullptr when absent) is [n].
+struct MatmulArgs {
+  TensorRef out, a, b, bias;
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  int64_t a_batch_stride = 0, b_batch_stride = 0;  // elements
+  bool trans_b = false;
+  float alpha = 1.0f;
+};
+
+// Softmax over the last dimension: x viewed as [rows, cols].
+struct SoftmaxArgs {
+  TensorRef out, x;
+  int64_t rows = 0, cols = 0;
+};
+
+enum class ReduceOp : int32_t { sum = 0, mean = 1, max = 2 };
+
+// x viewed as [outer, dim, inner]; out is [outer, inner].
+struct ReduceArgs {
+  TensorRef out, x;
+  ReduceOp op = ReduceOp::sum;
+  int64_t outer = 0, dim = 0, inner = 0;
+};
+
+// out[:] = value (converted to out's dtype).
+struct FillArgs {
+  TensorRef out;
+  double value = 0.0;
+};
+
+namespace cpu {
+void copy(const CopyArgs& args);
+void binary(const BinaryArgs& args);
+void unary(const UnaryArgs& args);
+void matmul(const MatmulArgs& args);
+void softmax(const SoftmaxArgs& args);
+void reduce(const ReduceArgs& args);
+void fill(const FillArgs& args);
+}  // namespace cpu
+
+// CUDA twins (cuda/*.cu). They launch on the device stream of the tensors' device and throw
+// sv::Error on a failed launch.
+namespace cuda {
+void copy(const CopyArgs& args);
+void binary(const BinaryArgs& args);
+void unary(const UnaryArgs& args);
+void matmul(const MatmulArgs& args);
+void softmax(const SoftmaxArgs& args);
+void reduce(const ReduceArgs& args);
+void fill(const FillArgs& args);
+}  // namespace cuda
+
+}  // namespace sv

@@ -1,0 +1,289 @@
+// N-API glue of the foundation ops: copy/cast, broadcasting binary ops, unary activations,
+// matmul/linear, softmax, reductions, fill. Each function validates shapes, dtypes and devices
+// completely (a kernel never sees a bad Args block), then dispatches to the CPU or CUDA kernel.
+#include <napi.h>
+
+#include <string>
+
+#include "dispatch.h"
+#include "kernels.h"
+#include "napi_util.h"
+
+namespace sv {
+namespace {
+
+std::string shape_of(const NativeTensor* t) { return t->ref().shape_string(); }
+
+// Checks that a strided walk of `shape` from `offset` stays inside a tensor of `numel` elements.
+void check_extent(const int64_t* shape, const int64_t* strides, int ndim, int64_t offset, int64_t numel,
+                  const char* what) {
+  int64_t last = offset;
+  bool empty = false;
+  for (int i = 0; i < ndim; i++) {
+    SV_CHECK(strides[i] >= 0, "ERR_ARGUMENT", std::string(what) + ": negative stride");
+    if (shape[i] == 0) empty = true;
+    if (shape[i] > 0) last += (shape[i] - 1) * strides[i];
+  }
+  SV_CHECK(offset >= 0, "ERR_ARGUMENT", std::string(what) + ": negative offset");
+  SV_CHECK(empty || last < numel, "ERR_SHAPE", std::string(what) + ": strided access reaches element " +
+                                                   std::to_string(last) + " of a tensor of " +
+                                                   std::to_string(numel) + " elements");
+}
+
+}  // namespace
+
+int common_device(std::initializer_list<const NativeTensor*> tensors) {
+  int device = -2;
+  for (const NativeTensor* t : tensors) {
+    if (t == nullptr) continue;
+    if (device == -2) device = t->device();
+    SV_CHECK(t->device() == device, "ERR_DEVICE",
+             "tensors of one op must be on one device: got " + std::string(device < 0 ? "cpu" : "cuda:" + std::to_string(device)) +
+                 " and " + (t->device() < 0 ? "cpu" : "cuda:" + std::to_string(t->device())));
+  }
+  return device;
+}
+
+// copy(dst, src, shape, srcStrides, srcOffset, dstStrides, dstOffset)
+SV_EXPORT(op_copy) {
+  NativeTensor* dst = NativeTensor::unwrap(info[0], "dst");
+  NativeTensor* src = NativeTensor::unwrap(info[1], "src");
+  std::vector<int64_t> shape = napi::arg_int_array(info, 2, "shape");
+  std::vector<int64_t> src_strides = napi::arg_int_array(info, 3, "srcStrides");
+  int64_t src_offset = napi::arg_int(info, 4, "srcOffset");
+  std::vector<int64_t> dst_strides = napi::arg_int_array(info, 5, "dstStrides");
+  int64_t dst_offset = napi::arg_int(info, 6, "dstOffset");
+  int device = common_device({dst, src});
+  checked_numel(shape, "copy");
+  SV_CHECK(src_strides.size() == shape.size() && dst_strides.size() == shape.size(), "ERR_ARGUMENT",
+           "copy: strides must have one entry per dimension");
+  CopyArgs args;
+  args.dst = dst->ref();
+  args.src = src->ref();
+  args.ndim = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); i++) {
+    args.shape[i] = shape[i];
+    args.src_strides[i] = src_strides[i];
+    args.dst_strides[i] = dst_strides[i];
+  }
+  args.src_offset = src_offset;
+  args.dst_offset = dst_offset;
+  check_extent(args.shape, args.src_strides, args.ndim, src_offset, args.src.numel(), "copy source");
+  check_extent(args.shape, args.dst_strides, args.ndim, dst_offset, args.dst.numel(), "copy destination");
+  if (device == kCpuDevice) {
+    run_on_cpu({dst, src}, [args] { cpu::copy(args); });
+  } else {
+    SV_CUDA(cuda::copy(args));
+  }
+  return info.Env().Undefined();
+}
+
+// binary(out, a, b, op): a and b broadcast (right-aligned) to out's shape.
+SV_EXPORT(op_binary) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  NativeTensor* a = NativeTensor::unwrap(info[1], "a");
+  NativeTensor* b = NativeTensor::unwrap(info[2], "b");
+  int64_t op = napi::arg_int(info, 3, "op");
+  SV_CHECK(op >= 0 && op <= 5, "ERR_ARGUMENT", "binary: unknown op " + std::to_string(op));
+  int device = common_device({out, a, b});
+  SV_CHECK(a->dtype() == out->dtype() && b->dtype() == out->dtype(), "ERR_DTYPE",
+           std::string("binary: operands must share out's dtype ") + dtype_name(out->dtype()));
+  BinaryArgs args;
+  args.out = out->ref();
+  args.a = a->ref();
+  args.b = b->ref();
+  args.op = static_cast<BinaryOp>(op);
+  args.ndim = args.out.ndim;
+  for (int i = 0; i < args.ndim; i++) args.shape[i] = args.out.shape[i];
+  const TensorRef* operands[2] = {&args.a, &args.b};
+  int64_t* strides[2] = {args.a_strides, args.b_strides};
+  for (int which = 0; which < 2; which++) {
+    const TensorRef& t = *operands[which];
+    SV_CHECK(t.ndim <= args.ndim, "ERR_SHAPE",
+             "binary: operand " + t.shape_string() + " does not broadcast to " + args.out.shape_string());
+    int64_t stride = 1;
+    for (int i = args.ndim - 1; i >= 0; i--) {
+      int ti = i - (args.ndim - t.ndim);
+      if (ti < 0) {
+        strides[which][i] = 0;
+        continue;
+      }
+      int64_t dim = t.shape[ti];
+      SV_CHECK(dim == args.shape[i] || dim == 1, "ERR_SHAPE",
+               "binary: operand " + t.shape_string() + " does not broadcast to " + args.out.shape_string());
+      strides[which][i] = dim == 1 ? 0 : stride;
+      stride *= dim;
+    }
+  }
+  if (device == kCpuDevice) {
+    run_on_cpu({out, a, b}, [args] { cpu::binary(args); });
+  } else {
+    SV_CUDA(cuda::binary(args));
+  }
+  return info.Env().Undefined();
+}
+
+// unary(out, x, op, alpha, beta)
+SV_EXPORT(op_unary) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  NativeTensor* x = NativeTensor::unwrap(info[1], "x");
+  int64_t op = napi::arg_int(info, 2, "op");
+  SV_CHECK(op >= 0 && op <= 11, "ERR_ARGUMENT", "unary: unknown op " + std::to_string(op));
+  int device = common_device({out, x});
+  SV_CHECK(out->ref().numel() == x->ref().numel(), "ERR_SHAPE",
+           "unary: out " + shape_of(out) + " and x " + shape_of(x) + " differ in size");
+  SV_CHECK(out->dtype() == x->dtype(), "ERR_DTYPE", "unary: out and x must share a dtype");
+  UnaryArgs args;
+  args.out = out->ref();
+  args.x = x->ref();
+  args.op = static_cast<UnaryOp>(op);
+  args.alpha = static_cast<float>(napi::arg_number(info, 3, "alpha"));
+  args.beta = static_cast<float>(napi::arg_number(info, 4, "beta"));
+  if (device == kCpuDevice) {
+    run_on_cpu({out, x}, [args] { cpu::unary(args); });
+  } else {
+    SV_CUDA(cuda::unary(args));
+  }
+  return info.Env().Undefined();
+}
+
+// matmul(out, a, b, bias | null, transB, alpha)
+//   a [..., m, k]; b [k, n] (or [n, k] with transB) shared by every batch, or b [..., k, n] with
+//   the same leading dims as a; out [..., m, n]; bias [n].
+SV_EXPORT(op_matmul) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  NativeTensor* a = NativeTensor::unwrap(info[1], "a");
+  NativeTensor* b = NativeTensor::unwrap(info[2], "b");
+  NativeTensor* bias = napi::arg_present(info, 3) ? NativeTensor::unwrap(info[3], "bias") : nullptr;
+  bool trans_b = napi::arg_bool(info, 4, "transB");
+  float alpha = static_cast<float>(napi::arg_number(info, 5, "alpha"));
+  int device = common_device({out, a, b, bias});
+  MatmulArgs args;
+  args.out = out->ref();
+  args.a = a->ref();
+  args.b = b->ref();
+  if (bias) args.bias = bias->ref();
+  args.trans_b = trans_b;
+  args.alpha = alpha;
+  SV_CHECK(args.a.ndim >= 2 && args.b.ndim >= 2 && args.out.ndim == args.a.ndim, "ERR_SHAPE",
+           "matmul: expected a [..., m, k] and out of a's rank, got a " + args.a.shape_string() + ", out " +
+               args.out.shape_string());
+  args.m = args.a.size(-2);
+  args.k = args.a.size(-1);
+  int64_t bk = trans_b ? args.b.size(-1) : args.b.size(-2);
+  args.n = trans_b ? args.b.size(-2) : args.b.size(-1);
+  SV_CHECK(bk == args.k, "ERR_SHAPE",
+           "matmul: inner dimensions differ: a " + args.a.shape_string() + ", b " + args.b.shape_string() +
+               (trans_b ? " (transposed)" : ""));
+  args.batch = args.a.outer(-2);
+  args.a_batch_stride = args.m * args.k;
+  if (args.b.ndim == 2) {
+    args.b_batch_stride = 0;
+  } else {
+    SV_CHECK(args.b.ndim == args.a.ndim, "ERR_SHAPE",
+             "matmul: b must be 2-D or have a's rank: a " + args.a.shape_string() + ", b " + args.b.shape_string());
+    for (int i = 0; i < args.a.ndim - 2; i++) {
+      SV_CHECK(args.a.shape[i] == args.b.shape[i], "ERR_SHAPE",
+               "matmul: batch dimensions differ: a " + args.a.shape_string() + ", b " + args.b.shape_string());
+    }
+    args.b_batch_stride = args.k * args.n;
+  }
+  for (int i = 0; i < args.a.ndim - 2; i++) {
+    SV_CHECK(args.out.shape[i] == args.a.shape[i], "ERR_SHAPE", "matmul: out " + args.out.shape_string() +
+                                                                    " does not match a " + args.a.shape_string());
+  }
+  SV_CHECK(args.out.size(-2) == args.m && args.out.size(-1) == args.n, "ERR_SHAPE",
+           "matmul: expected out [..., " + std::to_string(args.m) + ", " + std::to_string(args.n) + "], got " +
+               args.out.shape_string());
+  SV_CHECK(a->dtype() == b->dtype() && out->dtype() == a->dtype(), "ERR_DTYPE",
+           std::string("matmul: a, b and out must share a dtype, got ") + dtype_name(a->dtype()) + ", " +
+               dtype_name(b->dtype()) + ", " + dtype_name(out->dtype()));
+  if (bias) {
+    SV_CHECK(args.bias.numel() == args.n, "ERR_SHAPE",
+             "matmul: bias must have n = " + std::to_string(args.n) + " elements, got " + args.bias.shape_string());
+    SV_CHECK(bias->dtype() == out->dtype(), "ERR_DTYPE", "matmul: bias must share out's dtype");
+  }
+  if (device == kCpuDevice) {
+    run_on_cpu({out, a, b, bias}, [args] { cpu::matmul(args); });
+  } else {
+    SV_CUDA(cuda::matmul(args));
+  }
+  return info.Env().Undefined();
+}
+
+// softmax(out, x): over the last dimension.
+SV_EXPORT(op_softmax) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  NativeTensor* x = NativeTensor::unwrap(info[1], "x");
+  int device = common_device({out, x});
+  SoftmaxArgs args;
+  args.out = out->ref();
+  args.x = x->ref();
+  SV_CHECK(args.x.ndim >= 1 && out->shape() == x->shape(), "ERR_SHAPE",
+           "softmax: out " + shape_of(out) + " must equal x " + shape_of(x));
+  SV_CHECK(out->dtype() == x->dtype(), "ERR_DTYPE", "softmax: out and x must share a dtype");
+  args.cols = args.x.size(-1);
+  args.rows = args.x.outer(-1);
+  if (device == kCpuDevice) {
+    run_on_cpu({out, x}, [args] { cpu::softmax(args); });
+  } else {
+    SV_CUDA(cuda::softmax(args));
+  }
+  return info.Env().Undefined();
+}
+
+// reduce(out, x, axis, op): out has x's shape with `axis` removed (or kept as 1).
+SV_EXPORT(op_reduce) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  NativeTensor* x = NativeTensor::unwrap(info[1], "x");
+  int64_t axis = napi::arg_int(info, 2, "axis");
+  int64_t op = napi::arg_int(info, 3, "op");
+  SV_CHECK(op >= 0 && op <= 2, "ERR_ARGUMENT", "reduce: unknown op " + std::to_string(op));
+  int device = common_device({out, x});
+  ReduceArgs args;
+  args.out = out->ref();
+  args.x = x->ref();
+  args.op = static_cast<ReduceOp>(op);
+  SV_CHECK(axis >= 0 && axis < args.x.ndim, "ERR_ARGUMENT",
+           "reduce: axis " + std::to_string(axis) + " out of range for " + args.x.shape_string());
+  args.outer = args.x.outer(static_cast<int>(axis));
+  args.dim = args.x.shape[axis];
+  args.inner = args.x.numel() / std::max<int64_t>(1, args.outer * args.dim);
+  if (args.outer * args.dim == 0) args.inner = 0;
+  SV_CHECK(args.out.numel() == args.outer * args.inner, "ERR_SHAPE",
+           "reduce: out " + args.out.shape_string() + " does not fit " + args.x.shape_string() + " reduced over axis " +
+               std::to_string(axis));
+  SV_CHECK(out->dtype() == x->dtype(), "ERR_DTYPE", "reduce: out and x must share a dtype");
+  if (device == kCpuDevice) {
+    run_on_cpu({out, x}, [args] { cpu::reduce(args); });
+  } else {
+    SV_CUDA(cuda::reduce(args));
+  }
+  return info.Env().Undefined();
+}
+
+// fill(out, value)
+SV_EXPORT(op_fill) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  FillArgs args;
+  args.out = out->ref();
+  args.value = napi::arg_number(info, 1, "value");
+  if (out->device() == kCpuDevice) {
+    run_on_cpu({out}, [args] { cpu::fill(args); });
+  } else {
+    SV_CUDA(cuda::fill(args));
+  }
+  return info.Env().Undefined();
+}
+
+void register_core_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("copy", Napi::Function::New(env, op_copy));
+  exports.Set("binary", Napi::Function::New(env, op_binary));
+  exports.Set("unary", Napi::Function::New(env, op_unary));
+  exports.Set("matmul", Napi::Function::New(env, op_matmul));
+  exports.Set("softmax", Napi::Function::New(env, op_softmax));
+  exports.Set("reduce", Napi::Function::New(env, op_reduce));
+  exports.Set("fill", Napi::Function::New(env, op_fill));
+}
+
+}  // namespace sv

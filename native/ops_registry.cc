@@ -1,0 +1,12 @@
+// Registers the model-level kernel families (one glue file per family). Adding a family means
+// adding its register function here and its sources to native/sources.json.
+#include <napi.h>
+
+namespace sv {
+
+void register_model_ops(Napi::Env env, Napi::Object exports) {
+  (void)env;
+  (void)exports;
+}
+
+}  // namespace sv

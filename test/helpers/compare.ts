@@ -1,0 +1,50 @@
+// Error measures used by every numeric test. The golden suites use exactly the README's measure:
+// rel = ||out - ref||_2 / ||ref||_2 over the whole tensor.
+import { expect } from 'vitest';
+
+import { roundBf16 } from '../../lib/dtype.js';
+
+export function relErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (out.length !== ref.length) throw new Error(`length mismatch: ${out.length} vs ${ref.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = out[i]! - ref[i]!;
+    num += d * d;
+    den += ref[i]! * ref[i]!;
+  }
+  if (!Number.isFinite(num)) return Infinity;
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+export function maxAbsErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) m = Math.max(m, Math.abs(out[i]! - ref[i]!));
+  return m;
+}
+
+export function allFinite(values: ArrayLike<number>): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return false;
+  return true;
+}
+
+/** Asserts rel <= tolerance, printing the measured error on failure. */
+export function expectRelErr(out: ArrayLike<number>, ref: ArrayLike<number>, tolerance: number, what = 'output'): number {
+  const rel = relErr(out, ref);
+  expect(allFinite(out), `${what}: non-finite values`).toBe(true);
+  expect(rel, `${what}: rel err ${rel.toExponential(3)} > ${tolerance.toExponential(3)}`).toBeLessThanOrEqual(tolerance);
+  return rel;
+}
+
+/**
+ * Tolerance for a bf16 kernel (flash-attention's rule, adapted): at most twice the error that
+ * merely rounding the exact result to bf16 gives, plus a small floor for accumulation order.
+ */
+export function bf16Tolerance(reference: ArrayLike<number>, floor = 1e-3): number {
+  const rounded = Array.from(reference, roundBf16);
+  return 2 * relErr(rounded, reference) + floor;
+}
+
+export function roundArrayBf16(values: ArrayLike<number>): Float32Array {
+  return Float32Array.from(values, roundBf16);
+}

@@ -1,0 +1,304 @@
+// The foundation ops as test cases, in the manner of ggml's test-backend-ops: each case makes
+// seeded inputs, runs the op through the library, and has an independent float64 reference in
+// TypeScript. The CPU suite checks the CPU backend against the references; the GPU suite runs the
+// same cases on CUDA (f32 and bf16) and checks them against the references and the CPU twin.
+import * as ops from '../../lib/ops.js';
+import type { Tensor } from '../../lib/tensor.js';
+import { Rng, randn, randu } from './random.js';
+
+export interface OpInput {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface OpCase {
+  name: string;
+  inputs: OpInput[];
+  run(inputs: Tensor[]): Tensor;
+  reference(inputs: Float32Array[]): Float64Array;
+  /** Relative tolerance of the f32 backends against the float64 reference. */
+  tolerance?: number;
+  /** False for ops whose bf16 variant is meaningless (e.g. exact data movement checked elsewhere). */
+  bf16?: boolean;
+}
+
+const prod = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+function strides(shape: number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+function unravel(index: number, shape: number[]): number[] {
+  const coords = new Array<number>(shape.length);
+  for (let i = shape.length - 1; i >= 0; i--) {
+    coords[i] = index % shape[i]!;
+    index = Math.floor(index / shape[i]!);
+  }
+  return coords;
+}
+
+function broadcastIndex(coords: number[], shape: number[]): number {
+  const offset = coords.length - shape.length;
+  const s = strides(shape);
+  let index = 0;
+  for (let i = 0; i < shape.length; i++) index += (shape[i] === 1 ? 0 : coords[i + offset]!) * s[i]!;
+  return index;
+}
+
+function binaryCase(name: string, a: number[], b: number[], f: (x: number, y: number) => number, seed: number, positiveB = false): OpCase {
+  const rng = new Rng(seed);
+  const out = a.length >= b.length ? a.map((d, i) => Math.max(d, b[i - (a.length - b.length)] ?? 1)) : [];
+  return {
+    name,
+    inputs: [
+      { shape: a, data: randn(rng, prod(a)) },
+      { shape: b, data: positiveB ? randu(rng, prod(b), 0.5, 2) : randn(rng, prod(b)) },
+    ],
+    run: ([x, y]) => (ops as unknown as Record<string, (p: Tensor, q: Tensor) => Tensor>)[name.split(' ')[0]!]!(x!, y!),
+    reference: ([x, y]) => {
+      const r = new Float64Array(prod(out));
+      for (let i = 0; i < r.length; i++) {
+        const c = unravel(i, out);
+        r[i] = f(x![broadcastIndex(c, a)]!, y![broadcastIndex(c, b)]!);
+      }
+      return r;
+    },
+  };
+}
+
+function unaryCase(name: string, fn: (x: Tensor) => Tensor, f: (x: number) => number, seed: number, lo = -4, hi = 4): OpCase {
+  const rng = new Rng(seed);
+  const shape = [3, 129];
+  return {
+    name,
+    inputs: [{ shape, data: randu(rng, prod(shape), lo, hi) }],
+    run: ([x]) => fn(x!),
+    reference: ([x]) => Float64Array.from(x!, f),
+  };
+}
+
+function referenceMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, n: number, k: number, transB: boolean, bBatched: boolean, bias?: Float32Array, alpha = 1): Float64Array {
+  const out = new Float64Array(batch * m * n);
+  for (let t = 0; t < batch; t++) {
+    const bo = bBatched ? t * k * n : 0;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) s += a[t * m * k + i * k + p]! * (transB ? b[bo + j * k + p]! : b[bo + p * n + j]!);
+        out[t * m * n + i * n + j] = alpha * s + (bias ? bias[j]! : 0);
+      }
+  }
+  return out;
+}
+
+function matmulCase(name: string, batch: number, m: number, n: number, k: number, transB: boolean, bBatched: boolean, withBias: boolean, seed: number, alpha = 1): OpCase {
+  const rng = new Rng(seed);
+  const aShape = batch > 1 ? [batch, m, k] : [m, k];
+  const bCore = transB ? [n, k] : [k, n];
+  const bShape = bBatched ? [batch, ...bCore] : bCore;
+  const inputs: OpInput[] = [
+    { shape: aShape, data: randn(rng, prod(aShape)) },
+    { shape: bShape, data: randn(rng, prod(bShape), 1 / Math.sqrt(k)) },
+  ];
+  if (withBias) inputs.push({ shape: [n], data: randn(rng, n) });
+  return {
+    name,
+    inputs,
+    run: ([a, b, bias]) => ops.matmul(a!, b!, { transB, alpha, ...(bias ? { bias } : {}) }),
+    reference: ([a, b, bias]) => referenceMatmul(a!, b!, batch, m, n, k, transB, bBatched, bias, alpha),
+  };
+}
+
+export function coreOpCases(): OpCase[] {
+  const cases: OpCase[] = [
+    binaryCase('add same', [5, 33], [5, 33], (x, y) => x + y, 1),
+    binaryCase('add broadcast-row', [2, 7, 131], [131], (x, y) => x + y, 2),
+    binaryCase('add broadcast-mid', [2, 7, 131], [2, 1, 131], (x, y) => x + y, 3),
+    binaryCase('sub broadcast', [3, 1, 17], [4, 17], (x, y) => x - y, 4),
+    binaryCase('mul broadcast', [2, 3, 5, 7], [3, 1, 7], (x, y) => x * y, 5),
+    binaryCase('div positive', [9, 65], [65], (x, y) => x / y, 6, true),
+    binaryCase('maximum same', [4, 100], [4, 100], Math.max, 7),
+    binaryCase('minimum broadcast', [4, 100], [1, 100], Math.min, 8),
+    unaryCase('silu', ops.silu, (x) => x / (1 + Math.exp(-x)), 10),
+    unaryCase('geluTanh', ops.geluTanh, (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))), 11),
+    unaryCase('gelu', ops.gelu, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), 12),
+    unaryCase('exp', ops.exp, Math.exp, 13, -3, 3),
+    unaryCase('sqrt', ops.sqrt, Math.sqrt, 14, 0.1, 9),
+    unaryCase('rsqrt', ops.rsqrt, (x) => 1 / Math.sqrt(x), 15, 0.1, 9),
+    unaryCase('tanh', ops.tanh, Math.tanh, 16),
+    unaryCase('sigmoid', ops.sigmoid, (x) => 1 / (1 + Math.exp(-x)), 17),
+    unaryCase('affine', (x) => ops.affine(x, 2.5, -0.75), (x) => 2.5 * x - 0.75, 18),
+    unaryCase('abs', ops.abs, Math.abs, 19),
+    unaryCase('neg', ops.neg, (x) => -x, 20),
+    unaryCase('square', ops.square, (x) => x * x, 21),
+    matmulCase('matmul square', 1, 64, 64, 64, false, false, false, 30),
+    matmulCase('matmul odd sizes', 1, 37, 129, 71, false, false, false, 31),
+    matmulCase('matmul transB bias (linear)', 1, 77, 257, 320, true, false, true, 32),
+    matmulCase('matmul batched a, shared b', 3, 19, 45, 130, true, false, false, 33),
+    matmulCase('matmul batched a and b', 4, 33, 17, 128, false, true, false, 34),
+    matmulCase('matmul batched transB with alpha', 2, 65, 72, 128, true, true, false, 35, 0.0883883),
+    matmulCase('matmul tall k', 1, 5, 9, 2049, true, false, true, 36),
+  ];
+  // Linear at a realistic width, through the nn.Linear wrapper with a 3-D input.
+  {
+    const rng = new Rng(40);
+    const x = { shape: [2, 23, 384], data: randn(rng, 2 * 23 * 384) };
+    const w = { shape: [200, 384], data: randn(rng, 200 * 384, 0.05) };
+    const b = { shape: [200], data: randn(rng, 200) };
+    cases.push({
+      name: 'linear 3-D input',
+      inputs: [x, w, b],
+      run: ([xt, wt, bt]) => ops.linear(xt!, wt!, bt!),
+      reference: ([xa, wa, ba]) => referenceMatmul(xa!, wa!, 1, 46, 200, 384, true, false, ba),
+    });
+  }
+  // Softmax over rows of the cross-attention context length and an odd length.
+  for (const [rows, cols, seed] of [
+    [6, 397, 50],
+    [33, 5, 51],
+  ] as const) {
+    const rng = new Rng(seed);
+    cases.push({
+      name: `softmax ${rows}x${cols}`,
+      inputs: [{ shape: [rows, cols], data: randn(rng, rows * cols, 3) }],
+      run: ([x]) => ops.softmax(x!),
+      reference: ([x]) => {
+        const r = new Float64Array(rows * cols);
+        for (let i = 0; i < rows; i++) {
+          let m = -Infinity;
+          for (let j = 0; j < cols; j++) m = Math.max(m, x![i * cols + j]!);
+          let s = 0;
+          for (let j = 0; j < cols; j++) s += Math.exp(x![i * cols + j]! - m);
+          for (let j = 0; j < cols; j++) r[i * cols + j] = Math.exp(x![i * cols + j]! - m) / s;
+        }
+        return r;
+      },
+    });
+  }
+  // Reductions over each axis of an odd 3-D shape.
+  const red = [3, 17, 10];
+  for (const [op, f] of [
+    ['sum', (v: number[]) => v.reduce((a, b) => a + b, 0)],
+    ['mean', (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length],
+    ['max', (v: number[]) => Math.max(...v)],
+  ] as const) {
+    for (let axis = 0; axis < 3; axis++) {
+      const rng = new Rng(60 + axis);
+      cases.push({
+        name: `${op} axis ${axis}`,
+        inputs: [{ shape: red, data: randn(rng, prod(red)) }],
+        run: ([x]) => (ops as unknown as Record<string, (t: Tensor, a: number) => Tensor>)[op]!(x!, axis),
+        reference: ([x]) => {
+          const outShape = red.filter((_, i) => i !== axis);
+          const r = new Float64Array(prod(outShape));
+          for (let i = 0; i < r.length; i++) {
+            const c = unravel(i, outShape);
+            const values: number[] = [];
+            for (let d = 0; d < red[axis]!; d++) {
+              const full = [...c];
+              full.splice(axis, 0, d);
+              values.push(x![full.reduce((acc, v, j) => acc * red[j]! + v, 0)]!);
+            }
+            r[i] = f(values);
+          }
+          return r;
+        },
+      });
+    }
+  }
+  // Data movement: permute, slice, concat, expand, cast round trip.
+  {
+    const shape = [2, 3, 5, 7];
+    const rng = new Rng(70);
+    const perm = [2, 0, 3, 1];
+    cases.push({
+      name: 'permute 4-D',
+      inputs: [{ shape, data: randn(rng, prod(shape)) }],
+      run: ([x]) => ops.permute(x!, perm),
+      reference: ([x]) => {
+        const outShape = perm.map((p) => shape[p]!);
+        const r = new Float64Array(prod(outShape));
+        const s = strides(shape);
+        for (let i = 0; i < r.length; i++) {
+          const c = unravel(i, outShape);
+          r[i] = x![perm.reduce((acc, p, j) => acc + c[j]! * s[p]!, 0)]!;
+        }
+        return r;
+      },
+      tolerance: 0,
+    });
+    cases.push({
+      name: 'slice middle axis',
+      inputs: [{ shape, data: randn(rng, prod(shape)) }],
+      run: ([x]) => ops.slice(x!, 2, 1, 4),
+      reference: ([x]) => {
+        const outShape = [2, 3, 3, 7];
+        const r = new Float64Array(prod(outShape));
+        const s = strides(shape);
+        for (let i = 0; i < r.length; i++) {
+          const c = unravel(i, outShape);
+          r[i] = x![c[0]! * s[0]! + c[1]! * s[1]! + (c[2]! + 1) * s[2]! + c[3]!]!;
+        }
+        return r;
+      },
+      tolerance: 0,
+    });
+    cases.push({
+      name: 'concat axis 1',
+      inputs: [
+        { shape: [2, 3, 4], data: randn(rng, 24) },
+        { shape: [2, 5, 4], data: randn(rng, 40) },
+      ],
+      run: ([a, b]) => ops.concat([a!, b!], 1),
+      reference: ([a, b]) => {
+        const r = new Float64Array(2 * 8 * 4);
+        for (let i = 0; i < 2; i++)
+          for (let j = 0; j < 8; j++)
+            for (let k = 0; k < 4; k++) r[i * 32 + j * 4 + k] = j < 3 ? a![i * 12 + j * 4 + k]! : b![i * 20 + (j - 3) * 4 + k]!;
+        return r;
+      },
+      tolerance: 0,
+    });
+    cases.push({
+      name: 'expand',
+      inputs: [{ shape: [3, 1, 5], data: randn(rng, 15) }],
+      run: ([x]) => ops.expand(x!, [2, 3, 4, 5]),
+      reference: ([x]) => {
+        const r = new Float64Array(2 * 3 * 4 * 5);
+        for (let i = 0; i < r.length; i++) {
+          const c = unravel(i, [2, 3, 4, 5]);
+          r[i] = x![c[1]! * 5 + c[3]!]!;
+        }
+        return r;
+      },
+      tolerance: 0,
+    });
+  }
+  return cases;
+}
+
+/** Abramowitz-Stegun 7.1.26 is too coarse for a reference; use a series/continued fraction. */
+export function erf(x: number): number {
+  const t = Math.abs(x);
+  if (t < 2.5) {
+    // Maclaurin series: converges fast for |x| < 2.5.
+    let sum = t;
+    let term = t;
+    for (let n = 1; n < 60; n++) {
+      term *= (-t * t) / n;
+      sum += term / (2 * n + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // Continued fraction for erfc.
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (t + f);
+  const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f);
+  return Math.sign(x) * (1 - erfc);
+}
