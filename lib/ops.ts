@@ -1,9 +1,10 @@
 // The foundation ops: typed, shape-checked wrappers over the native kernels. Each returns a new
 // tensor owned by the caller, on the inputs' device, enqueued (not yet computed). The CPU backend
 // computes in f32; the CUDA backend in f32 or bf16/f16 with f32 accumulation.
-import { type DType, isFloatDType } from './dtype.js';
+import type { DType } from './dtype.js';
 import { StepVideoError } from './errors.js';
 import { native } from './native.js';
+import { requireFloat, sameDType, sameDevice, withOutput } from './op-utils.js';
 import { type Shape, broadcastShapes, contiguousStrides, formatShape, normalizeAxis, numel } from './shape.js';
 import { Tensor } from './tensor.js';
 
@@ -12,43 +13,6 @@ const UNARY = {
   affine: 0, silu: 1, gelu_tanh: 2, gelu_erf: 3, exp: 4, sqrt: 5, rsqrt: 6, square: 7, tanh: 8, sigmoid: 9, abs: 10, neg: 11,
 } as const;
 const REDUCE = { sum: 0, mean: 1, max: 2 } as const;
-
-/** Every tensor on one device; returns it. */
-function sameDevice(op: string, ...tensors: Tensor[]) {
-  const device = tensors[0]!.device;
-  for (const t of tensors) {
-    if (t.device !== device) {
-      throw new StepVideoError('ERR_DEVICE', `${op}: inputs are on different devices`, { expected: device.name, got: t.device.name });
-    }
-  }
-  return device;
-}
-
-function requireFloat(op: string, ...tensors: Tensor[]) {
-  for (const t of tensors) {
-    if (!isFloatDType(t.dtype)) throw new StepVideoError('ERR_DTYPE', `${op} needs a floating-point tensor`, { got: t.dtype });
-  }
-}
-
-function sameDType(op: string, ...tensors: Tensor[]) {
-  for (const t of tensors) {
-    if (t.dtype !== tensors[0]!.dtype) {
-      throw new StepVideoError('ERR_DTYPE', `${op}: inputs must share a dtype`, { expected: tensors[0]!.dtype, got: t.dtype });
-    }
-  }
-}
-
-/** Runs `enqueue` with a fresh output; frees the output if enqueueing throws. */
-function withOutput(shape: Shape, dtype: DType, like: Tensor, enqueue: (out: Tensor) => void): Tensor {
-  const out = Tensor.empty(shape, dtype, like.device);
-  try {
-    enqueue(out);
-  } catch (error) {
-    out.dispose();
-    throw error;
-  }
-  return out;
-}
 
 // ---- data movement ----
 

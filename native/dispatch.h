@@ -18,6 +18,12 @@ namespace sv {
 // Every tensor of an op must live on one device; returns it.
 int common_device(std::initializer_list<const NativeTensor*> tensors);
 
+// Every non-null tensor must have `dtype`; names the op and the offending argument otherwise.
+void require_dtype(const char* op, DType dtype, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors);
+
+// Every non-null tensor must hold exactly `count` elements.
+void require_numel(const char* op, int64_t count, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors);
+
 template <typename Fn>
 void run_on_cpu(std::initializer_list<const NativeTensor*> tensors, Fn&& fn) {
   std::vector<std::shared_ptr<Storage>> keep;

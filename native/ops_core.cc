@@ -44,6 +44,23 @@ int common_device(std::initializer_list<const NativeTensor*> tensors) {
   return device;
 }
 
+void require_dtype(const char* op, DType dtype, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors) {
+  for (const auto& [name, t] : tensors) {
+    if (t == nullptr) continue;
+    SV_CHECK(t->dtype() == dtype, "ERR_DTYPE",
+             std::string(op) + ": expected " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " (tensor '" + name + "')");
+  }
+}
+
+void require_numel(const char* op, int64_t count, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors) {
+  for (const auto& [name, t] : tensors) {
+    if (t == nullptr) continue;
+    SV_CHECK(t->ref().numel() == count, "ERR_SHAPE",
+             std::string(op) + ": expected " + std::to_string(count) + " elements, got " + t->ref().shape_string() +
+                 " (tensor '" + name + "')");
+  }
+}
+
 // copy(dst, src, shape, srcStrides, srcOffset, dstStrides, dstOffset)
 SV_EXPORT(op_copy) {
   NativeTensor* dst = NativeTensor::unwrap(info[0], "dst");

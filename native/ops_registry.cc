@@ -4,9 +4,12 @@
 
 namespace sv {
 
+void register_norm_ops(Napi::Env env, Napi::Object exports);
+void register_attention_ops(Napi::Env env, Napi::Object exports);
+
 void register_model_ops(Napi::Env env, Napi::Object exports) {
-  (void)env;
-  (void)exports;
+  register_norm_ops(env, exports);
+  register_attention_ops(env, exports);
 }
 
 }  // namespace sv

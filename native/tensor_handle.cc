@@ -66,6 +66,11 @@ NativeTensor* NativeTensor::unwrap(const Napi::Value& value, const char* what) {
   return tensor;
 }
 
+NativeTensor* optional_tensor(const Napi::CallbackInfo& info, size_t index, const char* what) {
+  if (!napi::arg_present(info, index)) return nullptr;
+  return NativeTensor::unwrap(info[index], what);
+}
+
 size_t NativeTensor::bytes() const {
   int64_t numel = 1;
   for (int64_t d : shape_) numel *= d;

@@ -41,6 +41,9 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   std::vector<int64_t> shape_;
 };
 
+// The tensor argument at `index`, or nullptr when it is absent/undefined/null.
+NativeTensor* optional_tensor(const Napi::CallbackInfo& info, size_t index, const char* what);
+
 // Validates a shape (rank <= kMaxDims, non-negative dims, no overflow) and returns its numel.
 int64_t checked_numel(const std::vector<int64_t>& shape, const char* what);
 

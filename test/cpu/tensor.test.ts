@@ -23,16 +23,16 @@ function expectCode(fn: () => unknown, code: string) {
 describe('Tensor', () => {
   it('round-trips every dtype through host memory', async () => {
     const f32 = Tensor.from(new Float32Array([1.5, -2, 3.25]), [3]);
-    expect(Array.from(await f32.toArray())).toEqual([1.5, -2, 3.25]);
+    expect(Array.from((await f32.toArray()) as ArrayLike<number>)).toEqual([1.5, -2, 3.25]);
     const bf16 = Tensor.from(new Uint16Array([f32ToBf16Bits(1.5), f32ToBf16Bits(-2)]), [2]);
     expect(bf16.dtype).toBe('bf16');
     expect(Array.from(await bf16.toFloat32())).toEqual([1.5, -2]);
     const i32 = Tensor.from(new Int32Array([7, -9, 2 ** 30]), [3]);
-    expect(Array.from(await i32.toArray())).toEqual([7, -9, 2 ** 30]);
+    expect(Array.from((await i32.toArray()) as ArrayLike<number>)).toEqual([7, -9, 2 ** 30]);
     const i64 = Tensor.from(new BigInt64Array([1n, -(2n ** 40n)]), [2]);
-    expect(Array.from(await i64.toArray())).toEqual([1n, -(2n ** 40n)]);
+    expect(Array.from((await i64.toArray()) as BigInt64Array)).toEqual([1n, -(2n ** 40n)]);
     const u8 = Tensor.from(new Uint8Array([0, 255, 17]), [3]);
-    expect(Array.from(await u8.toArray())).toEqual([0, 255, 17]);
+    expect(Array.from((await u8.toArray()) as ArrayLike<number>)).toEqual([0, 255, 17]);
     for (const t of [f32, bf16, i32, i64, u8]) t.dispose();
   });
 
@@ -52,7 +52,7 @@ describe('Tensor', () => {
     const values = await back.toFloat32();
     expect(Array.from(values).map((v, i) => Math.abs(v - [0.1, -3.7, 1e6, 2.5][i]!) / Math.abs([0.1, -3.7, 1e6, 2.5][i]!))).toSatisfy((errs: number[]) => errs.every((e) => e < 2 ** -8));
     const ints = ops.cast(x, 'i32');
-    expect(Array.from(await ints.toArray())).toEqual([0, -3, 1000000, 2]);
+    expect(Array.from((await ints.toArray()) as ArrayLike<number>)).toEqual([0, -3, 1000000, 2]);
     for (const t of [x, b, back, ints]) t.dispose();
   });
 
@@ -64,8 +64,8 @@ describe('Tensor', () => {
     const rows = x.narrow(1, 2);
     expect(rows.shape).toEqual([2, 6]);
     x.dispose();
-    expect(Array.from(await rows.toArray())).toEqual(Array.from({ length: 12 }, (_, i) => i + 6));
-    expect(Array.from(await r.toArray()).slice(0, 3)).toEqual([0, 1, 2]);
+    expect(Array.from((await rows.toArray()) as ArrayLike<number>)).toEqual(Array.from({ length: 12 }, (_, i) => i + 6));
+    expect(Array.from((await r.toArray()) as ArrayLike<number>).slice(0, 3)).toEqual([0, 1, 2]);
     r.dispose();
     rows.dispose();
   });
@@ -109,7 +109,7 @@ describe('Tensor', () => {
     const x = Tensor.from(new Float32Array([1, 2, 3]), [3]);
     const y = await x.to('cpu');
     expect(y.sharesMemoryWith(x)).toBe(false);
-    expect(Array.from(await y.toArray())).toEqual([1, 2, 3]);
+    expect(Array.from((await y.toArray()) as ArrayLike<number>)).toEqual([1, 2, 3]);
     x.dispose();
     y.dispose();
   });

@@ -1,15 +1,14 @@
-// Every foundation op on the CPU backend against its float64 reference (random, non-zero inputs,
-// odd sizes). The same cases run on CUDA in test/gpu/core-ops.test.ts.
+// Every kernel case (test/cases) on the CPU backend against its float64 reference.
 import { describe, expect, it } from 'vitest';
 
 import { Tensor } from '../../lib/tensor.js';
+import { allCases } from '../cases/index.js';
 import { expectRelErr } from '../helpers/compare.js';
-import { coreOpCases } from '../helpers/op-cases.js';
 
-describe('foundation ops on the CPU backend', () => {
-  for (const testCase of coreOpCases()) {
+describe('kernels on the CPU backend vs float64 references', () => {
+  for (const testCase of allCases()) {
     it(testCase.name, async () => {
-      const inputs = testCase.inputs.map((input) => Tensor.from(input.data, input.shape, { device: 'cpu' }));
+      const inputs = testCase.inputs.map((input) => Tensor.from(input.data, input.shape, { device: 'cpu', ...(input.dtype ? { dtype: input.dtype } : {}) }));
       const out = testCase.run(inputs);
       const got = await out.toFloat32();
       const ref = testCase.reference(testCase.inputs.map((input) => input.data));

@@ -1,46 +1,67 @@
-// The foundation ops on CUDA: f32 and bf16, each against the float64 reference and against the
-// CPU twin on the same inputs; both GEMM paths (cuBLASLt and the own fallback kernel).
+// Every kernel case (test/cases) on CUDA, f32 and bf16, against the float64 reference and the CPU
+// twin; both GEMM paths; real-size cases against the CPU twin on a sample of the output.
 import { expect, it } from 'vitest';
 
 import { roundBf16 } from '../../lib/dtype.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
+import { allCases, largeCases } from '../cases/index.js';
+import type { OpInput } from '../cases/types.js';
 import { bf16Tolerance, expectRelErr, relErr } from '../helpers/compare.js';
 import { describeGpu } from '../helpers/gpu.js';
-import { coreOpCases } from '../helpers/op-cases.js';
 
-describeGpu('foundation ops on CUDA', () => {
-  for (const testCase of coreOpCases()) {
+function upload(input: OpInput, device: 'cpu' | 'cuda', floatDType: 'f32' | 'bf16', data = input.data): Tensor {
+  return Tensor.from(data, input.shape, { device, dtype: input.dtype ?? floatDType });
+}
+
+function roundInput(input: OpInput): Float32Array | Int32Array {
+  return input.dtype === undefined ? Float32Array.from(input.data as Float32Array, roundBf16) : input.data;
+}
+
+describeGpu('kernels on CUDA', () => {
+  for (const testCase of allCases()) {
     it(`${testCase.name} (f32)`, async () => {
-      const onGpu = testCase.inputs.map((input) => Tensor.from(input.data, input.shape, { device: 'cuda' }));
-      const onCpu = testCase.inputs.map((input) => Tensor.from(input.data, input.shape, { device: 'cpu' }));
+      const onGpu = testCase.inputs.map((input) => upload(input, 'cuda', 'f32'));
+      const onCpu = testCase.inputs.map((input) => upload(input, 'cpu', 'f32'));
       const gpuOut = testCase.run(onGpu);
       const cpuOut = testCase.run(onCpu);
       const got = await gpuOut.toFloat32();
       const ref = testCase.reference(testCase.inputs.map((input) => input.data));
-      expectRelErr(got, ref, Math.max(testCase.tolerance ?? 0, 1e-5), `${testCase.name} vs reference`);
-      expectRelErr(got, await cpuOut.toFloat32(), Math.max(testCase.tolerance ?? 0, 1e-5), `${testCase.name} vs CPU twin`);
+      const tolerance = Math.max(testCase.tolerance ?? 0, 1e-5);
+      expectRelErr(got, ref, tolerance, `${testCase.name} vs reference`);
+      expectRelErr(got, await cpuOut.toFloat32(), tolerance, `${testCase.name} vs CPU twin`);
       for (const t of [...onGpu, ...onCpu, gpuOut, cpuOut]) t.dispose();
     });
     if (testCase.bf16 === false) continue;
     it(`${testCase.name} (bf16)`, async () => {
-      const rounded = testCase.inputs.map((input) => Float32Array.from(input.data, roundBf16));
-      const onGpu = testCase.inputs.map((input, i) => Tensor.from(rounded[i]!, input.shape, { device: 'cuda', dtype: 'bf16' }));
+      const rounded = testCase.inputs.map(roundInput);
+      const onGpu = testCase.inputs.map((input, i) => upload(input, 'cuda', 'bf16', rounded[i]));
       const out = testCase.run(onGpu);
       expect(out.dtype).toBe('bf16');
-      const got = await out.toFloat32();
       const ref = testCase.reference(rounded);
-      expectRelErr(got, ref, bf16Tolerance(ref), `${testCase.name} bf16`);
+      expectRelErr(await out.toFloat32(), ref, bf16Tolerance(ref), `${testCase.name} bf16`);
       for (const t of [...onGpu, out]) t.dispose();
     });
   }
 
+  for (const large of largeCases()) {
+    it(`${large.name} (real size, sampled against the CPU twin)`, async () => {
+      const expected = await large.runCpuSample();
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const out = await large.runGpu(dtype);
+        const got = large.sample(await out.toFloat32());
+        out.dispose();
+        expectRelErr(got, expected, large.tolerance[dtype], `${large.name} ${dtype}`);
+      }
+    });
+  }
+
   it('the own GEMM kernel matches cuBLASLt and the reference (bf16 and f32, odd shapes)', async () => {
-    const cases = coreOpCases().filter((c) => c.name.startsWith('matmul') || c.name.startsWith('linear'));
+    const cases = allCases().filter((c) => c.name.startsWith('matmul') || c.name.startsWith('linear'));
     for (const testCase of cases) {
       for (const dtype of ['f32', 'bf16'] as const) {
-        const rounded = testCase.inputs.map((input) => (dtype === 'bf16' ? Float32Array.from(input.data, roundBf16) : input.data));
-        const inputs = testCase.inputs.map((input, i) => Tensor.from(rounded[i]!, input.shape, { device: 'cuda', dtype }));
+        const data = testCase.inputs.map((input) => (dtype === 'bf16' ? roundInput(input) : input.data));
+        const inputs = testCase.inputs.map((input, i) => upload(input, 'cuda', dtype, data[i]));
         const viaLt = testCase.run(inputs);
         process.env.STEPVIDEO_GEMM = 'fallback';
         let viaFallback: Tensor;
@@ -49,7 +70,7 @@ describeGpu('foundation ops on CUDA', () => {
         } finally {
           delete process.env.STEPVIDEO_GEMM;
         }
-        const ref = testCase.reference(rounded);
+        const ref = testCase.reference(data);
         const tolerance = dtype === 'bf16' ? bf16Tolerance(ref) : 1e-5;
         const fallback = await viaFallback.toFloat32();
         expectRelErr(fallback, ref, tolerance, `${testCase.name} ${dtype} fallback`);
@@ -64,7 +85,7 @@ describeGpu('foundation ops on CUDA', () => {
     const cpu = Tensor.from(data, [4099]);
     const gpu = await cpu.to('cuda');
     const back = await gpu.to('cpu');
-    expect(Array.from(await back.toArray())).toEqual(Array.from(data));
+    expect(Array.from((await back.toArray()) as Float32Array)).toEqual(Array.from(data));
     const bf = ops.cast(gpu, 'bf16');
     const bfCpu = await bf.to('cpu');
     const bfOnHost = ops.cast(cpu, 'bf16');

@@ -1,26 +1,9 @@
-// The foundation ops as test cases, in the manner of ggml's test-backend-ops: each case makes
-// seeded inputs, runs the op through the library, and has an independent float64 reference in
-// TypeScript. The CPU suite checks the CPU backend against the references; the GPU suite runs the
-// same cases on CUDA (f32 and bf16) and checks them against the references and the CPU twin.
+// The foundation ops as test cases (see ./types.ts).
 import * as ops from '../../lib/ops.js';
 import type { Tensor } from '../../lib/tensor.js';
-import { Rng, randn, randu } from './random.js';
+import { Rng, randn, randu } from '../helpers/random.js';
 
-export interface OpInput {
-  shape: number[];
-  data: Float32Array;
-}
-
-export interface OpCase {
-  name: string;
-  inputs: OpInput[];
-  run(inputs: Tensor[]): Tensor;
-  reference(inputs: Float32Array[]): Float64Array;
-  /** Relative tolerance of the f32 backends against the float64 reference. */
-  tolerance?: number;
-  /** False for ops whose bf16 variant is meaningless (e.g. exact data movement checked elsewhere). */
-  bf16?: boolean;
-}
+import type { OpCase, OpInput } from './types.js';
 
 const prod = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -83,7 +66,7 @@ function unaryCase(name: string, fn: (x: Tensor) => Tensor, f: (x: number) => nu
   };
 }
 
-function referenceMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, n: number, k: number, transB: boolean, bBatched: boolean, bias?: Float32Array, alpha = 1): Float64Array {
+function referenceMatmul(a: ArrayLike<number>, b: ArrayLike<number>, batch: number, m: number, n: number, k: number, transB: boolean, bBatched: boolean, bias?: ArrayLike<number>, alpha = 1): Float64Array {
   const out = new Float64Array(batch * m * n);
   for (let t = 0; t < batch; t++) {
     const bo = bBatched ? t * k * n : 0;
@@ -115,7 +98,7 @@ function matmulCase(name: string, batch: number, m: number, n: number, k: number
   };
 }
 
-export function coreOpCases(): OpCase[] {
+export function coreCases(): OpCase[] {
   const cases: OpCase[] = [
     binaryCase('add same', [5, 33], [5, 33], (x, y) => x + y, 1),
     binaryCase('add broadcast-row', [2, 7, 131], [131], (x, y) => x + y, 2),

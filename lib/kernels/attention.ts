@@ -1,0 +1,50 @@
+// Typed wrapper of the attention kernel family (native/attention.h).
+import { StepVideoError } from '../errors.js';
+import { native, type NativeTensorHandle as H } from '../native.js';
+import { requireFloat, requireRank, sameDType, sameDevice, withOutput } from '../op-utils.js';
+import { formatShape } from '../shape.js';
+import type { Tensor } from '../tensor.js';
+
+interface AttentionNative {
+  attention(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): void;
+}
+const n = native as unknown as AttentionNative;
+
+export interface AttentionOptions {
+  /** Softmax scale; default 1/sqrt(head_dim). */
+  scale?: number;
+  /** i32 [B]: batch item b sees keys [0, kvLen[b]) only (prefix/padding mask). */
+  kvLen?: Tensor;
+  /** Query i sees keys j <= i + (Nk - Nq). */
+  causal?: boolean;
+  /** Adds -slope_h·sqrt(i - j) with standard ALiBi slopes (causal only). */
+  alibiSqrt?: boolean;
+}
+
+/**
+ * Scaled dot-product attention. q [B, H, Nq, D], k/v [B, Hkv, Nk, D] (H a multiple of Hkv:
+ * grouped-query attention) → out [B, Nq, H, D] (token-major, ready for the output projection).
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+  const { kvLen, causal = false, alibiSqrt = false } = options;
+  sameDevice('attention', q, k, v, kvLen);
+  sameDType('attention', q, k, v);
+  requireFloat('attention', q);
+  requireRank('attention', 'q', q, 4, '[B, H, Nq, D]');
+  requireRank('attention', 'k', k, 4, '[B, Hkv, Nk, D]');
+  requireRank('attention', 'v', v, 4, '[B, Hkv, Nk, D]');
+  const [batch, heads, queries, headDim] = q.shape as [number, number, number, number];
+  if (k.shape[0] !== batch || k.shape[3] !== headDim || v.shape.some((d, i) => d !== k.shape[i])) {
+    throw new StepVideoError('ERR_SHAPE', 'attention: k and v must be [B, Hkv, Nk, D] matching q', {
+      expected: `[${batch}, Hkv, Nk, ${headDim}]`,
+      got: `k ${formatShape(k.shape)}, v ${formatShape(v.shape)}`,
+    });
+  }
+  if (kvLen && (kvLen.dtype !== 'i32' || kvLen.numel !== batch)) {
+    throw new StepVideoError('ERR_SHAPE', 'attention: kvLen must be i32 [B]', { expected: `i32 [${batch}]`, got: `${kvLen.dtype} ${formatShape(kvLen.shape)}` });
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(headDim);
+  return withOutput([batch, queries, heads, headDim], q.dtype, q, (out) =>
+    n.attention(out.handle, q.handle, k.handle, v.handle, kvLen?.handle ?? null, scale, causal, alibiSqrt),
+  );
+}

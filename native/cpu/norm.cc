@@ -1,0 +1,119 @@
+// CPU reference for native/norm.h, f32 with double-precision statistics.
+#include <cmath>
+
+#include "../norm.h"
+#include "common.h"
+#include "parallel.h"
+
+namespace sv::cpu {
+
+void layer_norm(const LayerNormArgs& a) {
+  require_f32(a.out, "layer_norm", "out");
+  require_f32(a.x, "layer_norm", "x");
+  const float* x = a.x.as<float>();
+  float* out = a.out.as<float>();
+  const float* w = a.weight.data ? a.weight.as<float>() : nullptr;
+  const float* b = a.bias.data ? a.bias.as<float>() : nullptr;
+  const float* scale = a.scale.data ? a.scale.as<float>() : nullptr;
+  const float* shift = a.shift.data ? a.shift.as<float>() : nullptr;
+  const int64_t dim = a.dim;
+  parallel_for(a.rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) {
+      const float* xr = x + r * dim;
+      double mean = 0.0;
+      for (int64_t j = 0; j < dim; j++) mean += xr[j];
+      mean /= static_cast<double>(dim);
+      double var = 0.0;
+      for (int64_t j = 0; j < dim; j++) var += (xr[j] - mean) * (xr[j] - mean);
+      var /= static_cast<double>(dim);
+      const double inv = 1.0 / std::sqrt(var + a.eps);
+      const int64_t g = r / a.rows_per_group;
+      const float* sc = scale ? scale + g * dim : nullptr;
+      const float* sh = shift ? shift + g * dim : nullptr;
+      float* o = out + r * dim;
+      for (int64_t j = 0; j < dim; j++) {
+        double y = (xr[j] - mean) * inv;
+        if (w) y *= w[j];
+        if (b) y += b[j];
+        if (sc) y *= 1.0 + sc[j];
+        if (sh) y += sh[j];
+        o[j] = static_cast<float>(y);
+      }
+    }
+  });
+}
+
+void rms_norm(const RmsNormArgs& a) {
+  require_f32(a.out, "rms_norm", "out");
+  require_f32(a.x, "rms_norm", "x");
+  const float* x = a.x.as<float>();
+  float* out = a.out.as<float>();
+  const float* w = a.weight.data ? a.weight.as<float>() : nullptr;
+  const int64_t dim = a.dim;
+  parallel_for(a.rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) {
+      const float* xr = x + r * dim;
+      double ss = 0.0;
+      for (int64_t j = 0; j < dim; j++) ss += static_cast<double>(xr[j]) * xr[j];
+      const double inv = 1.0 / std::sqrt(ss / static_cast<double>(dim) + a.eps);
+      float* o = out + r * dim;
+      for (int64_t j = 0; j < dim; j++) o[j] = static_cast<float>(xr[j] * inv * (w ? w[j] : 1.0f));
+    }
+  });
+}
+
+void group_norm(const GroupNormArgs& a) {
+  require_f32(a.out, "group_norm", "out");
+  require_f32(a.x, "group_norm", "x");
+  const float* x = a.x.as<float>();
+  float* out = a.out.as<float>();
+  const float* w = a.weight.as<float>();
+  const float* b = a.bias.as<float>();
+  const int64_t pixels = a.pixels, channels = a.channels, per_group = channels / a.groups;
+  parallel_for(a.frames * a.groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; item++) {
+      const int64_t f = item / a.groups, g = item % a.groups, c0 = g * per_group;
+      const float* xf = x + f * pixels * channels;
+      float* of = out + f * pixels * channels;
+      double mean = 0.0;
+      for (int64_t p = 0; p < pixels; p++)
+        for (int64_t c = 0; c < per_group; c++) mean += xf[p * channels + c0 + c];
+      const double count = static_cast<double>(pixels * per_group);
+      mean /= count;
+      double var = 0.0;
+      for (int64_t p = 0; p < pixels; p++)
+        for (int64_t c = 0; c < per_group; c++) {
+          double d = xf[p * channels + c0 + c] - mean;
+          var += d * d;
+        }
+      const double inv = 1.0 / std::sqrt(var / count + a.eps);
+      for (int64_t p = 0; p < pixels; p++)
+        for (int64_t c = 0; c < per_group; c++) {
+          const int64_t idx = p * channels + c0 + c;
+          double y = (xf[idx] - mean) * inv * w[c0 + c] + b[c0 + c];
+          if (a.silu) y = y / (1.0 + std::exp(-y));
+          of[idx] = static_cast<float>(y);
+        }
+    }
+  });
+}
+
+void gated_residual(const GatedResidualArgs& a) {
+  require_f32(a.out, "gated_residual", "out");
+  const float* x = a.x.as<float>();
+  const float* y = a.y.as<float>();
+  const float* gate = a.gate.data ? a.gate.as<float>() : nullptr;
+  float* out = a.out.as<float>();
+  const int64_t dim = a.dim;
+  parallel_for(a.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) {
+      const float* gr = gate ? gate + (r / a.rows_per_group) * dim : nullptr;
+      for (int64_t j = 0; j < dim; j++) {
+        const int64_t i = r * dim + j;
+        out[i] = x[i] + (gr ? gr[j] * y[i] : y[i]);
+      }
+    }
+  });
+}
+
+}  // namespace sv::cpu

@@ -1,0 +1,67 @@
+// N-API glue of the attention family (native/attention.h).
+#include <napi.h>
+
+#include "attention.h"
+#include "dispatch.h"
+#include "napi_util.h"
+
+namespace sv {
+
+// attention(out, q, k, v, kvLen?, scale, causal, alibiSqrt)
+SV_EXPORT(op_attention) {
+  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  NativeTensor* q = NativeTensor::unwrap(info[1], "q");
+  NativeTensor* k = NativeTensor::unwrap(info[2], "k");
+  NativeTensor* v = NativeTensor::unwrap(info[3], "v");
+  NativeTensor* kv_len = optional_tensor(info, 4, "kvLen");
+  int device = common_device({out, q, k, v, kv_len});
+  AttentionArgs a;
+  a.out = out->ref();
+  a.q = q->ref();
+  a.k = k->ref();
+  a.v = v->ref();
+  a.kv_len = kv_len ? kv_len->ref() : TensorRef{};
+  a.scale = static_cast<float>(napi::arg_number(info, 5, "scale"));
+  a.causal = napi::arg_bool(info, 6, "causal");
+  a.alibi_sqrt = napi::arg_bool(info, 7, "alibiSqrt");
+  SV_CHECK(a.q.ndim == 4 && a.k.ndim == 4 && a.v.ndim == 4 && a.out.ndim == 4, "ERR_SHAPE",
+           "attention: expected q [B, H, Nq, D], k/v [B, Hkv, Nk, D], out [B, Nq, H, D], got q " + a.q.shape_string() +
+               ", k " + a.k.shape_string() + ", v " + a.v.shape_string() + ", out " + a.out.shape_string());
+  a.batch = a.q.shape[0];
+  a.heads = a.q.shape[1];
+  a.q_len = a.q.shape[2];
+  a.head_dim = a.q.shape[3];
+  a.kv_heads = a.k.shape[1];
+  a.kv_len_max = a.k.shape[2];
+  SV_CHECK(a.k.shape[0] == a.batch && a.k.shape[3] == a.head_dim && v->shape() == k->shape(), "ERR_SHAPE",
+           "attention: k " + a.k.shape_string() + " and v " + a.v.shape_string() + " must be [" + std::to_string(a.batch) +
+               ", Hkv, Nk, " + std::to_string(a.head_dim) + "]");
+  SV_CHECK(a.kv_heads > 0 && a.heads % a.kv_heads == 0, "ERR_SHAPE",
+           "attention: " + std::to_string(a.heads) + " query heads are not a multiple of " + std::to_string(a.kv_heads) +
+               " key/value heads");
+  SV_CHECK(a.out.shape[0] == a.batch && a.out.shape[1] == a.q_len && a.out.shape[2] == a.heads &&
+               a.out.shape[3] == a.head_dim,
+           "ERR_SHAPE", "attention: out must be [B, Nq, H, D] = [" + std::to_string(a.batch) + ", " +
+                            std::to_string(a.q_len) + ", " + std::to_string(a.heads) + ", " + std::to_string(a.head_dim) +
+                            "], got " + a.out.shape_string());
+  SV_CHECK(!a.causal || a.kv_len_max >= a.q_len, "ERR_SHAPE", "attention: causal needs at least as many keys as queries");
+  SV_CHECK(!a.alibi_sqrt || a.causal, "ERR_ARGUMENT", "attention: ALiBi-sqrt is defined for causal attention only");
+  require_dtype("attention", q->dtype(), {{"out", out}, {"k", k}, {"v", v}});
+  if (kv_len) {
+    SV_CHECK(kv_len->dtype() == DType::i32 && a.kv_len.numel() == a.batch, "ERR_SHAPE",
+             "attention: kvLen must be i32 [" + std::to_string(a.batch) + "], got " + dtype_name(kv_len->dtype()) + " " +
+                 a.kv_len.shape_string());
+  }
+  if (device == kCpuDevice) {
+    run_on_cpu({out, q, k, v, kv_len}, [a] { cpu::attention(a); });
+  } else {
+    SV_CUDA(cuda::attention(a));
+  }
+  return info.Env().Undefined();
+}
+
+void register_attention_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("attention", Napi::Function::New(env, op_attention));
+}
+
+}  // namespace sv
