@@ -3,11 +3,18 @@
 import { type FileHandle, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { StepVideoError, asStepVideoError } from '../errors.js';
-import { findSafetensorsCheckpoint, isDirectory, openSafetensorsIndex, readSafetensorsHeader, MAX_HEADER_BYTES } from './safetensors.js';
+import {
+  MAX_HEADER_BYTES,
+  findSafetensorsCheckpoint,
+  indexFromHeader,
+  isDirectory,
+  openSafetensorsIndex,
+  readSafetensorsHeader,
+} from './safetensors.js';
 import { type TensorRecord, TensorIndex, type WeightIndex, makeRecord } from './tensor-record.js';
 import { type PickleLimits, readTorchCheckpoint } from './torch-pickle.js';
 
-export { openCheckpoint, readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors.js';
+export { openCheckpoint, openSafetensorsIndex, readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 export type { HostTensor, OpenCheckpointOptions, SafetensorsHeader, TensorData } from './safetensors.js';
 export { readTorchCheckpoint, unpickleStateDict } from './torch-pickle.js';
 export type { PickleLimits } from './torch-pickle.js';
@@ -35,15 +42,13 @@ export async function openWeights(pathOrDir: string, options: OpenWeightsOptions
   const file = (await isDirectory(absolute)) ? await findWeightsInFolder(absolute, options.basename) : absolute;
   switch (await detectWeightsFile(file)) {
     case 'torch': {
-      const tensors = await readTorchCheckpoint(file, options.limits !== undefined ? { limits: options.limits } : {});
+      const tensors = await readTorchCheckpoint(file, { limits: options.limits });
       return new TensorIndex({ format: 'torch', source: file, records: tensors.values(), files: [file] });
     }
     case 'safetensors-index':
       return openSafetensorsIndex(file);
-    case 'safetensors': {
-      const header = await readSafetensorsHeader(file);
-      return new TensorIndex({ format: 'safetensors', source: file, records: header.tensors.values(), files: [file], metadata: header.metadata });
-    }
+    case 'safetensors':
+      return indexFromHeader(await readSafetensorsHeader(file));
   }
 }
 
@@ -69,7 +74,7 @@ async function findWeightsInFolder(dir: string, basename: string | undefined): P
   }
   throw new StepVideoError('ERR_WEIGHTS_MISSING', 'no weights in folder', {
     file: dir,
-    expected: basename !== undefined ? `${basename}.safetensors, ${basename}.safetensors.index.json or ${basename}.bin` : '*.safetensors, *.safetensors.index.json or a torch .bin/.pt/.pth',
+    expected: `${basename ?? '*'}.safetensors, ${basename ?? '*'}.safetensors.index.json or ${basename ?? '*'}.bin/.pt/.pth`,
   });
 }
 
@@ -97,14 +102,19 @@ export async function detectWeightsFile(file: string): Promise<WeightsFileKind> 
     await handle.close();
   }
 
-  const zipMagic = head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6));
-  if (zipMagic) return 'torch';
-  if (head.length >= 2 && head[0] === 0x80 && head[1]! <= 5) {
-    throw new StepVideoError('ERR_UNSUPPORTED', 'legacy (pre-zip) torch.save file, re-save it with a current torch or convert it to safetensors', { file });
+  // 'PK\x03\x04' (a local header) or 'PK\x05\x06' (an empty archive's end record).
+  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))) {
+    return 'torch';
   }
+  // Before the pickle check: a header length such as 0x0180 also starts with 0x80.
   if (head.length >= 9 && head[8] === 0x7b) {
     const declared = head.readBigUInt64LE(0);
     if (declared <= BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) return 'safetensors';
+  }
+  if (head.length >= 2 && head[0] === 0x80 && head[1]! <= 5) {
+    throw new StepVideoError('ERR_UNSUPPORTED', 'legacy (pre-zip) torch.save file: re-save it with torch >= 1.6 or convert it', {
+      file,
+    });
   }
   if (file.endsWith('.safetensors')) return 'safetensors';
   const text = head.toString('latin1').replace(/^\xef\xbb\xbf/, '').trimStart();
@@ -154,7 +164,9 @@ export function stripPrefix(index: WeightIndex, prefix: string, options: StripPr
   return renameKeys(index, (name) => {
     if (!name.startsWith(prefix)) return keepOthers ? name : undefined;
     const stripped = name.slice(prefix.length);
-    if (stripped === '') throw new StepVideoError('ERR_WEIGHTS_FORMAT', 'tensor name is only the prefix', { file: index.source, tensor: name });
+    if (stripped === '') {
+      throw new StepVideoError('ERR_WEIGHTS_FORMAT', 'tensor name is only the prefix', { file: index.source, tensor: name });
+    }
     return stripped;
   });
 }

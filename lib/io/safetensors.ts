@@ -6,7 +6,7 @@ import { type FileHandle, open, readdir, readFile, rename, stat, unlink } from '
 import os from 'node:os';
 import path from 'node:path';
 import { type AnyTypedArray, type DType, DTYPE_SIZE, DTYPES, typedArrayFor } from '../dtype.js';
-import { StepVideoError, asStepVideoError } from '../errors.js';
+import { type ErrorDetails, StepVideoError, asStepVideoError } from '../errors.js';
 import {
   STORAGE_DTYPES,
   STORAGE_DTYPE_SIZE,
@@ -22,7 +22,7 @@ import {
   toStorageDType,
 } from './tensor-record.js';
 
-/** The reference implementation refuses headers above 100 MB; a real header is a few hundred KiB. */
+/** The reference implementation caps headers near 100 MB too; a real header is a few hundred KiB. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** An index lists names and shard files only; anything this big is not one. */
 const MAX_INDEX_BYTES = 64 * 1024 * 1024;
@@ -45,7 +45,7 @@ export interface SafetensorsHeader {
   readonly metadata: Record<string, string>;
 }
 
-function formatError(what: string, details: ConstructorParameters<typeof StepVideoError>[2]): StepVideoError {
+function formatError(what: string, details: ErrorDetails): StepVideoError {
   return new StepVideoError('ERR_WEIGHTS_FORMAT', what, details);
 }
 
@@ -230,16 +230,27 @@ export async function openCheckpoint(pathOrDir: string, options: OpenCheckpointO
   if (await isDirectory(absolute)) {
     const found = await findSafetensorsCheckpoint(absolute, options.basename);
     if (found === undefined) {
+      const name = options.basename ?? '*';
       throw new StepVideoError('ERR_WEIGHTS_MISSING', 'no safetensors checkpoint in folder', {
         file: absolute,
-        expected: options.basename !== undefined ? `${options.basename}.safetensors or ${options.basename}${INDEX_SUFFIX}` : `*.safetensors or *${INDEX_SUFFIX}`,
+        expected: `${name}.safetensors or ${name}${INDEX_SUFFIX}`,
       });
     }
     target = found;
   }
   if (target.endsWith('.json')) return openSafetensorsIndex(target);
-  const header = await readSafetensorsHeader(target);
-  return new TensorIndex({ format: 'safetensors', source: target, records: header.tensors.values(), files: [target], metadata: header.metadata });
+  return indexFromHeader(await readSafetensorsHeader(target));
+}
+
+/** A single-file WeightIndex over a parsed header. */
+export function indexFromHeader(header: SafetensorsHeader): WeightIndex {
+  return new TensorIndex({
+    format: 'safetensors',
+    source: header.file,
+    records: header.tensors.values(),
+    files: [header.file],
+    metadata: header.metadata,
+  });
 }
 
 /** Throws ERR_IO when the path does not exist or cannot be inspected. */
@@ -287,12 +298,10 @@ export async function openSafetensorsIndex(file: string): Promise<WeightIndex> {
   const dir = path.dirname(indexFile);
   const { weightMap, metadata } = await readIndexFile(indexFile);
 
+  const mapped = weightMap.map(([name, shard]) => [name, resolveShard(dir, shard, indexFile, name)] as const);
   // Shards in order of first mention, each with the first tensor that names it (for messages).
   const shards = new Map<string, string>();
-  for (const [name, shard] of weightMap) {
-    const resolved = resolveShard(dir, shard, indexFile, name);
-    if (!shards.has(resolved)) shards.set(resolved, name);
-  }
+  for (const [name, shard] of mapped) if (!shards.has(shard)) shards.set(shard, name);
 
   const headers = new Map<string, SafetensorsHeader>();
   for (const [shard, firstTensor] of shards) {
@@ -306,14 +315,18 @@ export async function openSafetensorsIndex(file: string): Promise<WeightIndex> {
     for (const record of header.tensors.values()) {
       const other = owner.get(record.name);
       if (other !== undefined) {
-        throw formatError('tensor appears in two shards', { file: indexFile, tensor: record.name, expected: 'one shard', got: [other, shard] });
+        throw formatError('tensor appears in two shards', {
+          file: indexFile,
+          tensor: record.name,
+          expected: 'one shard',
+          got: [other, shard],
+        });
       }
       owner.set(record.name, shard);
       records.push(record);
     }
   }
-  for (const [name, shard] of weightMap) {
-    const resolved = resolveShard(dir, shard, indexFile, name);
+  for (const [name, resolved] of mapped) {
     if (!headers.get(resolved)!.tensors.has(name)) {
       const elsewhere = owner.get(name);
       throw new StepVideoError('ERR_WEIGHTS_MISSING', 'tensor named by the index is absent from its shard', {
@@ -332,7 +345,11 @@ async function readIndexFile(indexFile: string): Promise<{ weightMap: [string, s
   try {
     const info = await stat(indexFile);
     if (info.size > MAX_INDEX_BYTES) {
-      throw formatError('index file too large', { file: indexFile, expected: `at most ${MAX_INDEX_BYTES} bytes`, got: `${info.size} bytes` });
+      throw formatError('index file too large', {
+        file: indexFile,
+        expected: `at most ${MAX_INDEX_BYTES} bytes`,
+        got: `${info.size} bytes`,
+      });
     }
     bytes = await readFile(indexFile);
   } catch (error) {
@@ -479,7 +496,11 @@ export async function writeSafetensors(
   if (metadata !== undefined) {
     for (const [key, value] of Object.entries(metadata)) {
       if (typeof value !== 'string') {
-        throw new StepVideoError('ERR_ARGUMENT', 'metadata values must be strings', { file: target, expected: `a string for key '${key}'`, got: value });
+        throw new StepVideoError('ERR_ARGUMENT', 'metadata values must be strings', {
+          file: target,
+          expected: `a string for key '${key}'`,
+          got: value,
+        });
       }
     }
     headerParts.push(`"__metadata__":${JSON.stringify(metadata)}`);
@@ -487,13 +508,25 @@ export async function writeSafetensors(
   const payload: Uint8Array[] = [];
   let offset = 0;
   for (const [name, tensor] of entries) {
-    if (name === '__metadata__') throw new StepVideoError('ERR_ARGUMENT', "'__metadata__' is reserved, not a tensor name", { file: target });
+    if (name === '__metadata__') {
+      throw new StepVideoError('ERR_ARGUMENT', "'__metadata__' is reserved, not a tensor name", { file: target });
+    }
     if (!DTYPES.includes(tensor.dtype)) {
-      throw new StepVideoError('ERR_ARGUMENT', 'unknown dtype', { file: target, tensor: name, expected: DTYPES.join(', '), got: tensor.dtype });
+      throw new StepVideoError('ERR_ARGUMENT', 'unknown dtype', {
+        file: target,
+        tensor: name,
+        expected: DTYPES.join(', '),
+        got: tensor.dtype,
+      });
     }
     const count = Array.isArray(tensor.shape) ? checkedNumel(tensor.shape) : undefined;
     if (count === undefined) {
-      throw new StepVideoError('ERR_ARGUMENT', 'invalid shape', { file: target, tensor: name, expected: 'an array of non-negative integers', got: tensor.shape });
+      throw new StepVideoError('ERR_ARGUMENT', 'invalid shape', {
+        file: target,
+        tensor: name,
+        expected: 'an array of non-negative integers',
+        got: tensor.shape,
+      });
     }
     const byteLength = count * DTYPE_SIZE[tensor.dtype];
     if (!ArrayBuffer.isView(tensor.data) || tensor.data.byteLength !== byteLength) {

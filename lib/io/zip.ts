@@ -59,7 +59,9 @@ interface DirectoryLocation {
 }
 
 async function locateDirectory(handle: FileHandle, file: string, size: number): Promise<DirectoryLocation> {
-  if (size < EOCD_SIZE) throw formatError('file too small to be a zip archive', file, { expected: `at least ${EOCD_SIZE} bytes`, got: `${size} bytes` });
+  if (size < EOCD_SIZE) {
+    throw formatError('file too small to be a zip archive', file, { expected: `at least ${EOCD_SIZE} bytes`, got: `${size} bytes` });
+  }
 
   // The end record sits at the very end, followed only by its comment (at most 64 KiB).
   const tailLength = Math.min(size, MAX_COMMENT + EOCD_SIZE);

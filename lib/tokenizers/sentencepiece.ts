@@ -852,8 +852,8 @@ export class SentencePieceProcessor {
     const out: number[] = [];
     const byteRun: number[] = [];
     const flushBytes = (): void => {
-      for (let offset = 0; offset < byteRun.length; ) {
-        const run = Uint8Array.from(byteRun);
+      const run = Uint8Array.from(byteRun);
+      for (let offset = 0; offset < run.length; ) {
         const length = validCharLength(run, offset, run.length);
         if (length === 0) {
           out.push(...REPLACEMENT_CHAR);
