@@ -1,0 +1,66 @@
+// The contract between `stepvideo run <component>` and the model code. A component names its
+// inputs (the official forward's argument names), its outputs and options, and runs on host
+// tensors read from safetensors files; the CLI does argument parsing, file I/O, validation and
+// error reporting around it.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import type { Device } from '../device.js';
+import { StepVideoError } from '../errors.js';
+import type { HostTensor, TensorData } from '../io/safetensors.js';
+
+export interface ComponentOption {
+  name: string;
+  type: 'number' | 'string' | 'boolean';
+  description: string;
+  default?: number | string | boolean;
+}
+
+export interface ComponentInput {
+  name: string;
+  description: string;
+  /** Optional inputs may be absent; the component then uses its default. */
+  optional?: boolean;
+}
+
+export interface ComponentContext {
+  /** The --model folder as given (the released layout's root, or the component's own folder). */
+  modelDir: string;
+  inputs: ReadonlyMap<string, HostTensor>;
+  device: Device;
+  /** Compute dtype: f32 (CPU reference numerics) or bf16 (GPU path). */
+  dtype: 'f32' | 'bf16';
+  options: Readonly<Record<string, number | string | boolean>>;
+  signal: AbortSignal;
+  /** Progress/info lines for the terminal (stderr). */
+  log: (message: string) => void;
+}
+
+export interface Component {
+  name: string;
+  description: string;
+  inputs: readonly ComponentInput[];
+  outputs: readonly string[];
+  options?: readonly ComponentOption[];
+  run(context: ComponentContext): Promise<Record<string, TensorData>>;
+}
+
+/**
+ * The folder of one part of the released layout: `<modelDir>/<sub>` when it exists, otherwise
+ * `modelDir` itself when it holds `marker` (so --model may name the part's folder directly).
+ */
+export function resolvePartDir(modelDir: string, sub: string, marker: string): string {
+  const nested = path.join(modelDir, sub);
+  if (existsSync(path.join(nested, marker))) return nested;
+  if (existsSync(path.join(modelDir, marker))) return modelDir;
+  throw new StepVideoError('ERR_WEIGHTS_MISSING', `no ${sub}/ folder with ${marker} found`, { file: nested });
+}
+
+/** The named input, or ERR_ARGUMENT naming what is missing. */
+export function requireInput(context: ComponentContext, name: string): HostTensor {
+  const input = context.inputs.get(name);
+  if (input === undefined) {
+    throw new StepVideoError('ERR_ARGUMENT', `missing input tensor '${name}'`, { tensor: name, expected: 'a tensor of that name in one of the --inputs files' });
+  }
+  return input;
+}
