@@ -1,0 +1,27 @@
+// `stepvideo info`: what this build and host can do.
+import { backendInfo, cudaDeviceCount, getDevice } from '../../device.js';
+import type { CommandContext } from './types.js';
+
+export async function infoCommand(argv: readonly string[], context: CommandContext): Promise<number> {
+  const info = backendInfo();
+  const lines = [
+    `stepvideo ${process.versions.node ? `on Node ${process.versions.node}` : ''}`,
+    `CPU backend: ${info.cpuThreads} threads`,
+    `CUDA backend compiled: ${info.cudaCompiled ? `yes (${info.cudaArchitectures})` : 'no'}`,
+  ];
+  const count = cudaDeviceCount();
+  if (count === 0) {
+    lines.push(`CUDA devices: none (${info.cudaUnavailableReason})`);
+  } else {
+    for (let i = 0; i < count; i++) {
+      const d = getDevice(`cuda:${i}`).info();
+      lines.push(`cuda:${i}: ${d.name}, sm_${d.computeCapability.replace('.', '')}, ${d.multiprocessors} SMs, ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB (${(d.freeBytes / 2 ** 30).toFixed(1)} GiB free)`);
+    }
+  }
+  if (argv.includes('--json')) {
+    context.stdout(JSON.stringify({ ...info, devices: count }, null, 2));
+  } else {
+    context.stdout(lines.join('\n'));
+  }
+  return 0;
+}

@@ -1,0 +1,10 @@
+// Public API of the stepvideo package.
+export { StepVideoError, isStepVideoError, type ErrorCode, type ErrorDetails } from './errors.js';
+export { type DType, DTYPES, parseDType, f32ToBf16Bits, bf16BitsToF32, roundBf16, f32ArrayToBf16, bf16ArrayToF32 } from './dtype.js';
+export { Device, type DeviceSpec, type MemoryStats, getDevice, defaultDevice, cudaAvailable, cudaDeviceCount, cudaUnavailableReason, backendInfo } from './device.js';
+export { Tensor, TensorScope, leakedTensorCount, type TensorOptions } from './tensor.js';
+export * as ops from './ops.js';
+export * as kernels from './kernels/index.js';
+export { openWeights, stripPrefix, renameKeys, readSafetensors, writeSafetensors, type WeightIndex, type TensorRecord, type HostTensor, type TensorData } from './io/index.js';
+export { Weights, loadRecords, type LoadOptions, type LoadProgress, type WeightSpec } from './io/load.js';
+export { loadTokenizer, StepTokenizer, BertTokenizer, SentencePieceProcessor, type TokenizerKind, type EncodedBatch } from './tokenizers/index.js';
