@@ -74,6 +74,19 @@ void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64
     std::memcpy(dst, src, static_cast<size_t>(count) * dtype_size(dst_dtype));
     return;
   }
+  // The conversions weight loading does all the time, without the generic double round trip.
+  if (src_dtype == DType::bf16 && dst_dtype == DType::f32) {
+    const uint16_t* in = static_cast<const uint16_t*>(src);
+    uint32_t* out = static_cast<uint32_t*>(dst);
+    for (int64_t i = 0; i < count; i++) out[i] = static_cast<uint32_t>(in[i]) << 16;
+    return;
+  }
+  if (src_dtype == DType::f32 && dst_dtype == DType::bf16) {
+    const float* in = static_cast<const float*>(src);
+    uint16_t* out = static_cast<uint16_t*>(dst);
+    for (int64_t i = 0; i < count; i++) out[i] = f32_to_bf16(in[i]);
+    return;
+  }
   dispatch_dtype(src_dtype, [&](auto s) {
     dispatch_dtype(dst_dtype, [&](auto d) {
       using S = decltype(s);
