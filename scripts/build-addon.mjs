@@ -6,6 +6,7 @@
 //   STEPVIDEO_BUILD_DIR=dir     build directory (default "build")
 //   STEPVIDEO_SKIP_BUILD=1      do nothing (prebuilt addon supplied by other means)
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -18,6 +19,10 @@ if (process.env.STEPVIDEO_SKIP_BUILD === '1') {
   console.log('stepvideo: STEPVIDEO_SKIP_BUILD=1, not building the addon');
   process.exit(0);
 }
+// `npx stepvideo` installs this checkout into npm's npx cache, which re-runs the install script:
+// keep the addon the checkout already built instead of rebuilding it.
+const builtAddon = path.join(root, process.env.STEPVIDEO_BUILD_DIR ?? 'build', 'Release', 'stepvideo.node');
+if (process.env.npm_command === 'exec' && existsSync(builtAddon)) process.exit(0);
 
 function run(command, args, env = process.env) {
   console.log(`stepvideo: ${command} ${args.join(' ')}`);
