@@ -1,9 +1,9 @@
-// CPU reference GEMM, f32: out[b] = alpha · a[b] · op(b[b]) + bias.
+// CPU reference GEMM, f32: out[b] = alpha · a[b] · op(b[b]) + bias, then the optional GELU epilogue.
 // Classic blocked design: for each KC-deep slice, op(B) is packed once into 16-column panels
 // shared by all threads; threads then take (row block × column chunk) tiles, pack their rows of A
-// into 6-row panels and run a 6×16 register-blocked micro-kernel. The micro-kernel is compiled
-// for AVX-512, AVX2+FMA and baseline x86-64, chosen at load time (one binary for every host).
+// into 6-row panels and run a 6×16 register-blocked micro-kernel (see micro_kernel_body).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -22,12 +22,15 @@ constexpr int64_t NCT = 256; // columns per tile (multiple of NR)
 
 typedef float v8f __attribute__((vector_size(32)));
 
+// The matmul GELU epilogue: PyTorch's approximate='tanh' form, as UnaryOp::gelu_tanh.
+inline float gelu_tanh(float x) { return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
+
 // acc[6×16] = Σ_p a[p][0..5] ⊗ b[p][0..15] over kc steps; then c (ldc) += or = acc.
-#if defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#endif
-void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc,
-                  bool accumulate) {
+// The body is compiled three times (AVX-512, AVX2+FMA, baseline) through per-function target
+// attributes and picked once at run time, so one binary is fast on every x86-64 host.
+__attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const float* __restrict a,
+                                                             const float* __restrict b, float* __restrict c,
+                                                             int64_t ldc, bool accumulate) {
   v8f acc[MR][2];
   for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = v8f{0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t p = 0; p < kc; p++) {
@@ -54,6 +57,33 @@ void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict
     std::memcpy(row + 8, &acc[i][1], sizeof(v8f));
   }
 }
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, bool);
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512vl,fma"))) void micro_kernel_avx512(int64_t kc, const float* a, const float* b,
+                                                                          float* c, int64_t ldc, bool accumulate) {
+  micro_kernel_body(kc, a, b, c, ldc, accumulate);
+}
+__attribute__((target("avx2,fma"))) void micro_kernel_avx2(int64_t kc, const float* a, const float* b, float* c,
+                                                           int64_t ldc, bool accumulate) {
+  micro_kernel_body(kc, a, b, c, ldc, accumulate);
+}
+#endif
+void micro_kernel_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  micro_kernel_body(kc, a, b, c, ldc, accumulate);
+}
+
+MicroKernel select_micro_kernel() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return micro_kernel_avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return micro_kernel_avx2;
+#endif
+  return micro_kernel_generic;
+}
+
+const MicroKernel micro_kernel = select_micro_kernel();
 
 // Packs op(B)[p0..p0+kc) × [0..n) into panels of NR columns: panel j holds kc rows of 16 floats.
 void pack_b(const float* b, bool trans_b, int64_t k, int64_t n, int64_t p0, int64_t kc, float* packed) {
@@ -128,13 +158,17 @@ void gemm_one(const float* a, const float* b, float* c, const MatmulArgs& args) 
       }
     });
   }
-  if (args.alpha != 1.0f || args.bias.data != nullptr) {
+  const bool gelu = args.epilogue == MatmulEpilogue::gelu_tanh;
+  if (args.alpha != 1.0f || args.bias.data != nullptr || gelu) {
     const float alpha = args.alpha;
     const float* bias = args.bias.data ? args.bias.as<float>() : nullptr;
     parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n)), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; i++) {
         float* row = c + i * n;
-        for (int64_t j = 0; j < n; j++) row[j] = alpha * row[j] + (bias ? bias[j] : 0.0f);
+        for (int64_t j = 0; j < n; j++) {
+          const float y = alpha * row[j] + (bias ? bias[j] : 0.0f);
+          row[j] = gelu ? gelu_tanh(y) : y;
+        }
       }
     });
   }
