@@ -1,0 +1,174 @@
+// Video post-processing and writers: the official arithmetic, the 540p crop, PNG and Y4M bytes,
+// MP4 through ffmpeg, and that nothing partial stays behind on abort or failure.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { inflateSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { isStepVideoError } from '../../lib/errors.js';
+import { encodePng, findFfmpeg, openVideoWriter, standard540pCrop, toRgbFrames, type RgbFrames } from '../../lib/video/index.js';
+
+const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-video-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function gradientFrames(count: number, height: number, width: number): RgbFrames {
+  const data = new Uint8Array(count * height * width * 3);
+  for (let t = 0; t < count; t++)
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++) {
+        const p = ((t * height + y) * width + x) * 3;
+        data[p] = (x * 4 + t * 8) & 0xff;
+        data[p + 1] = (y * 4) & 0xff;
+        data[p + 2] = (128 + t * 3) & 0xff;
+      }
+  return { width, height, count, data };
+}
+
+function decodePng(png: Buffer): { width: number; height: number; rgb: Uint8Array } {
+  expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  let offset = 8;
+  let width = 0;
+  let height = 0;
+  const idat: Buffer[] = [];
+  while (offset < png.length) {
+    const length = png.readUInt32BE(offset);
+    const type = png.toString('ascii', offset + 4, offset + 8);
+    const data = png.subarray(offset + 8, offset + 8 + length);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      expect([data[8], data[9]]).toEqual([8, 2]);
+    }
+    if (type === 'IDAT') idat.push(data);
+    offset += 12 + length;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * 3;
+  const rgb = new Uint8Array(stride * height);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)]!;
+    for (let x = 0; x < stride; x++) {
+      const value = raw[y * (stride + 1) + 1 + x]!;
+      rgb[y * stride + x] = filter === 2 && y > 0 ? (value + rgb[(y - 1) * stride + x]!) & 0xff : value;
+    }
+  }
+  return { width, height, rgb };
+}
+
+describe('post-processing', () => {
+  it('maps [-1, 1] to uint8 by truncation, clamping outside, NaN to 0, CHW to HWC', () => {
+    const values = [-2, -1, -0.5, 0, 0.001, 0.5, 0.999, 1, 3, NaN, -0.99, 0.2];
+    const decoded = new Float32Array(3 * 2 * 2);
+    decoded.set(values);
+    const frames = toRgbFrames(decoded, 1, 2, 2);
+    const expected = values.map((v) => (Number.isNaN(v) ? 0 : Math.trunc((Math.min(1, Math.max(-1, v)) + 1) * 127.5)));
+    // channel c of pixel p is decoded[c*4 + p]
+    const got: number[] = [];
+    for (let c = 0; c < 3; c++) for (let p = 0; p < 4; p++) got.push(frames.data[p * 3 + c]!);
+    expect(got).toEqual(expected.map((v, i) => (i === 9 ? 0 : v)));
+    expect(frames.data[1 * 3 + 0]).toBe(0); // -1 -> 0
+    expect(Math.max(...frames.data)).toBe(255);
+  });
+
+  it('crops to the standard 540p frame as the official code does', () => {
+    expect(standard540pCrop(544, 992)).toEqual({ top: 2, left: 16, height: 540, width: 960 });
+    expect(standard540pCrop(992, 544)).toEqual({ top: 16, left: 2, height: 960, width: 540 });
+    expect(standard540pCrop(768, 768)).toBeUndefined();
+    expect(standard540pCrop(64, 96)).toBeUndefined();
+    const decoded = new Float32Array(3 * 4 * 6).map((_, i) => (i % 24) / 24);
+    const cropped = toRgbFrames(decoded, 1, 4, 6, { top: 1, left: 2, height: 2, width: 3 });
+    expect(cropped.width).toBe(3);
+    expect(cropped.data[0]).toBe(Math.trunc((1 * 6 + 2) / 24 * 127.5 + 127.5));
+  });
+});
+
+describe('writers', () => {
+  it('encodes PNG frames that decode back to the same pixels', async () => {
+    const frames = gradientFrames(3, 17, 23);
+    const png = encodePng(frames.data.subarray(0, 17 * 23 * 3), 23, 17);
+    const decoded = decodePng(png);
+    expect([decoded.width, decoded.height]).toEqual([23, 17]);
+    expect(Buffer.from(decoded.rgb).equals(Buffer.from(frames.data.subarray(0, 17 * 23 * 3)))).toBe(true);
+    const target = path.join(work, 'frames');
+    const writer = openVideoWriter(target, { format: 'png', width: 23, height: 17 });
+    await writer.write(frames);
+    expect(existsSync(target)).toBe(false); // nothing at the target until finish
+    await writer.finish();
+    expect(readdirSync(target)).toEqual(['frame_00000.png', 'frame_00001.png', 'frame_00002.png']);
+  });
+
+  it('writes YUV4MPEG2 with the right header and frame sizes', async () => {
+    const target = path.join(work, 'clip.y4m');
+    const writer = openVideoWriter(target, { format: 'y4m', width: 24, height: 16, fps: 25 });
+    await writer.write(gradientFrames(2, 16, 24));
+    await writer.write(gradientFrames(1, 16, 24));
+    await writer.finish();
+    const bytes = readFileSync(target);
+    const header = 'YUV4MPEG2 W24 H16 F25:1 Ip A1:1 C420jpeg\n';
+    expect(bytes.toString('ascii', 0, header.length)).toBe(header);
+    expect(bytes.length).toBe(header.length + 3 * ('FRAME\n'.length + 24 * 16 * 1.5));
+  });
+
+  it('leaves nothing behind when aborted', async () => {
+    for (const format of ['png', 'y4m'] as const) {
+      const target = path.join(work, `aborted.${format}`);
+      const writer = openVideoWriter(target, { format, width: 8, height: 8 });
+      await writer.write(gradientFrames(2, 8, 8));
+      await writer.abort();
+      expect(existsSync(target)).toBe(false);
+    }
+    expect(readdirSync(work).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('rejects frames of the wrong size and odd 4:2:0 sizes', async () => {
+    const writer = openVideoWriter(path.join(work, 'x.y4m'), { format: 'y4m', width: 8, height: 8 });
+    await expect(writer.write(gradientFrames(1, 8, 10))).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    await writer.abort();
+    expect(() => openVideoWriter(path.join(work, 'odd.y4m'), { format: 'y4m', width: 7, height: 8 })).toThrow(expect.objectContaining({ code: 'ERR_ARGUMENT' }));
+  });
+
+  it('reports a missing ffmpeg as ERR_FFMPEG naming the alternatives', () => {
+    const saved = process.env.FFMPEG_PATH;
+    process.env.FFMPEG_PATH = path.join(work, 'no-such-ffmpeg');
+    try {
+      openVideoWriter(path.join(work, 'x.mp4'), { format: 'mp4', width: 8, height: 8 });
+      expect.unreachable();
+    } catch (error) {
+      expect(isStepVideoError(error, 'ERR_FFMPEG')).toBe(true);
+      expect((error as Error).message).toMatch(/png.*y4m/);
+    } finally {
+      if (saved === undefined) delete process.env.FFMPEG_PATH;
+      else process.env.FFMPEG_PATH = saved;
+    }
+  });
+});
+
+// ffmpeg is installed by .ci/run (Debian's package); a machine without it fails here, by design.
+describe('MP4 through ffmpeg', () => {
+  it('writes H.264 yuv420p at 25 fps, frame by frame', async () => {
+    expect(findFfmpeg(), 'ffmpeg is required for the MP4 tests (install ffmpeg or set FFMPEG_PATH)').toBeDefined();
+    const target = path.join(work, 'clip.mp4');
+    const writer = openVideoWriter(target, { format: 'mp4', width: 64, height: 48 });
+    for (let i = 0; i < 3; i++) await writer.write(gradientFrames(17, 48, 64));
+    expect(existsSync(target)).toBe(false);
+    await writer.finish();
+    const probe = spawnSync(process.env.FFMPEG_PATH ? path.join(path.dirname(process.env.FFMPEG_PATH), 'ffprobe') : 'ffprobe', [
+      '-v', 'error', '-count_frames', '-select_streams', 'v:0',
+      '-show_entries', 'stream=codec_name,pix_fmt,width,height,r_frame_rate,nb_read_frames', '-of', 'json', target,
+    ]);
+    expect(probe.status, probe.stderr?.toString()).toBe(0);
+    const stream = (JSON.parse(probe.stdout.toString()) as { streams: Array<Record<string, unknown>> }).streams[0]!;
+    expect(stream).toMatchObject({ codec_name: 'h264', pix_fmt: 'yuv420p', width: 64, height: 48, r_frame_rate: '25/1', nb_read_frames: '51' });
+  });
+
+  it('removes the partial file when aborted mid-stream', async () => {
+    const target = path.join(work, 'aborted.mp4');
+    const writer = openVideoWriter(target, { format: 'mp4', width: 64, height: 48 });
+    await writer.write(gradientFrames(17, 48, 64));
+    await writer.abort();
+    expect(existsSync(target)).toBe(false);
+    expect(readdirSync(work).filter((f) => f.includes('aborted.mp4'))).toEqual([]);
+  });
+});
