@@ -14,7 +14,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** Suite name -> commands ([interpreter, script, ...args], relative to benchmarks/). */
 export const suites = {
   io: [['node', 'io/load-speed.mjs', '--gb=8']],
+  text: [['node', 'text/encode.mjs']],
   dit: [['python3', 'dit/block_torch.py', '--result=/tmp/stepvideo-dit-block-torch.json'], ['node', 'dit/block.mjs', '--torch=/tmp/stepvideo-dit-block-torch.json'], ['node', 'dit/fused.mjs']],
+  sampler: [['python3', 'sampler/loop_torch.py', '--result=/tmp/stepvideo-sampler-torch.json'], ['node', 'sampler/loop.mjs', '--torch=/tmp/stepvideo-sampler-torch.json']],
+  attention: [['node', 'attention/attention.mjs', '--generic']],  // spawns attention/sdpa_baseline.py itself (same shapes)
 };
 
 const args = process.argv.slice(2);

@@ -1,13 +1,22 @@
 // CUDA attention (native/attention.h).
 //
-// attention_rowwise_kernel is the generic path: any head dim up to 512, every mask variant, f32 or
-// bf16/f16 storage. One warp owns one query row; each lane keeps D/32 elements of q and of the
-// output accumulator in registers, and the warp walks the visible keys with an online softmax
-// (running max and normaliser), so no N×N scores are ever stored. It is simple and exact, and it
-// is the twin the faster tensor-core kernels are checked against.
+// Two paths, chosen per call by attention() at the end of this file:
+//  - the tensor-core path (attention_mma.cuh): FlashAttention-2 style, bf16/f16, head dims 64, 128,
+//    256 and 512, every mask variant; the fast path the models use;
+//  - attention_rowwise_kernel, the generic path: any head dim up to 512, every mask variant, f32 or
+//    bf16/f16 storage. One warp owns one query row; each lane keeps D/32 elements of q and of the
+//    output accumulator in registers, and the warp walks the visible keys with an online softmax
+//    (running max and normaliser), so no N×N scores are ever stored. It is simple and exact, and it
+//    is the twin the tensor-core path is checked against.
+// STEPVIDEO_ATTENTION=generic forces the generic path; STEPVIDEO_ATTENTION=mma forces the
+// tensor-core path and makes a call it cannot take an ERR_UNSUPPORTED error (tests use both).
 #include <cfloat>
+#include <climits>
+#include <cstdlib>
+#include <string>
 
 #include "../native/attention.h"
+#include "attention_mma.cuh"
 #include "common.cuh"
 
 namespace sv::cuda {
@@ -118,6 +127,105 @@ void attention_rowwise(const AttentionArgs& a) {
   });
 }
 
-void attention(const AttentionArgs& a) { attention_rowwise(a); }
+// ---- the tensor-core path ----
+namespace {
+
+// The tile shapes per head dim, in one place (benchmarks/attention/emulate_mma.py mirrors them).
+// 64 and 128: every warp holds its rows' whole head dim. 256 and 512: the head dim is split over
+// 2 and 4 warps so each keeps a 128-column slice of O in registers; the key tile of 512 is 32 so
+// two stages fit the 163 KB an sm_80 block may use. Calls fn(Config{}); false for other dims.
+template <typename Fn>
+bool with_tiles(int64_t head_dim, Fn&& fn) {
+  using mma_attention::Config;
+  switch (head_dim) {
+    case 64: fn(Config<64, 4, 1, 64, 2>{}); return true;
+    case 128: fn(Config<128, 8, 1, 64, 2>{}); return true;
+    case 256: fn(Config<256, 4, 2, 64, 2>{}); return true;
+    case 512: fn(Config<512, 2, 4, 32, 2>{}); return true;
+    default: return false;
+  }
+}
+
+int mma_smem_bytes(int64_t head_dim) {
+  int bytes = 0;
+  with_tiles(head_dim, [&](auto cfg) { bytes = decltype(cfg)::kSmemBytes; });
+  return bytes;
+}
+
+template <typename T, bool kAlibi>
+void launch_mma(const AttentionArgs& a, const mma_attention::Params& p) {
+  const bool known = with_tiles(a.head_dim, [&](auto cfg) {
+    using Cfg = decltype(cfg);
+    auto kernel = mma_attention::flash_attention_kernel<T, Cfg, kAlibi>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
+    const dim3 grid(static_cast<unsigned>((a.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), static_cast<unsigned>(a.heads),
+                    static_cast<unsigned>(a.batch));
+    kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream_of(a.out)>>>(
+        a.q.as<const T>(), a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(),
+        a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr, p);
+    CUDA_CHECK_LAUNCH();
+  });
+  SV_CHECK(known, "ERR_UNSUPPORTED", "attention: no tensor-core kernel for head dim " + std::to_string(a.head_dim));
+}
+
+bool aligned16(const TensorRef& t) { return (reinterpret_cast<uintptr_t>(t.data) & 15u) == 0; }
+
+// Why the tensor-core path cannot take this call ("" when it can).
+std::string mma_unsupported_reason(const AttentionArgs& a) {
+  if (a.out.dtype != DType::bf16 && a.out.dtype != DType::f16) return std::string("dtype ") + dtype_name(a.out.dtype);
+  if (mma_smem_bytes(a.head_dim) == 0) return "head dim " + std::to_string(a.head_dim);
+  if (a.alibi_sqrt && !a.causal) return "ALiBi without causal";
+  if (a.heads > 65535 || a.batch > 65535) return "more than 65535 heads or batch items";
+  if (a.q_len > INT_MAX / 2 || a.kv_len_max > INT_MAX / 2) return "sequence longer than 2^30";
+  if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.out)) return "tensor not 16-byte aligned";
+  int major = 0, smem_optin = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, a.out.device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, a.out.device));
+  if (major < 8) return "compute capability below 8.0";
+  if (smem_optin < mma_smem_bytes(a.head_dim)) {
+    return "needs " + std::to_string(mma_smem_bytes(a.head_dim)) + " bytes of shared memory per block, device allows " +
+           std::to_string(smem_optin);
+  }
+  return "";
+}
+
+enum class AttentionMode { automatic, generic, mma };
+
+AttentionMode attention_mode() {
+  const char* mode = std::getenv("STEPVIDEO_ATTENTION");
+  if (mode == nullptr || *mode == '\0' || std::string(mode) == "auto") return AttentionMode::automatic;
+  if (std::string(mode) == "generic") return AttentionMode::generic;
+  if (std::string(mode) == "mma") return AttentionMode::mma;
+  fail("ERR_ARGUMENT", std::string("STEPVIDEO_ATTENTION must be auto, generic or mma, got '") + mode + "'");
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a) {
+  const AttentionMode mode = attention_mode();
+  if (mode == AttentionMode::generic) return attention_rowwise(a);
+  use_device(a.out.device);
+  const std::string why_not = mma_unsupported_reason(a);
+  if (!why_not.empty()) {
+    SV_CHECK(mode != AttentionMode::mma, "ERR_UNSUPPORTED",
+             "attention: STEPVIDEO_ATTENTION=mma, but the tensor-core kernel does not support this call (" + why_not +
+                 "; q " + a.q.shape_string() + ")");
+    return attention_rowwise(a);
+  }
+  if (a.batch * a.heads * a.q_len == 0) return;
+  mma_attention::Params p{};
+  p.heads = static_cast<int>(a.heads);
+  p.group = static_cast<int>(a.heads / a.kv_heads);
+  p.q_len = static_cast<int>(a.q_len);
+  p.kv_len_max = static_cast<int>(a.kv_len_max);
+  p.offset = static_cast<int>(a.kv_len_max - a.q_len);
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.causal = a.causal;
+  if (a.out.dtype == DType::bf16) {
+    a.alibi_sqrt ? launch_mma<__nv_bfloat16, true>(a, p) : launch_mma<__nv_bfloat16, false>(a, p);
+  } else {
+    a.alibi_sqrt ? launch_mma<__half, true>(a, p) : launch_mma<__half, false>(a, p);
+  }
+}
 
 }  // namespace sv::cuda

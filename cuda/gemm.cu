@@ -1,7 +1,8 @@
-// GEMM for the CUDA backend: out[b] = alpha · a[b] · op(b[b]) + bias, row-major, f32 accumulate.
-// First choice is cuBLASLt (loaded at run time, heuristic result cached per shape, bias fused in
-// its epilogue). Where cuBLASLt is absent or has no algorithm, an own kernel runs instead: WMMA
-// tensor cores for bf16/f16, a tiled SIMT kernel for f32. STEPVIDEO_GEMM=fallback forces it.
+// GEMM for the CUDA backend: out[b] = alpha · a[b] · op(b[b]) + bias (then optionally GELU-tanh),
+// row-major, f32 accumulate. First choice is cuBLASLt (loaded at run time, heuristic result cached
+// per shape, bias and GELU fused in its epilogue). Where cuBLASLt is absent or has no algorithm, an
+// own kernel runs instead: WMMA tensor cores for bf16/f16, a tiled SIMT kernel for f32.
+// STEPVIDEO_GEMM=fallback forces it.
 #include <dlfcn.h>
 #include <mma.h>
 
@@ -103,12 +104,13 @@ struct LtDevice {
 };
 
 struct PlanKey {
-  int dtype, trans_b, bias;
+  int dtype, trans_b, bias, gelu;
   int64_t m, n, k, batch, b_stride;
   int align_a, align_b, align_c;
   bool operator<(const PlanKey& o) const {
-    return std::tie(dtype, trans_b, bias, m, n, k, batch, b_stride, align_a, align_b, align_c) <
-           std::tie(o.dtype, o.trans_b, o.bias, o.m, o.n, o.k, o.batch, o.b_stride, o.align_a, o.align_b, o.align_c);
+    return std::tie(dtype, trans_b, bias, gelu, m, n, k, batch, b_stride, align_a, align_b, align_c) <
+           std::tie(o.dtype, o.trans_b, o.bias, o.gelu, o.m, o.n, o.k, o.batch, o.b_stride, o.align_a, o.align_b,
+                    o.align_c);
   }
 };
 
@@ -143,7 +145,8 @@ void lt_check(lt::Status status, const char* what) {
 // Builds (once per shape) the descriptors and picks the heuristic's first algorithm.
 Plan& plan_for(const MatmulArgs& a, int device, const lt::Api& api, LtDevice& dev) {
   const bool folded = a.b_batch_stride == 0;  // shared weight: fold the batch into m
-  PlanKey key{static_cast<int>(a.out.dtype), a.trans_b ? 1 : 0, a.bias.data ? 1 : 0,
+  const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
+  PlanKey key{static_cast<int>(a.out.dtype), a.trans_b ? 1 : 0, a.bias.data ? 1 : 0, gelu ? 1 : 0,
               folded ? a.m * a.batch : a.m, a.n, a.k, folded ? 1 : a.batch, a.b_batch_stride,
               alignment_of(a.b.data), alignment_of(a.a.data), alignment_of(a.out.data)};
   auto found = plans.find({device, key});
@@ -155,7 +158,9 @@ Plan& plan_for(const MatmulArgs& a, int device, const lt::Api& api, LtDevice& de
   int32_t trans_a = a.trans_b ? lt::kOpT : lt::kOpN, trans_b = lt::kOpN;
   lt_check(api.matmul_desc_set(plan.desc, lt::kDescTransA, &trans_a, sizeof(trans_a)), "set TRANSA");
   lt_check(api.matmul_desc_set(plan.desc, lt::kDescTransB, &trans_b, sizeof(trans_b)), "set TRANSB");
-  uint32_t epilogue = a.bias.data ? lt::kEpilogueBias : lt::kEpilogueDefault;
+  // cuBLASLt's GELU epilogue is the tanh approximation, as the model's GELU(approximate='tanh').
+  uint32_t epilogue = gelu ? (a.bias.data ? lt::kEpilogueGeluBias : lt::kEpilogueGelu)
+                           : (a.bias.data ? lt::kEpilogueBias : lt::kEpilogueDefault);
   lt_check(api.matmul_desc_set(plan.desc, lt::kDescEpilogue, &epilogue, sizeof(epilogue)), "set EPILOGUE");
   if (a.bias.data) {
     int32_t bias_type = type;
@@ -236,11 +241,17 @@ __device__ __forceinline__ T load_or_zero(const T* p, bool in_bounds) {
   return in_bounds ? *p : from_f32<T>(0.0f);
 }
 
+// alpha·acc + bias, then the optional GELU-tanh epilogue, in f32 (the value stored once).
+__device__ __forceinline__ float epilogue_value(float acc, float alpha, float bias, bool gelu) {
+  const float y = alpha * acc + bias;
+  return gelu ? 0.5f * y * (1.0f + tanhf(0.7978845608028654f * (y + 0.044715f * y * y * y))) : y;
+}
+
 // Tensor cores through WMMA 16×16×16: 4 warps, each owning a 32×32 quarter of the tile.
 template <typename T>
 __global__ void gemm_wmma_kernel(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
                                  T* __restrict__ out, int64_t m, int64_t n, int64_t k, int64_t a_stride,
-                                 int64_t b_stride, bool trans_b, float alpha) {
+                                 int64_t b_stride, bool trans_b, float alpha, bool gelu) {
   using namespace nvcuda;
   __shared__ __align__(32) T as[BM][BK + PAD];
   __shared__ __align__(32) T bs[BN][BK + PAD];
@@ -284,14 +295,16 @@ __global__ void gemm_wmma_kernel(const T* __restrict__ a, const T* __restrict__ 
   for (int idx = threadIdx.x; idx < BM * BN; idx += blockDim.x) {
     int r = idx / BN, c = idx % BN;
     int64_t gr = row0 + r, gc = col0 + c;
-    if (gr < m && gc < n) out[gr * n + gc] = from_f32<T>(alpha * cs[r][c] + (bias ? to_f32(bias[gc]) : 0.0f));
+    if (gr < m && gc < n) {
+      out[gr * n + gc] = from_f32<T>(epilogue_value(cs[r][c], alpha, bias ? to_f32(bias[gc]) : 0.0f, gelu));
+    }
   }
 }
 
 // f32 SIMT: 256 threads, each computing a 4×4 block of the 64×64 tile.
 __global__ void gemm_f32_kernel(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
                                 float* __restrict__ out, int64_t m, int64_t n, int64_t k, int64_t a_stride,
-                                int64_t b_stride, bool trans_b, float alpha) {
+                                int64_t b_stride, bool trans_b, float alpha, bool gelu) {
   __shared__ float as[BK][BM + 1];
   __shared__ float bs[BK][BN + 1];
   const int64_t batch = blockIdx.z;
@@ -325,7 +338,7 @@ __global__ void gemm_f32_kernel(const float* __restrict__ a, const float* __rest
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) {
       int64_t gr = row0 + tr * 4 + i, gc = col0 + tc * 4 + j;
-      if (gr < m && gc < n) out[gr * n + gc] = alpha * acc[i][j] + (bias ? bias[gc] : 0.0f);
+      if (gr < m && gc < n) out[gr * n + gc] = epilogue_value(acc[i][j], alpha, bias ? bias[gc] : 0.0f, gelu);
     }
 }
 
@@ -334,19 +347,21 @@ void matmul_fallback(const MatmulArgs& a) {
   dim3 grid(static_cast<unsigned>((a.n + BN - 1) / BN), static_cast<unsigned>((a.m + BM - 1) / BM),
             static_cast<unsigned>(a.batch));
   cudaStream_t s = stream_of(a.out);
+  const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
   if (a.out.dtype == DType::f32) {
     gemm_f32_kernel<<<grid, 256, 0, s>>>(a.a.as<const float>(), a.b.as<const float>(),
                                          a.bias.data ? a.bias.as<const float>() : nullptr, a.out.as<float>(), a.m, a.n,
-                                         a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha);
+                                         a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha, gelu);
   } else if (a.out.dtype == DType::bf16) {
     gemm_wmma_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(
         a.a.as<const __nv_bfloat16>(), a.b.as<const __nv_bfloat16>(),
         a.bias.data ? a.bias.as<const __nv_bfloat16>() : nullptr, a.out.as<__nv_bfloat16>(), a.m, a.n, a.k,
-        a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha);
+        a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha, gelu);
   } else if (a.out.dtype == DType::f16) {
     gemm_wmma_kernel<__half><<<grid, 128, 0, s>>>(a.a.as<const __half>(), a.b.as<const __half>(),
                                                   a.bias.data ? a.bias.as<const __half>() : nullptr, a.out.as<__half>(),
-                                                  a.m, a.n, a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha);
+                                                  a.m, a.n, a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha,
+                                                  gelu);
   } else {
     fail("ERR_DTYPE", std::string("matmul: CUDA computes on f32, bf16 or f16, got ") + dtype_name(a.out.dtype));
   }

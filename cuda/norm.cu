@@ -1,7 +1,8 @@
-// CUDA twins of native/cpu/norm.cc. One block per normalised row (LayerNorm, RMSNorm) or per
-// (frame, group) (GroupNorm); statistics in f32 with a two-pass mean/variance (the row is small
-// enough to stay in L1/L2 between passes); one rounding to the output dtype at the end, except
-// where the official numerics round in between (RMSNorm, see native/norm.h).
+// CUDA twins of native/cpu/norm.cc. One block per normalised row (LayerNorm, RMSNorm): statistics
+// in f32 with a two-pass mean/variance (the row is small enough to stay in L1/L2 between passes);
+// GroupNorm of video frames has its own three-kernel path (see gn_partial_kernel). One rounding
+// to the output dtype at the end, except where the official numerics round in between (RMSNorm,
+// see native/norm.h).
 #include "../native/norm.h"
 #include "common.cuh"
 
@@ -76,6 +77,7 @@ __global__ void rms_norm_kernel(const T* __restrict__ x, T* __restrict__ out, co
   }
 }
 
+// GroupNorm per frame, the clear path (any channel count): one block per (frame, group), strided reads.
 template <typename T>
 __global__ void group_norm_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
                                   const T* __restrict__ bias, int64_t pixels, int64_t channels, int64_t groups,
@@ -100,6 +102,172 @@ __global__ void group_norm_kernel(const T* __restrict__ x, T* __restrict__ out, 
     if (silu) y = y / (1.0f + __expf(-y));
     of[idx] = from_f32<T>(y);
   }
+}
+
+// GroupNorm per frame, the fast path for video-sized frames (a 544×992 frame is 540k pixels): the
+// strided reads above touch each 256-byte pixel row once per group. Here three kernels read
+// coalesced 16-byte vectors instead:
+//   1. gn_partial: a block owns a chunk of one frame's pixels, every thread a fixed vector of channels
+//      and a fixed row of pixels; per-channel sums are taken about the chunk's first pixel (the shifted
+//      data algorithm: no cancellation), combined over the block and written as (mean, M2) per group;
+//   2. gn_finalize: one warp per (frame, group) merges the chunks (Chan et al.) into mean and 1/std;
+//   3. gn_apply: normalise, affine, optional SiLU, elementwise.
+constexpr int kGnThreads = 256, kGnPixelsPerThread = 32;
+
+template <typename T, int Vec>
+struct alignas(sizeof(T) * Vec) GnPack {
+  T v[Vec];
+};
+
+struct GnLayout {
+  int64_t pixels, channels, groups, per_group;
+  int64_t chunk_pixels, chunks;  // pixels per block and blocks per frame
+  int vectors, rows;             // channel vectors per pixel (threads per pixel row), pixel rows per block
+};
+
+// Merges (count_b, mean_b, m2_b) into (count_a, mean_a, m2_a).
+__device__ __forceinline__ void merge_moments(float& count_a, float& mean_a, float& m2_a, float count_b, float mean_b,
+                                              float m2_b) {
+  const float count = count_a + count_b;
+  if (count_b == 0.0f) return;
+  const float delta = mean_b - mean_a, weight_b = count_b / count;
+  mean_a += delta * weight_b;
+  m2_a += m2_b + delta * delta * count_a * weight_b;
+  count_a = count;
+}
+
+template <typename T, int Vec>
+__global__ void __launch_bounds__(kGnThreads) gn_partial_kernel(const T* __restrict__ x, float2* __restrict__ partial,
+                                                                GnLayout l) {
+  extern __shared__ float gn_shared[];  // sums [rows][channels], then squares [rows][channels]
+  float* sums = gn_shared;
+  float* squares = gn_shared + static_cast<int64_t>(l.rows) * l.channels;
+  const int64_t frame = blockIdx.x / l.chunks, chunk = blockIdx.x % l.chunks;
+  const int64_t first = chunk * l.chunk_pixels, count = min(l.chunk_pixels, l.pixels - first);
+  const T* xf = x + (frame * l.pixels + first) * l.channels;
+  const int vector = threadIdx.x % l.vectors, row = threadIdx.x / l.vectors;
+  if (row < l.rows) {
+    const GnPack<T, Vec> shift = *reinterpret_cast<const GnPack<T, Vec>*>(xf + vector * Vec);
+    float s[Vec], q[Vec];
+#pragma unroll
+    for (int j = 0; j < Vec; j++) s[j] = q[j] = 0.0f;
+    for (int64_t p = row; p < count; p += l.rows) {
+      const GnPack<T, Vec> v = *reinterpret_cast<const GnPack<T, Vec>*>(xf + p * l.channels + vector * Vec);
+#pragma unroll
+      for (int j = 0; j < Vec; j++) {
+        const float d = to_f32(v.v[j]) - to_f32(shift.v[j]);
+        s[j] += d;
+        q[j] += d * d;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < Vec; j++) {
+      sums[row * l.channels + vector * Vec + j] = s[j];
+      squares[row * l.channels + vector * Vec + j] = q[j];
+    }
+  }
+  __syncthreads();
+  // Channel totals over the rows, as (mean, M2) about the shift; then the channels of each group merged.
+  for (int64_t c = threadIdx.x; c < l.channels; c += blockDim.x) {
+    float s = 0.0f, q = 0.0f;
+    for (int r = 0; r < l.rows; r++) {
+      s += sums[r * l.channels + c];
+      q += squares[r * l.channels + c];
+    }
+    const float n = static_cast<float>(count);
+    sums[c] = to_f32(xf[c]) + s / n;          // row 0's slot is free again: it was read above by this thread only
+    squares[c] = fmaxf(q - s * s / n, 0.0f);
+  }
+  __syncthreads();
+  for (int64_t g = threadIdx.x; g < l.groups; g += blockDim.x) {
+    const float n = static_cast<float>(count);
+    float total = n, mean = sums[g * l.per_group], m2 = squares[g * l.per_group];
+    for (int64_t c = 1; c < l.per_group; c++) merge_moments(total, mean, m2, n, sums[g * l.per_group + c], squares[g * l.per_group + c]);
+    partial[(frame * l.chunks + chunk) * l.groups + g] = make_float2(mean, m2);
+  }
+}
+
+__global__ void gn_finalize_kernel(const float2* __restrict__ partial, float2* __restrict__ stats, GnLayout l,
+                                   int64_t frames, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int64_t item = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;  // (frame, group)
+  if (item >= frames * l.groups) return;
+  const int64_t frame = item / l.groups, g = item % l.groups;
+  float total = 0.0f, mean = 0.0f, m2 = 0.0f;
+  for (int64_t chunk = lane; chunk < l.chunks; chunk += 32) {
+    const float2 p = partial[(frame * l.chunks + chunk) * l.groups + g];
+    const float n = static_cast<float>(min(l.chunk_pixels, l.pixels - chunk * l.chunk_pixels) * l.per_group);
+    merge_moments(total, mean, m2, n, p.x, p.y);
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float n_b = __shfl_xor_sync(0xffffffffu, total, offset);
+    const float mean_b = __shfl_xor_sync(0xffffffffu, mean, offset);
+    const float m2_b = __shfl_xor_sync(0xffffffffu, m2, offset);
+    merge_moments(total, mean, m2, n_b, mean_b, m2_b);  // an empty side (count 0) merges as a no-op / a copy
+  }
+  if (lane == 0) stats[item] = make_float2(mean, rsqrtf(m2 / total + eps));
+}
+
+template <typename T, int Vec>
+__global__ void gn_apply_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
+                                const T* __restrict__ bias, const float2* __restrict__ stats, GnLayout l,
+                                int64_t packs, bool silu) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < packs;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t e = i * Vec, c0 = e % l.channels, frame = e / (l.pixels * l.channels);
+    const GnPack<T, Vec> v = *reinterpret_cast<const GnPack<T, Vec>*>(x + e);
+    GnPack<T, Vec> o;
+#pragma unroll
+    for (int j = 0; j < Vec; j++) {
+      const int64_t c = c0 + j;
+      const float2 st = stats[frame * l.groups + c / l.per_group];
+      float y = (to_f32(v.v[j]) - st.x) * st.y * to_f32(weight[c]) + to_f32(bias[c]);
+      if (silu) y = y / (1.0f + __expf(-y));
+      o.v[j] = from_f32<T>(y);
+    }
+    *reinterpret_cast<GnPack<T, Vec>*>(out + e) = o;
+  }
+}
+
+template <typename T, int Vec>
+void launch_group_norm_fast(const GroupNormArgs& a, int vectors) {
+  GnLayout l;
+  l.pixels = a.pixels;
+  l.channels = a.channels;
+  l.groups = a.groups;
+  l.per_group = a.channels / a.groups;
+  l.vectors = vectors;
+  l.rows = kGnThreads / vectors;
+  l.chunk_pixels = static_cast<int64_t>(l.rows) * kGnPixelsPerThread;
+  l.chunks = (a.pixels + l.chunk_pixels - 1) / l.chunk_pixels;
+  const int64_t partial_blocks = a.frames * l.chunks;
+  SV_CHECK(partial_blocks <= 2147483647LL, "ERR_SHAPE", "group_norm: too many frames");
+  const int device = a.out.device;
+  const size_t partial_bytes = static_cast<size_t>(partial_blocks * l.groups) * sizeof(float2);
+  const size_t stats_bytes = static_cast<size_t>(a.frames * l.groups) * sizeof(float2);
+  // Scratch is stream-ordered: freed after the kernels that use it, without a host wait.
+  auto* scratch = static_cast<float2*>(alloc(device, partial_bytes + stats_bytes));
+  float2* partial = scratch;
+  float2* stats = scratch + partial_blocks * l.groups;
+  cudaStream_t s = stream_of(a.out);
+  try {
+    const size_t shared_bytes = 2 * static_cast<size_t>(l.rows) * a.channels * sizeof(float);
+    gn_partial_kernel<T, Vec><<<static_cast<unsigned>(partial_blocks), kGnThreads, shared_bytes, s>>>(
+        a.x.as<const T>(), partial, l);
+    CUDA_CHECK_LAUNCH();
+    const int64_t warps = a.frames * l.groups;
+    gn_finalize_kernel<<<grid_for(warps * 32, 256, 2147483647LL), 256, 0, s>>>(partial, stats, l, a.frames, a.eps);
+    CUDA_CHECK_LAUNCH();
+    const int64_t packs = a.frames * a.pixels * a.channels / Vec;
+    gn_apply_kernel<T, Vec><<<grid_for(packs, 256), 256, 0, s>>>(a.x.as<const T>(), a.out.as<T>(),
+                                                                a.weight.as<const T>(), a.bias.as<const T>(), stats,
+                                                                l, packs, a.silu);
+    CUDA_CHECK_LAUNCH();
+  } catch (...) {
+    free_async(device, scratch);
+    throw;
+  }
+  free_async(device, scratch);
 }
 
 template <typename T>
@@ -152,14 +320,24 @@ void rms_norm(const RmsNormArgs& a) {
 void group_norm(const GroupNormArgs& a) {
   use_device(a.out.device);
   const int64_t blocks = a.frames * a.groups;
-  if (blocks == 0) return;
+  if (blocks == 0 || a.pixels == 0) return;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "group_norm: too many frames");
   dispatch_float(a.out.dtype, "group_norm", [&](auto t) {
     using T = decltype(t);
-    group_norm_kernel<T><<<static_cast<unsigned>(blocks), 512, 0, stream_of(a.out)>>>(
-        a.x.as<const T>(), a.out.as<T>(), a.weight.as<const T>(), a.bias.as<const T>(), a.pixels, a.channels, a.groups,
-        a.eps, a.silu);
-    CUDA_CHECK_LAUNCH();
+    // Fast path: 16-byte vectors of channels, at most one block-row of threads per pixel (C <= 2048 for bf16).
+    constexpr int kVec = 16 / sizeof(T);
+    const bool aligned = reinterpret_cast<uintptr_t>(a.x.data) % 16 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 16 == 0;
+    const int64_t vectors = a.channels / kVec;
+    if (a.channels % kVec == 0 && aligned && vectors <= kGnThreads) {
+      launch_group_norm_fast<T, kVec>(a, static_cast<int>(vectors));
+    } else if (a.channels <= kGnThreads) {
+      launch_group_norm_fast<T, 1>(a, static_cast<int>(a.channels));
+    } else {
+      group_norm_kernel<T><<<static_cast<unsigned>(blocks), 512, 0, stream_of(a.out)>>>(
+          a.x.as<const T>(), a.out.as<T>(), a.weight.as<const T>(), a.bias.as<const T>(), a.pixels, a.channels,
+          a.groups, a.eps, a.silu);
+      CUDA_CHECK_LAUNCH();
+    }
   });
 }
 

@@ -8,3 +8,5 @@ export * as kernels from './kernels/index.js';
 export { openWeights, stripPrefix, renameKeys, readSafetensors, writeSafetensors, type WeightIndex, type TensorRecord, type HostTensor, type TensorData } from './io/index.js';
 export { Weights, loadRecords, type LoadOptions, type LoadProgress, type WeightSpec } from './io/load.js';
 export { loadTokenizer, StepTokenizer, BertTokenizer, SentencePieceProcessor, type TokenizerKind, type EncodedBatch } from './tokenizers/index.js';
+export { TextEncoder, type TextEncoderLoadOptions, type EncodedPrompts } from './models/text-encoder.js';
+export { sample, generateNoise, latentShape, flowMatchSigmas, flowMatchTimesteps, guidedPrompts, resolveSamplerSettings, SAMPLER_PRESETS, POS_MAGIC, NEG_MAGIC, type SampleOptions, type SampleProgress, type TextConditioning, type VelocityModel, type SamplerSettings, type SamplerPresetName, type VideoSize } from './sampler/index.js';

@@ -53,7 +53,7 @@ export interface NativeAddon {
   copy(dst: H, src: H, shape: number[], srcStrides: number[], srcOffset: number, dstStrides: number[], dstOffset: number): void;
   binary(out: H, a: H, b: H, op: number): void;
   unary(out: H, x: H, op: number, alpha: number, beta: number): void;
-  matmul(out: H, a: H, b: H, bias: H | null, transB: boolean, alpha: number): void;
+  matmul(out: H, a: H, b: H, bias: H | null, transB: boolean, alpha: number, epilogue?: number): void;
   softmax(out: H, x: H): void;
   reduce(out: H, x: H, axis: number, op: number): void;
   fill(out: H, value: number): void;

@@ -13,6 +13,7 @@ const UNARY = {
   affine: 0, silu: 1, gelu_tanh: 2, gelu_erf: 3, exp: 4, sqrt: 5, rsqrt: 6, square: 7, tanh: 8, sigmoid: 9, abs: 10, neg: 11,
 } as const;
 const REDUCE = { sum: 0, mean: 1, max: 2 } as const;
+const EPILOGUE = { none: 0, gelu_tanh: 1 } as const;
 
 // ---- data movement ----
 
@@ -134,6 +135,8 @@ export interface MatmulOptions {
   bias?: Tensor;
   /** Scale applied to the product (before the bias). */
   alpha?: number;
+  /** Applied to alpha·a·b + bias before the result is stored: 'gelu_tanh' is GELU(approximate='tanh'). */
+  epilogue?: keyof typeof EPILOGUE;
 }
 
 /**
@@ -141,7 +144,7 @@ export interface MatmulOptions {
  * the same leading dimensions.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
-  const { transB = false, bias, alpha = 1 } = options;
+  const { transB = false, bias, alpha = 1, epilogue = 'none' } = options;
   const inputs = bias ? [a, b, bias] : [a, b];
   sameDevice('matmul', ...inputs);
   sameDType('matmul', ...inputs);
@@ -160,19 +163,24 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== n)) {
     throw new StepVideoError('ERR_SHAPE', 'matmul bias must be a vector of length n', { expected: [n], got: [...bias.shape] });
   }
+  if (!(epilogue in EPILOGUE)) {
+    throw new StepVideoError('ERR_ARGUMENT', 'unknown matmul epilogue', { expected: Object.keys(EPILOGUE).join(' or '), got: epilogue });
+  }
   const shape = [...a.shape.slice(0, -2), m, n];
-  return withOutput(shape, a.dtype, a, (out) => native.matmul(out.handle, a.handle, b.handle, bias?.handle ?? null, transB, alpha));
+  return withOutput(shape, a.dtype, a, (out) =>
+    native.matmul(out.handle, a.handle, b.handle, bias?.handle ?? null, transB, alpha, EPILOGUE[epilogue]),
+  );
 }
 
-/** nn.Linear: x [..., in] · weightᵀ (+ bias) with weight [out, in]. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+/** nn.Linear: x [..., in] · weightᵀ (+ bias) with weight [out, in]; optionally GELU-tanh fused after it. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, options: { epilogue?: MatmulOptions['epilogue'] } = {}): Tensor {
   if (weight.ndim !== 2) throw new StepVideoError('ERR_SHAPE', 'linear weight must be [out, in]', { got: [...weight.shape] });
   if (x.ndim < 1 || x.size(-1) !== weight.size(1)) {
     throw new StepVideoError('ERR_SHAPE', 'linear input features differ from the weight', { expected: `[..., ${weight.size(1)}]`, got: formatShape(x.shape) });
   }
   const rows = x.ndim === 1 ? 1 : numel(x.shape.slice(0, -1));
   using flat = x.reshape(rows, x.size(-1));
-  const y = matmul(flat, weight, { transB: true, ...(bias ? { bias } : {}) });
+  const y = matmul(flat, weight, { transB: true, ...(bias ? { bias } : {}), ...(options.epilogue ? { epilogue: options.epilogue } : {}) });
   using yv = y;
   return yv.reshape(...x.shape.slice(0, -1), weight.size(0));
 }

@@ -58,12 +58,16 @@ struct UnaryArgs {
 // out[b] = alpha · a[b] · op(b[b]) (+ bias) for each of `batch` matrices, where a is [m, k],
 // op(b) is b [k, n] or, with trans_b, b stored [n, k] (the nn.Linear weight layout).
 // A batch stride of 0 broadcasts that operand. bias (optional, data == nullptr when absent) is [n].
+// The epilogue, if any, is applied to alpha·a·op(b) + bias in f32 before the one rounding to out.
+enum class MatmulEpilogue : int32_t { none = 0, gelu_tanh = 1 };
+
 struct MatmulArgs {
   TensorRef out, a, b, bias;
   int64_t batch = 1, m = 0, n = 0, k = 0;
   int64_t a_batch_stride = 0, b_batch_stride = 0;  // elements
   bool trans_b = false;
   float alpha = 1.0f;
+  MatmulEpilogue epilogue = MatmulEpilogue::none;
 };
 
 // Softmax over the last dimension: x viewed as [rows, cols].

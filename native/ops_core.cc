@@ -164,9 +164,9 @@ SV_EXPORT(op_unary) {
   return info.Env().Undefined();
 }
 
-// matmul(out, a, b, bias | null, transB, alpha)
+// matmul(out, a, b, bias | null, transB, alpha, epilogue?)
 //   a [..., m, k]; b [k, n] (or [n, k] with transB) shared by every batch, or b [..., k, n] with
-//   the same leading dims as a; out [..., m, n]; bias [n].
+//   the same leading dims as a; out [..., m, n]; bias [n]; epilogue: MatmulEpilogue (default none).
 SV_EXPORT(op_matmul) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* a = NativeTensor::unwrap(info[1], "a");
@@ -174,6 +174,9 @@ SV_EXPORT(op_matmul) {
   NativeTensor* bias = napi::arg_present(info, 3) ? NativeTensor::unwrap(info[3], "bias") : nullptr;
   bool trans_b = napi::arg_bool(info, 4, "transB");
   float alpha = static_cast<float>(napi::arg_number(info, 5, "alpha"));
+  int64_t epilogue = napi::arg_present(info, 6) ? napi::arg_int(info, 6, "epilogue") : 0;
+  SV_CHECK(epilogue == 0 || epilogue == 1, "ERR_ARGUMENT",
+           "matmul: epilogue must be 0 (none) or 1 (gelu_tanh), got " + std::to_string(epilogue));
   int device = common_device({out, a, b, bias});
   MatmulArgs args;
   args.out = out->ref();
@@ -182,6 +185,7 @@ SV_EXPORT(op_matmul) {
   if (bias) args.bias = bias->ref();
   args.trans_b = trans_b;
   args.alpha = alpha;
+  args.epilogue = static_cast<MatmulEpilogue>(epilogue);
   SV_CHECK(args.a.ndim >= 2 && args.b.ndim >= 2 && args.out.ndim == args.a.ndim, "ERR_SHAPE",
            "matmul: expected a [..., m, k] and out of a's rank, got a " + args.a.shape_string() + ", out " +
                args.out.shape_string());

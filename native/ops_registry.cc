@@ -6,10 +6,20 @@ namespace sv {
 
 void register_norm_ops(Napi::Env env, Napi::Object exports);
 void register_attention_ops(Napi::Env env, Napi::Object exports);
+void register_conv_ops(Napi::Env env, Napi::Object exports); void register_vae_ops(Napi::Env env, Napi::Object exports);
+void register_random_ops(Napi::Env env, Napi::Object exports); void register_sampler_ops(Napi::Env env, Napi::Object exports);
+void register_rope_ops(Napi::Env env, Napi::Object exports);
+void register_embedding_ops(Napi::Env env, Napi::Object exports);
+void register_swiglu_ops(Napi::Env env, Napi::Object exports);
 
 void register_model_ops(Napi::Env env, Napi::Object exports) {
   register_norm_ops(env, exports);
   register_attention_ops(env, exports);
+  register_conv_ops(env, exports); register_vae_ops(env, exports);
+  register_random_ops(env, exports); register_sampler_ops(env, exports);
+  register_rope_ops(env, exports);
+  register_embedding_ops(env, exports);
+  register_swiglu_ops(env, exports);
 }
 
 }  // namespace sv

@@ -128,6 +128,20 @@ export function coreCases(): OpCase[] {
     matmulCase('matmul batched transB with alpha', 2, 65, 72, 128, true, true, false, 35, 0.0883883),
     matmulCase('matmul tall k', 1, 5, 9, 2049, true, false, true, 36),
   ];
+  // The GELU-tanh epilogue fused into the GEMM (DiT FFN, caption MLP): with bias, without, batched b.
+  for (const [name, batch, bBatched, withBias, seed] of [
+    ['matmul transB bias + gelu_tanh epilogue, odd sizes', 1, false, true, 37],
+    ['matmul transB + gelu_tanh epilogue (no bias), odd sizes', 1, false, false, 38],
+    ['matmul batched a and b + gelu_tanh epilogue', 3, true, false, 39],
+  ] as const) {
+    const base = matmulCase(name, batch, 45, 131, 96, true, bBatched, withBias, seed);
+    const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    cases.push({
+      ...base,
+      run: ([a, b, bias]) => ops.matmul(a!, b!, { transB: true, epilogue: 'gelu_tanh', ...(bias ? { bias } : {}) }),
+      reference: (inputs) => base.reference(inputs).map(geluTanh),
+    });
+  }
   // Linear at a realistic width, through the nn.Linear wrapper with a 3-D input.
   {
     const rng = new Rng(40);

@@ -1,14 +1,20 @@
 // Every kernel case, for the CPU suite and the GPU suite alike.
-import { attentionCases } from './attention.js';
+import { attentionCases, attentionLargeCases } from './attention.js';
+import { convCases, convLargeCases } from './conv.js';
 import { coreCases } from './core.js';
+import { embeddingCases, embeddingLargeCases } from './embedding.js';
 import { normCases } from './norm.js';
+import { randomCases, randomLargeCases } from './random.js'; import { samplerCases, samplerLargeCases } from './sampler.js';
+import { ropeCases, ropeLargeCases } from './rope.js';
+import { swigluCases, swigluLargeCases } from './swiglu.js';
 import type { LargeCase, OpCase } from './types.js';
+import { vaeCases, vaeLargeCases } from './vae.js';
 
 export function allCases(): OpCase[] {
-  return [...coreCases(), ...normCases(), ...attentionCases()];
+  return [...coreCases(), ...normCases(), ...attentionCases(), ...embeddingCases(), ...swigluCases(), ...ropeCases(), ...randomCases(), ...samplerCases(), ...convCases(), ...vaeCases()];
 }
 
 /** Real-size cases the GPU suite runs (compared with the CPU twin on a sample). */
 export function largeCases(): LargeCase[] {
-  return [];
+  return [...attentionLargeCases(), ...embeddingLargeCases(), ...swigluLargeCases(), ...ropeLargeCases(), ...randomLargeCases(), ...samplerLargeCases(), ...convLargeCases(), ...vaeLargeCases()];
 }

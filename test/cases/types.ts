@@ -39,4 +39,6 @@ export interface LargeCase {
   sample(output: Float32Array): Float32Array;
   /** Relative tolerance for f32 and bf16 runs against the CPU twin. */
   tolerance: { f32: number; bf16: number };
+  /** The dtypes the GPU suite runs (default both): f32 may be left out where it takes minutes. */
+  dtypes?: ReadonlyArray<'f32' | 'bf16'>;
 }

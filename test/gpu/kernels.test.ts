@@ -47,7 +47,7 @@ describeGpu('kernels on CUDA', () => {
   for (const large of largeCases()) {
     it(`${large.name} (real size, sampled against the CPU twin)`, async () => {
       const expected = await large.runCpuSample();
-      for (const dtype of ['f32', 'bf16'] as const) {
+      for (const dtype of large.dtypes ?? (['f32', 'bf16'] as const)) {
         const out = await large.runGpu(dtype);
         const got = large.sample(await out.toFloat32());
         out.dispose();

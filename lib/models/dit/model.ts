@@ -1,0 +1,421 @@
+// StepVideoModel, the Step-Video-T2V DiT (spec §2): loads the released transformer/ folder and
+// runs the forward pass on the typed ops and kernel families. Model code only enqueues work; the
+// forward awaits the device between blocks, so the event loop stays free, an AbortSignal is
+// honoured within a block's time, and no more than about two blocks are queued at once.
+import type { Device, DeviceSpec } from '../../device.js';
+import { getDevice } from '../../device.js';
+import { StepVideoError, throwIfAborted } from '../../errors.js';
+import { openWeights } from '../../io/index.js';
+import { type LoadProgress, Weights } from '../../io/load.js';
+import { attention } from '../../kernels/attention.js';
+import { gatedResidual, layerNorm } from '../../kernels/norm.js';
+import { Rope3D, splitHeads } from '../../kernels/rope.js';
+import * as ops from '../../ops.js';
+import { formatShape } from '../../shape.js';
+import { Tensor, TensorScope } from '../../tensor.js';
+import { type DiTConfig, readDiTConfig } from './config.js';
+import { type DiTNumerics, crossAttentionLengths, timestepSinusoid } from './conditioning.js';
+import { checkDiTCheckpoint, ditWeightSpec } from './weights.js';
+
+export type DiTDType = 'f32' | 'bf16';
+
+export interface DiTLoadOptions {
+  device?: DeviceSpec;
+  /** Compute and weight dtype: f32 on the CPU backend (the reference), bf16 (default) or f32 on CUDA. */
+  dtype?: DiTDType;
+  /**
+   * Where the official bf16 run rounds (RoPE angles and cos/sin, the timestep, the key-length sum):
+   * 'bf16-official' reproduces it, 'exact' does not. Default: 'bf16-official' for bf16, 'exact' for f32.
+   */
+  numerics?: DiTNumerics;
+  signal?: AbortSignal;
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+export interface DiTConditioning {
+  /** encoder_hidden_states [B, Ly, captionChannels[0]]: the Step-LLM states. */
+  y: Tensor;
+  /** encoder_hidden_states_2 [B, Lc, captionChannels[1]]: the CLIP states (all Lc tokens). */
+  clip: Tensor;
+  /** encoder_attention_mask [B, Lc + Ly] on the host, 1 = keep: Lc ones, then the LLM mask. */
+  mask: ArrayLike<number>;
+}
+
+export interface DiTForwardOptions {
+  signal?: AbortSignal;
+  /** Called once block `index` has finished on the device. */
+  onBlock?: (index: number, total: number) => void;
+  /**
+   * Receives intermediates named as the golden `inter.*` keys. The tensor is valid during the call
+   * only: start a read (toFloat32) or clone() it there.
+   */
+  capture?: (name: string, tensor: Tensor) => void;
+}
+
+/** The text side of a sampling run, computed once and shared by every step (see prepareContext). */
+export class DiTContext implements Disposable {
+  readonly batch: number;
+  /** Key lengths per batch item (after the official rounding in bf16-official numerics). */
+  readonly kvLengths: Int32Array;
+  /** @internal */ readonly owner: StepVideoDiT;
+  /** @internal kv lengths on the device (i32 [B]). */ readonly kvLen: Tensor;
+  /** @internal caption_projection(caption_norm(y)) [B, Ly, D] and clip_projection(clip) [B, Lc, D]. */
+  readonly captionProjection: Tensor;
+  readonly clipProjection: Tensor;
+  /** @internal each block's cross-attention keys and values [B, H, L, Dh] (L = max key length). */
+  readonly crossKeys: Tensor[];
+  readonly crossValues: Tensor[];
+
+  /** @internal */
+  constructor(init: Omit<DiTContext, 'dispose' | typeof Symbol.dispose | 'disposed'>) {
+    this.batch = init.batch;
+    this.kvLengths = init.kvLengths;
+    this.owner = init.owner;
+    this.kvLen = init.kvLen;
+    this.captionProjection = init.captionProjection;
+    this.clipProjection = init.clipProjection;
+    this.crossKeys = init.crossKeys;
+    this.crossValues = init.crossValues;
+  }
+
+  get disposed(): boolean {
+    return this.kvLen.disposed;
+  }
+
+  dispose(): void {
+    for (const t of [this.kvLen, this.captionProjection, this.clipProjection, ...this.crossKeys, ...this.crossValues]) t.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export class StepVideoDiT implements Disposable {
+  readonly config: DiTConfig;
+  readonly device: Device;
+  readonly dtype: DiTDType;
+  readonly numerics: DiTNumerics;
+  readonly #weights: Weights;
+  /** pos_embed.proj.weight [D, C, p, p] viewed as the Linear weight [D, C·p·p]. */
+  readonly #patchWeight: Tensor;
+
+  private constructor(config: DiTConfig, device: Device, dtype: DiTDType, numerics: DiTNumerics, weights: Weights) {
+    this.config = config;
+    this.device = device;
+    this.dtype = dtype;
+    this.numerics = numerics;
+    this.#weights = weights;
+    const patch = weights.get('pos_embed.proj.weight');
+    this.#patchWeight = patch.reshape(patch.size(0), patch.numel / patch.size(0));
+  }
+
+  /** Loads `dir` = the released transformer/ folder (config.json + one safetensors file or shards + index). */
+  static async load(dir: string, options: DiTLoadOptions = {}): Promise<StepVideoDiT> {
+    const device = getDevice(options.device);
+    const dtype = options.dtype ?? (device.isCuda ? 'bf16' : 'f32');
+    if (dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_ARGUMENT', 'DiT dtype must be f32 or bf16', { got: dtype });
+    if (!device.isCuda && dtype !== 'f32') {
+      throw new StepVideoError('ERR_UNSUPPORTED', 'the CPU backend computes in f32', { expected: 'f32', got: dtype });
+    }
+    const numerics = options.numerics ?? (dtype === 'bf16' ? 'bf16-official' : 'exact');
+    if (numerics !== 'exact' && numerics !== 'bf16-official') {
+      throw new StepVideoError('ERR_ARGUMENT', 'unknown DiT numerics', { expected: "'exact' or 'bf16-official'", got: numerics });
+    }
+    throwIfAborted(options.signal, 'DiT loading');
+    const config = await readDiTConfig(dir);
+    const index = await openWeights(dir, { basename: 'diffusion_pytorch_model' });
+    checkDiTCheckpoint(index, config, `${dir}/config.json`);
+    const weights = await Weights.load(index, ditWeightSpec(config), {
+      device,
+      dtype,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    return new StepVideoDiT(config, device, dtype, numerics, weights);
+  }
+
+  /** Bytes held by the weights on the device. */
+  get weightBytes(): number {
+    return this.#weights.byteLength;
+  }
+
+  get disposed(): boolean {
+    return this.#patchWeight.disposed;
+  }
+
+  dispose(): void {
+    this.#patchWeight.dispose();
+    this.#weights.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #w(name: string): Tensor {
+    if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
+    return this.#weights.get(name);
+  }
+
+  /**
+   * The timestep-independent text side: caption_projection(caption_norm(y)) and clip_projection(clip)
+   * joined CLIP-first, truncated to the longest key length, projected to every block's
+   * cross-attention keys (QK-Normed) and values; and the key lengths. Enqueued, not awaited.
+   */
+  prepareContext(cond: DiTConditioning): DiTContext {
+    const { y, clip, mask } = cond;
+    const { numAttentionHeads: heads, captionChannels } = this.config;
+    for (const [name, t, channels] of [['encoder_hidden_states', y, captionChannels[0]], ['encoder_hidden_states_2', clip, captionChannels[1]]] as const) {
+      if (t.ndim !== 3 || t.size(2) !== channels || t.size(0) !== y.size(0)) {
+        throw new StepVideoError('ERR_SHAPE', 'DiT conditioning has the wrong shape', {
+          tensor: name,
+          expected: `[B, L, ${channels}] with B = ${y.shape[0]}`,
+          got: formatShape(t.shape),
+        });
+      }
+      if (t.device !== this.device) throw new StepVideoError('ERR_DEVICE', 'DiT conditioning is on another device', { tensor: name, expected: this.device.name, got: t.device.name });
+    }
+    const batch = y.size(0);
+    const total = clip.size(1) + y.size(1);
+    const kvLengths = crossAttentionLengths(mask, batch, total, this.numerics);
+    // Keys past every item's length are never visible: drop them (the official truncation), but keep one so shapes stay non-empty.
+    const keys = Math.max(1, ...kvLengths);
+
+    const scope = new TensorScope();
+    const kept: Tensor[] = [];
+    const keep = <T extends Tensor>(t: T): T => {
+      kept.push(t);
+      return t;
+    };
+    try {
+      const inModelDType = (t: Tensor) => (t.dtype === this.dtype ? t : scope.track(ops.cast(t, this.dtype)));
+      const normed = scope.track(layerNorm(inModelDType(y), { eps: this.config.normEps }));
+      const hidden = scope.track(
+        ops.linear(normed, this.#w('caption_projection.linear_1.weight'), this.#w('caption_projection.linear_1.bias'), { epilogue: 'gelu_tanh' }),
+      );
+      const captionProjection = keep(ops.linear(hidden, this.#w('caption_projection.linear_2.weight'), this.#w('caption_projection.linear_2.bias')));
+      const clipProjection = keep(ops.linear(inModelDType(clip), this.#w('clip_projection.weight'), this.#w('clip_projection.bias')));
+      const joined = scope.track(ops.concat([clipProjection, captionProjection], 1));
+      const context = keys < total ? scope.track(ops.slice(joined, 1, 0, keys)) : joined;
+      const kvLen = keep(Tensor.from(kvLengths, [batch], { dtype: 'i32', device: this.device }));
+      const crossKeys: Tensor[] = [];
+      const crossValues: Tensor[] = [];
+      for (let i = 0; i < this.config.numLayers; i++) {
+        using kv = ops.linear(context, this.#w(`transformer_blocks.${i}.attn2.wkv.weight`));
+        const { k, v } = splitHeads(kv, { heads, layout: ['k', 'v'], kNorm: this.#w(`transformer_blocks.${i}.attn2.k_norm.weight`), eps: this.config.qkNormEps });
+        crossKeys.push(keep(k!));
+        crossValues.push(keep(v!));
+      }
+      return new DiTContext({ batch, kvLengths, owner: this, kvLen, captionProjection, clipProjection, crossKeys, crossValues });
+    } catch (error) {
+      for (const t of kept) t.dispose();
+      throw error;
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  /**
+   * latents [B, F, C, H, W] (model dtype) and B timesteps in [0, 1) → velocity [B, F, C, H, W].
+   */
+  async forward(latents: Tensor, timestep: readonly number[], context: DiTContext, options: DiTForwardOptions = {}): Promise<Tensor> {
+    const { signal, onBlock, capture } = options;
+    const cfg = this.config;
+    this.#checkForwardInputs(latents, timestep, context);
+    throwIfAborted(signal, 'DiT forward');
+    const [B, F, , H, W] = latents.shape as [number, number, number, number, number];
+    const p = cfg.patchSize;
+    const [Hp, Wp] = [H / p, W / p];
+    const D = cfg.innerDim;
+    const N = F * Hp * Wp;
+
+    const scope = new TensorScope();
+    const show = (name: string, t: Tensor, shape?: number[]) => {
+      if (!capture) return;
+      using view = t.reshape(shape ?? [...t.shape]);
+      capture(name, view);
+    };
+    let rope: Rope3D | undefined;
+    let x: Tensor | undefined;
+    let inFlight: Promise<void> | undefined;
+    try {
+      // Patch embedding: a p×p stride-p conv is a Linear over each patch's (c, i, j) values.
+      const patches = scope.track(patchify(latents, p));
+      x = ops.linear(patches, this.#patchWeight, this.#w('pos_embed.proj.bias'));
+      patches.dispose();
+      show('pos_embed', x, [B * F, Hp * Wp, D]);
+
+      // Timestep → embedded_timestep e [B, D] → AdaLN-Single modulation m [B, 6D] shared by every block.
+      const sinusoid = timestepSinusoid(timestep, { channels: cfg.timestepChannels, rescale: cfg.timestepRescale, numerics: this.numerics });
+      const tEmb = scope.track(Tensor.from(sinusoid, [B, cfg.timestepChannels], { dtype: this.dtype, device: this.device }));
+      const t1 = scope.track(ops.linear(tEmb, this.#w('adaln_single.emb.timestep_embedder.linear_1.weight'), this.#w('adaln_single.emb.timestep_embedder.linear_1.bias')));
+      const t1Act = scope.track(ops.silu(t1));
+      const embedded = scope.track(ops.linear(t1Act, this.#w('adaln_single.emb.timestep_embedder.linear_2.weight'), this.#w('adaln_single.emb.timestep_embedder.linear_2.bias')));
+      const embeddedAct = scope.track(ops.silu(embedded));
+      const modulation = scope.track(ops.linear(embeddedAct, this.#w('adaln_single.linear.weight'), this.#w('adaln_single.linear.bias')));
+      show('adaln_single', modulation);
+      show('adaln_single.embedded_timestep', embedded);
+      show('caption_projection', context.captionProjection);
+      show('clip_projection', context.clipProjection);
+      // [B, 6, D] → [6, B, D]: row j of every block's table + m is then a [B, D] view (AdaLN groups = batch).
+      const byRow = scope.track(modulationRows(modulation, B, D));
+
+      rope = Rope3D.create([F, Hp, Wp], {
+        split: cfg.ropeSplit,
+        theta: cfg.ropeTheta,
+        angles: this.numerics === 'bf16-official' ? 'bf16-official' : 'exact',
+        device: this.device,
+      });
+
+      for (let i = 0; i < cfg.numLayers; i++) {
+        x = this.#block(i, x, byRow, rope, context, [B, N, D], show);
+        show(`transformer_blocks.${i}`, x);
+        if (inFlight) {
+          await inFlight;
+          onBlock?.(i - 1, cfg.numLayers);
+        }
+        throwIfAborted(signal, 'DiT forward');
+        inFlight = this.device.synchronize();
+      }
+
+      // Final layer: LayerNorm (no affine) modulated by e itself: shift = table[0] + e, scale = table[1] + e.
+      using table = this.#w('scale_shift_table').reshape(2, 1, D);
+      using eRow = embedded.reshape(1, B, D);
+      const shiftScale = scope.track(ops.add(table, eRow));
+      const [shift, scale] = [0, 1].map((row) => scope.track(rowView(shiftScale, row, B, D)));
+      const normed = scope.track(layerNorm(x, { scale: scale!, shift: shift!, eps: cfg.normEps }));
+      x.dispose();
+      x = undefined;
+      const projected = scope.track(ops.linear(normed, this.#w('proj_out.weight'), this.#w('proj_out.bias')));
+      const output = unpatchify(projected, [B, F, cfg.outChannels, H, W], p);
+      try {
+        await inFlight;
+      } catch (error) {
+        output.dispose();
+        throw error;
+      }
+      inFlight = undefined;
+      onBlock?.(cfg.numLayers - 1, cfg.numLayers);
+      return output;
+    } catch (error) {
+      x?.dispose();
+      throw error;
+    } finally {
+      scope.dispose();
+      rope?.dispose();
+      // Never leave a device wait behind (an unobserved rejection), e.g. after an abort.
+      if (inFlight) await inFlight.catch(() => undefined);
+    }
+  }
+
+  #checkForwardInputs(latents: Tensor, timestep: readonly number[], context: DiTContext): void {
+    const cfg = this.config;
+    if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
+    if (context.owner !== this) throw new StepVideoError('ERR_ARGUMENT', 'the DiT context was prepared by another model');
+    if (context.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT context was used after dispose()');
+    const p = cfg.patchSize;
+    const [B, , C, H, W] = latents.shape;
+    if (latents.ndim !== 5 || C !== cfg.inChannels || H! % p !== 0 || W! % p !== 0 || H === 0 || W === 0) {
+      throw new StepVideoError('ERR_SHAPE', 'DiT latents must be [B, F, C, H, W]', {
+        tensor: 'hidden_states',
+        expected: `[B, F, ${cfg.inChannels}, H, W] with H and W multiples of ${p}`,
+        got: formatShape(latents.shape),
+      });
+    }
+    if (latents.dtype !== this.dtype || latents.device !== this.device) {
+      throw new StepVideoError('ERR_DTYPE', 'DiT latents must be in the model dtype on the model device', {
+        tensor: 'hidden_states',
+        expected: `${this.dtype} on ${this.device.name}`,
+        got: `${latents.dtype} on ${latents.device.name}`,
+      });
+    }
+    if (timestep.length !== B || context.batch !== B) {
+      throw new StepVideoError('ERR_SHAPE', 'latents, timesteps and context must share the batch size', {
+        tensor: 'timestep',
+        expected: B,
+        got: `${timestep.length} timesteps, context for ${context.batch}`,
+      });
+    }
+  }
+
+  /**
+   * One StepVideoTransformerBlock (spec §2.3 step 4). Consumes `x` (disposed here) and returns the
+   * new residual stream; every temporary is freed as soon as it is dead.
+   */
+  #block(i: number, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, [B, N, D]: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
+    const cfg = this.config;
+    const w = (name: string) => this.#w(`transformer_blocks.${i}.${name}`);
+    const heads = cfg.numAttentionHeads;
+    using scope = new TensorScope();
+    const dead = (...tensors: Tensor[]) => tensors.forEach((t) => t.dispose());
+
+    // (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp) = table + m, each [B, D].
+    using table = w('scale_shift_table').reshape(6, 1, D);
+    const rows = scope.track(ops.add(byRow, table));
+    const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = [0, 1, 2, 3, 4, 5].map((r) => scope.track(rowView(rows, r, B, D)));
+
+    // Self-attention on LN1(x)·(1 + scale) + shift, gated residual.
+    const a = scope.track(layerNorm(x, { weight: w('norm1.weight'), bias: w('norm1.bias'), scale: scaleMsa!, shift: shiftMsa!, eps: cfg.blockNormEps }));
+    const qkv = scope.track(ops.linear(a, w('attn1.wqkv.weight')));
+    dead(a);
+    const self = splitHeads(qkv, { heads, layout: ['q', 'k', 'v'], qNorm: w('attn1.q_norm.weight'), kNorm: w('attn1.k_norm.weight'), eps: cfg.qkNormEps, rope });
+    const [q, k, v] = [self.q!, self.k!, self.v!].map((t) => scope.track(t));
+    dead(qkv);
+    const mixed = scope.track(attention(q!, k!, v!));
+    dead(q!, k!, v!);
+    const attn1 = scope.track(ops.linear(scope.track(mixed.reshape(B, N, D)), w('attn1.wo.weight')));
+    dead(mixed);
+    show(`transformer_blocks.${i}.attn1`, attn1);
+    const x1 = scope.track(gatedResidual(x, attn1, gateMsa));
+    dead(x, attn1);
+
+    // Cross-attention on the raw stream: no norm, no modulation, no gate.
+    const qProj = scope.track(ops.linear(x1, w('attn2.wq.weight')));
+    const q2 = scope.track(splitHeads(qProj, { heads, layout: ['q'], qNorm: w('attn2.q_norm.weight'), eps: cfg.qkNormEps }).q!);
+    dead(qProj);
+    const crossMixed = scope.track(attention(q2, context.crossKeys[i]!, context.crossValues[i]!, { kvLen: context.kvLen }));
+    dead(q2);
+    const attn2 = scope.track(ops.linear(scope.track(crossMixed.reshape(B, N, D)), w('attn2.wo.weight')));
+    dead(crossMixed);
+    show(`transformer_blocks.${i}.attn2`, attn2);
+    const x2 = scope.track(gatedResidual(x1, attn2));
+    dead(x1, attn2);
+
+    // FFN on LN2(x)·(1 + scale) + shift: W2·GELU_tanh(W1·b), no biases; gated residual.
+    const b = scope.track(layerNorm(x2, { weight: w('norm2.weight'), bias: w('norm2.bias'), scale: scaleMlp!, shift: shiftMlp!, eps: cfg.blockNormEps }));
+    const hidden = scope.track(ops.linear(b, w('ff.net.0.proj.weight'), undefined, { epilogue: 'gelu_tanh' }));
+    dead(b);
+    const ff = scope.track(ops.linear(hidden, w('ff.net.2.weight')));
+    dead(hidden);
+    show(`transformer_blocks.${i}.ff`, ff);
+    return gatedResidual(x2, ff, gateMlp);
+  }
+}
+
+/** [B, 6·D] → [6, B, D] (a copy), so that each modulation row is a contiguous [B, D] slice. */
+function modulationRows(modulation: Tensor, B: number, D: number): Tensor {
+  using split = modulation.reshape(B, 6, D);
+  return ops.permute(split, [1, 0, 2]);
+}
+
+/** Row r of a [R, B, D] tensor as a [B, D] view. */
+function rowView(t: Tensor, r: number, B: number, D: number): Tensor {
+  using row = t.narrow(r, 1);
+  return row.reshape(B, D);
+}
+
+/** latents [B, F, C, H, W] → patch tokens [B, F·(H/p)·(W/p), C·p·p], token order (f, h, w), features (c, i, j). */
+function patchify(latents: Tensor, p: number): Tensor {
+  const [B, F, C, H, W] = latents.shape as [number, number, number, number, number];
+  using grid = latents.reshape(B * F, C, H / p, p, W / p, p);
+  using tokens = ops.permute(grid, [0, 2, 4, 1, 3, 5]);
+  return tokens.reshape(B, F * (H / p) * (W / p), C * p * p);
+}
+
+/** proj_out tokens [B, N, p·p·C] (features (i, j, c)) → [B, F, C, H, W] (official unpatchify). */
+function unpatchify(tokens: Tensor, [B, F, C, H, W]: [number, number, number, number, number], p: number): Tensor {
+  using grid = tokens.reshape(B * F, H / p, W / p, p, p, C);
+  using image = ops.permute(grid, [0, 5, 1, 3, 2, 4]);
+  return image.reshape(B, F, C, H, W);
+}

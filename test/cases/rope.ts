@@ -1,0 +1,202 @@
+// Cases of the head-split / QK-Norm / 3D RoPE family (native/rope.h) at the DiT's real head
+// layout (48 heads x 128, RoPE split [64, 32, 32]) with odd token counts and batch 2, against an
+// independent float64 reference of the official modules (split, RMSNorm, RoPE3D.apply_rope1d).
+import { type HeadPart, Rope3D, type RopeAngles, ropeCosSin, splitHeads } from '../../lib/kernels/rope.js';
+import * as ops from '../../lib/ops.js';
+import { Tensor, TensorScope } from '../../lib/tensor.js';
+import { Rng, randn, randu } from '../helpers/random.js';
+import type { LargeCase, OpCase, OpInput } from './types.js';
+
+const SPLIT = [64, 32, 32] as const;
+
+interface Spec {
+  name: string;
+  B: number;
+  N: number;
+  H: number;
+  Dh: number;
+  layout: readonly HeadPart[];
+  qNorm?: boolean;
+  kNorm?: boolean;
+  rope?: { grid: [number, number, number]; angles: RopeAngles };
+  seed: number;
+}
+
+/**
+ * float64 reference for the given tokens of batch item b: per part, [H, tokens.length, Dh] values
+ * in `out` order (q, k, v as present in the layout, each [B or 1, H, N or tokens, Dh]).
+ */
+export function splitHeadsRef(
+  proj: ArrayLike<number>, spec: Omit<Spec, 'name' | 'seed'>, weights: { q?: ArrayLike<number>; k?: ArrayLike<number> },
+  tokens: readonly number[] = Array.from({ length: spec.N }, (_, n) => n), batches: readonly number[] = Array.from({ length: spec.B }, (_, b) => b),
+  rowOf: (b: number, n: number) => number = (b, n) => b * spec.N + n,
+): Float64Array {
+  const { H, Dh, layout } = spec;
+  const P = layout.length;
+  const produced = (['q', 'k', 'v'] as const).filter((p) => layout.includes(p));
+  const tables = spec.rope ? SPLIT.map((width, axis) => ropeCosSin(spec.rope!.grid[axis]!, width, { angles: spec.rope!.angles })) : [];
+  const out = new Float64Array(produced.length * batches.length * H * tokens.length * Dh);
+  const x = new Float64Array(Dh);
+  let o = 0;
+  for (const part of produced) {
+    const index = layout.indexOf(part);
+    const weight = part === 'v' ? undefined : weights[part];
+    for (const b of batches)
+      for (let h = 0; h < H; h++)
+        for (const n of tokens) {
+          const base = ((rowOf(b, n) * H + h) * P + index) * Dh;
+          for (let d = 0; d < Dh; d++) x[d] = proj[base + d]!;
+          if (weight) {
+            let ss = 0;
+            for (let d = 0; d < Dh; d++) ss += x[d]! * x[d]!;
+            const inv = 1 / Math.sqrt(ss / Dh + 1e-6);
+            for (let d = 0; d < Dh; d++) x[d] = x[d]! * inv * weight[d]!;
+          }
+          if (spec.rope && part !== 'v') {
+            const [, G1, G2] = spec.rope.grid;
+            const position = [Math.floor(n / (G1 * G2)), Math.floor(n / G2) % G1, n % G2];
+            let start = 0;
+            for (let axis = 0; axis < 3; axis++) {
+              const width = SPLIT[axis]!;
+              const half = width / 2;
+              const { cos, sin } = tables[axis]!;
+              for (let i = 0; i < width; i++) {
+                const rotated = i < half ? -x[start + i + half]! : x[start + i - half]!;
+                const t = position[axis]! * width + i;
+                out[o + start + i] = x[start + i]! * cos[t]! + rotated * sin[t]!;
+              }
+              start += width;
+            }
+          } else {
+            for (let d = 0; d < Dh; d++) out[o + d] = x[d]!;
+          }
+          o += Dh;
+        }
+  }
+  return out;
+}
+
+function runSplit(spec: Spec, [proj, qNorm, kNorm]: Tensor[]): Tensor {
+  const rope = spec.rope ? Rope3D.create(spec.rope.grid, { split: SPLIT, angles: spec.rope.angles, device: proj!.device }) : undefined;
+  try {
+    const parts = splitHeads(proj!, {
+      heads: spec.H,
+      layout: spec.layout,
+      ...(spec.qNorm ? { qNorm: qNorm! } : {}),
+      ...(spec.kNorm ? { kNorm: spec.qNorm ? kNorm! : qNorm! } : {}),
+      ...(rope ? { rope } : {}),
+    });
+    const ordered = (['q', 'k', 'v'] as const).flatMap((p) => (parts[p] ? [parts[p]!] : []));
+    const joined = ordered.length === 1 ? ordered[0]!.clone() : ops.concat(ordered, 0);
+    for (const t of ordered) t.dispose();
+    return joined;
+  } finally {
+    rope?.dispose();
+  }
+}
+
+function splitCase(spec: Spec): OpCase {
+  const rng = new Rng(spec.seed);
+  const { B, N, H, Dh, layout } = spec;
+  const inputs: OpInput[] = [{ shape: [B, N, H * layout.length * Dh], data: randn(rng, B * N * H * layout.length * Dh, 1.7, 0.2) }];
+  if (spec.qNorm) inputs.push({ shape: [Dh], data: randu(rng, Dh, 0.5, 1.5) });
+  if (spec.kNorm) inputs.push({ shape: [Dh], data: randu(rng, Dh, 0.5, 1.5) });
+  return {
+    name: spec.name,
+    inputs,
+    run: (tensors) => runSplit(spec, tensors),
+    reference: ([proj, first, second]) =>
+      splitHeadsRef(proj!, spec, { ...(spec.qNorm ? { q: first! } : {}), ...(spec.kNorm ? { k: spec.qNorm ? second! : first! } : {}) }),
+  };
+}
+
+export function ropeCases(): OpCase[] {
+  return [
+    splitCase({
+      name: 'splitHeads self-attention: wqkv [q|k|v] per head, QK-Norm, 3D RoPE bf16 angles, 48 heads x 128, grid 3x5x7, batch 2',
+      B: 2, N: 105, H: 48, Dh: 128, layout: ['q', 'k', 'v'], qNorm: true, kNorm: true,
+      rope: { grid: [3, 5, 7], angles: 'bf16-official' }, seed: 300,
+    }),
+    splitCase({
+      name: 'splitHeads self-attention: exact angles, grid 9x2x3 (more frames than rows or columns), 4 heads',
+      B: 2, N: 54, H: 4, Dh: 128, layout: ['q', 'k', 'v'], qNorm: true, kNorm: true,
+      rope: { grid: [9, 2, 3], angles: 'exact' }, seed: 301,
+    }),
+    splitCase({
+      name: 'splitHeads cross-attention keys: wkv [k|v] per head, k-Norm, 48 heads x 128, 37 keys, batch 2',
+      B: 2, N: 37, H: 48, Dh: 128, layout: ['k', 'v'], kNorm: true, seed: 302,
+    }),
+    splitCase({
+      name: 'splitHeads cross-attention queries: wq, q-Norm, 48 heads x 128, odd N 105, batch 2',
+      B: 2, N: 105, H: 48, Dh: 128, layout: ['q'], qNorm: true, seed: 303,
+    }),
+    splitCase({
+      name: 'splitHeads RoPE without norms, parts in another order [v|q|k]',
+      B: 1, N: 30, H: 3, Dh: 128, layout: ['v', 'q', 'k'], rope: { grid: [2, 3, 5], angles: 'exact' }, seed: 304,
+    }),
+  ];
+}
+
+/**
+ * The self-attention split at the real size (544x992x204: grid 36x34x62, N = 75,888, 48 heads),
+ * batch 1, checked on a sample of tokens spread over the grid.
+ */
+export function ropeLargeCases(): LargeCase[] {
+  const grid: [number, number, number] = [36, 34, 62];
+  const N = grid[0] * grid[1] * grid[2];
+  return [
+    sampledSplitCase(
+      'splitHeads self-attention at 544x992x204 (N 75,888, 48 heads x 128, bf16 angles)',
+      grid, 48, [0, 1, 61, 62, 999, 1000, 2107, 2108, 37_123, 74_000, N - 2, N - 1], 'cuda',
+    ),
+  ];
+}
+
+/**
+ * A self-attention split over `grid` whose input is built on the device (a random block of 1000
+ * token rows repeated, plus a per-token ramp so every row differs); the `sampled` tokens are
+ * gathered on the device and compared with the float64 reference on the same (f32) input values.
+ */
+export function sampledSplitCase(name: string, grid: [number, number, number], H: number, sampled: readonly number[], device: 'cuda' | 'cpu'): LargeCase {
+  const N = grid[0] * grid[1] * grid[2];
+  const Dh = 128, W = H * 3 * Dh, block = 1000;
+  const rng = new Rng(310);
+  const rows = randn(rng, block * W, 1.5, 0.1);
+  const ramp = Float32Array.from({ length: N }, (_, n) => (((n * 7919) % 1009) / 1009 - 0.5) * 0.5);
+  const qWeight = randu(rng, Dh, 0.5, 1.5);
+  const kWeight = randu(rng, Dh, 0.5, 1.5);
+  const spec = { B: 1, N, H, Dh, layout: ['q', 'k', 'v'] as const, rope: { grid, angles: 'bf16-official' as const } };
+  return {
+    name,
+    async runGpu(dtype) {
+      using scope = new TensorScope();
+      const blockRows = scope.track(Tensor.from(rows, [1, 1, block, W], { device, dtype: 'f32' }));
+      const copies = Math.ceil(N / block);
+      const repeated = scope.track(ops.expand(blockRows, [1, copies, block, W]));
+      const flat = scope.track(repeated.reshape(1, copies * block, W));
+      const cut = scope.track(ops.slice(flat, 1, 0, N));
+      const rampT = scope.track(Tensor.from(ramp, [1, N, 1], { device, dtype: 'f32' }));
+      const sum = scope.track(ops.add(cut, rampT));
+      const proj = scope.track(ops.cast(sum, dtype));
+      const qNorm = scope.track(Tensor.from(qWeight, [Dh], { device, dtype }));
+      const kNorm = scope.track(Tensor.from(kWeight, [Dh], { device, dtype }));
+      using rope = Rope3D.create(grid, { split: SPLIT, angles: 'bf16-official', device });
+      const parts = splitHeads(proj, { heads: H, layout: spec.layout, qNorm, kNorm, rope });
+      // Gather the sampled tokens on the device: [3, H, sampled, Dh] in (q, k, v) order.
+      const picked = (['q', 'k', 'v'] as const).map((part) => {
+        const full = scope.track(parts[part]!);
+        return scope.track(ops.concat(sampled.map((n) => scope.track(ops.slice(full, 2, n, n + 1))), 2));
+      });
+      return ops.concat(picked, 0);
+    },
+    async runCpuSample() {
+      const proj = new Float32Array(sampled.length * W);
+      sampled.forEach((n, s) => {
+        for (let w = 0; w < W; w++) proj[s * W + w] = Math.fround(rows[(n % block) * W + w]! + ramp[n]!);
+      });
+      return Float32Array.from(splitHeadsRef(proj, spec, { q: qWeight, k: kWeight }, sampled, [0], (_b, n) => sampled.indexOf(n)));
+    },
+    sample: (output) => output,
+    tolerance: { f32: 1e-5, bf16: 1e-2 },
+  };
+}

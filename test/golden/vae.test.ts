@@ -1,0 +1,183 @@
+// The video VAE (version 2) against the official implementation's float64 outputs on the tiny golden
+// model (vae/ folder with config.json overrides, weights stored in bf16 with the released naming):
+// float32 on the CPU backend within 1e-4 relative error, for decode (two chunks and the boundary
+// mix) and encode (moments of one 17-frame chunk); plus the streaming form, time slicing, sampling,
+// errors and memory ownership.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { Device } from '../../lib/device.js';
+import { isStepVideoError } from '../../lib/errors.js';
+import { type HostTensor, readSafetensors } from '../../lib/io/safetensors.js';
+import * as ops from '../../lib/ops.js';
+import { VideoVAE } from '../../lib/models/vae/index.js';
+import { Tensor } from '../../lib/tensor.js';
+import { expectRelErr, relErr } from '../helpers/compare.js';
+import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
+
+const run = requireGolden();
+const vaeDir = path.join(tinyModelDir, 'vae');
+
+describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
+  let vae: VideoVAE;
+  let golden: Map<string, HostTensor>;
+  const input = (name: string): Tensor => {
+    const t = golden.get(name)!;
+    return Tensor.from(t.data as Float32Array, t.shape, { device: 'cpu' });
+  };
+  const expected = (name: string): Float32Array => golden.get(name)!.data as Float32Array;
+
+  beforeAll(async () => {
+    golden = await readSafetensors(casePath('vae_case.safetensors'));
+    vae = await VideoVAE.load(vaeDir, { device: 'cpu' });
+  });
+  afterAll(() => vae?.dispose());
+
+  it('loads the golden config overrides and the released naming (decoder.conv_out without .conv)', () => {
+    expect(vae.config.zChannels).toBe(4);
+    expect(vae.config.decoder).toEqual({ ch: 32, chMult: [1, 2, 4, 4], blocksPerLevel: 3 });
+    expect(vae.config.encoder).toEqual({ ch: 32, chMult: [1, 2, 4, 4], blocksPerLevel: 2 });
+    expect(vae.dtype).toBe('f32');
+  });
+
+  it('decode: latents [1, 6, 4, 4, 4] -> decoded [1, 34, 3, 64, 64], rel <= 1e-4; memory back to baseline', async () => {
+    const baseline = Device.cpu.memory().bytesInUse;
+    {
+      using latents = input('latents');
+      const out = await vae.decode(latents);
+      using decoded = out!;
+      expect(decoded.shape).toEqual([1, 34, 3, 64, 64]);
+      const rel = expectRelErr(await decoded.toFloat32(), expected('decoded'), 1e-4, 'decoded');
+      console.log(`vae decode f32 CPU rel err ${rel.toExponential(3)} (official bf16: ${relErr(expected('decoded_bf16_official'), expected('decoded')).toExponential(3)})`);
+    }
+    await Device.cpu.synchronize();
+    expect(Device.cpu.memory().bytesInUse).toBe(baseline);
+  });
+
+  it('encode: frames [1, 17, 3, 64, 64] -> encoded_moments [1, 3, 8, 4, 4], rel <= 1e-4; memory back to baseline', async () => {
+    const baseline = Device.cpu.memory().bytesInUse;
+    {
+      using frames = input('frames');
+      using moments = await vae.encodeMoments(frames);
+      expect(moments.shape).toEqual([1, 3, 8, 4, 4]);
+      const rel = expectRelErr(await moments.toFloat32(), expected('encoded_moments'), 1e-4, 'encoded_moments');
+      console.log(`vae encode f32 CPU rel err ${rel.toExponential(3)} (official bf16: ${relErr(expected('encoded_moments_bf16_official'), expected('encoded_moments')).toExponential(3)})`);
+    }
+    await Device.cpu.synchronize();
+    expect(Device.cpu.memory().bytesInUse).toBe(baseline);
+  });
+
+  it('streams final chunks in order (chunk 0 after chunk 1 is decoded), each equal to the golden frames', async () => {
+    using latents = input('latents');
+    const seen: Array<{ index: number; total: number; shape: readonly number[] }> = [];
+    const frameSize = 3 * 64 * 64;
+    const result = await vae.decode(latents, {
+      onChunk: async (frames, index, total) => {
+        seen.push({ index, total, shape: frames.shape });
+        const want = expected('decoded').subarray(index * 17 * frameSize, (index + 1) * 17 * frameSize);
+        expectRelErr(await frames.toFloat32(), want, 1e-4, `chunk ${index}`);
+      },
+    });
+    expect(result).toBeUndefined();
+    expect(seen).toEqual([
+      { index: 0, total: 2, shape: [1, 17, 3, 64, 64] },
+      { index: 1, total: 2, shape: [1, 17, 3, 64, 64] },
+    ]);
+  });
+
+  // Chunk 0 and chunk 1 decoded on their own (unmixed), shared by the next tests.
+  let unmixed: [Float32Array, Float32Array] | undefined;
+
+  it('the boundary mix is sequential: 0.6/0.4 into the next chunk, then 0.76/0.24 in effect', async () => {
+    using latents = input('latents');
+    using first = ops.slice(latents, 1, 0, 3);
+    using second = ops.slice(latents, 1, 3, 6);
+    using a = (await vae.decode(first))!;
+    using b = (await vae.decode(second))!;
+    unmixed = [await a.toFloat32(), await b.toFloat32()];
+    const [av, bv] = unmixed;
+    const mixed = expected('decoded');
+    const frameSize = 3 * 64 * 64;
+    const last = av.subarray(16 * frameSize, 17 * frameSize), firstOfNext = bv.subarray(0, frameSize);
+    const newFirst = firstOfNext.map((v, i) => 0.6 * v + 0.4 * last[i]!);
+    const newLast = last.map((v, i) => 0.6 * v + 0.4 * newFirst[i]!);
+    expectRelErr(newLast, mixed.subarray(16 * frameSize, 17 * frameSize), 1e-4, 'mixed last frame of chunk 0');
+    expectRelErr(newFirst, mixed.subarray(17 * frameSize, 18 * frameSize), 1e-4, 'mixed first frame of chunk 1');
+    // Away from the boundary, chunks are independent: frames 1..15 of chunk 1 are untouched by the mix.
+    expectRelErr(bv.subarray(frameSize, 16 * frameSize), mixed.subarray(18 * frameSize, 33 * frameSize), 1e-4, 'chunk 1 interior');
+  });
+
+  it('time-sliced GroupNorm + conv (forced on every layer), through the async iterator, gives the same frames', async () => {
+    expect(unmixed).toBeDefined();
+    using sliced = await VideoVAE.load(vaeDir, { device: 'cpu', parts: ['decoder'], timeSliceElements: 1 });
+    using latents = input('latents');
+    using first = ops.slice(latents, 1, 0, 3);
+    const chunks: number[] = [];
+    for await (const chunk of sliced.decodeChunks(first)) {
+      chunks.push(chunk.index);
+      expect(chunk.total).toBe(1);
+      expect(relErr(await chunk.frames.toFloat32(), unmixed![0])).toBeLessThan(1e-6);
+    }
+    expect(chunks).toEqual([0]);
+  });
+
+  it('encode: mode is the mean; a seeded sample is reproducible and spreads by exp(logvar / 2)', async () => {
+    using frames = input('frames');
+    using mode = await vae.encode(frames);
+    expect(mode.shape).toEqual([1, 3, 4, 4, 4]);
+    const moments = expected('encoded_moments');
+    const mean = new Float32Array(3 * 4 * 16), logvar = new Float32Array(3 * 4 * 16);
+    for (let t = 0; t < 3; t++) {
+      mean.set(moments.subarray(t * 128, t * 128 + 64), t * 64);
+      logvar.set(moments.subarray(t * 128 + 64, t * 128 + 128), t * 64);
+    }
+    expectRelErr(await mode.toFloat32(), mean, 1e-4, 'mode');
+    using s1 = await vae.encode(frames, { sample: { seed: 7 } });
+    using s2 = await vae.encode(frames, { sample: { seed: 7 } });
+    using s3 = await vae.encode(frames, { sample: { seed: 8 } });
+    const [v1, v2, v3] = [await s1.toFloat32(), await s2.toFloat32(), await s3.toFloat32()];
+    expect(relErr(v1, v2)).toBe(0);
+    expect(relErr(v1, v3)).toBeGreaterThan(0);
+    // (sample - mean) / std is the seeded noise: standard normal on average.
+    let sq = 0;
+    for (let i = 0; i < v1.length; i++) {
+      const std = Math.exp(0.5 * Math.min(20, Math.max(-30, logvar[i]!)));
+      sq += ((v1[i]! - mean[i]!) / std) ** 2;
+    }
+    expect(Math.sqrt(sq / v1.length)).toBeGreaterThan(0.7);
+    expect(Math.sqrt(sq / v1.length)).toBeLessThan(1.3);
+  });
+
+  it('aborts between blocks with ERR_ABORTED and frees what it made', async () => {
+    const baseline = Device.cpu.memory().bytesInUse;
+    using latents = input('latents');
+    const controller = new AbortController();
+    let chunks = 0;
+    const decoding = vae.decode(latents, {
+      signal: controller.signal,
+      onChunk: () => {
+        chunks++;
+      },
+    });
+    setTimeout(() => controller.abort(new Error('stop')), 5);
+    const error = await decoding.then(() => undefined, (e: unknown) => e);
+    expect(isStepVideoError(error, 'ERR_ABORTED')).toBe(true);
+    expect(chunks).toBe(0);
+    await Device.cpu.synchronize();
+    expect(Device.cpu.memory().bytesInUse).toBe(baseline + latents.byteLength);
+  });
+
+  it('rejects bad inputs with typed errors naming the tensor', async () => {
+    using wrongChannels = Tensor.zeros([1, 3, 5, 4, 4]);
+    await expect(vae.decode(wrongChannels)).rejects.toMatchObject({ code: 'ERR_SHAPE', tensor: 'latents' });
+    using wrongFrames = Tensor.zeros([1, 4, 4, 4, 4]);
+    await expect(vae.decode(wrongFrames)).rejects.toMatchObject({ code: 'ERR_SHAPE', tensor: 'latents' });
+    using fewFrames = Tensor.zeros([1, 16, 3, 64, 64]);
+    await expect(vae.encodeMoments(fewFrames)).rejects.toMatchObject({ code: 'ERR_SHAPE', tensor: 'frames' });
+    using decoderOnly = await VideoVAE.load(vaeDir, { device: 'cpu', parts: ['decoder'] });
+    using frames = input('frames');
+    await expect(decoderOnly.encode(frames)).rejects.toMatchObject({ code: 'ERR_ARGUMENT' });
+    await expect(VideoVAE.load(tinyModelDir, { device: 'cpu' })).rejects.toMatchObject({ code: 'ERR_IO' });
+    await expect(VideoVAE.load(vaeDir, { device: 'cpu', dtype: 'bf16' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
+  });
+});
