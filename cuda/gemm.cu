@@ -368,6 +368,27 @@ void matmul_fallback(const MatmulArgs& a) {
   CUDA_CHECK_LAUNCH();
 }
 
+template <typename T>
+__global__ void empty_product_kernel(const T* __restrict__ bias, T* __restrict__ out, int64_t rows, int64_t n, bool gelu) {
+  const int64_t total = rows * n;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    float v = bias ? to_f32(bias[i % n]) : 0.0f;
+    if (gelu) v = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    out[i] = from_f32<T>(v);
+  }
+}
+
+void empty_product(const MatmulArgs& a) {
+  const int64_t rows = a.batch * a.m;
+  const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
+  dispatch_float(a.out.dtype, "matmul", [&](auto t) {
+    using T = decltype(t);
+    empty_product_kernel<T><<<grid_for(rows * a.n, 256), 256, 0, stream_of(a.out)>>>(
+        a.bias.data ? a.bias.as<const T>() : nullptr, a.out.as<T>(), rows, a.n, gelu);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
 bool fallback_forced() {
   const char* mode = std::getenv("STEPVIDEO_GEMM");
   return mode != nullptr && std::string(mode) == "fallback";
@@ -378,9 +399,8 @@ bool fallback_forced() {
 void matmul(const MatmulArgs& args) {
   use_device(args.out.device);
   if (args.m == 0 || args.n == 0 || args.batch == 0) return;
-  if (args.k == 0) {
-    FillArgs zero{args.out, 0.0};
-    fill(zero);
+  if (args.k == 0) {  // an empty product: out = epilogue(bias) (or zeros), as the CPU twin computes
+    empty_product(args);
     return;
   }
   if (!fallback_forced() && matmul_cublaslt(args)) return;

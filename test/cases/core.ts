@@ -127,6 +127,7 @@ export function coreCases(): OpCase[] {
     matmulCase('matmul batched a and b', 4, 33, 17, 128, false, true, false, 34),
     matmulCase('matmul batched transB with alpha', 2, 65, 72, 128, true, true, false, 35, 0.0883883),
     matmulCase('matmul tall k', 1, 5, 9, 2049, true, false, true, 36),
+    matmulCase('matmul empty k with bias', 2, 3, 5, 0, true, false, true, 37),
   ];
   // The GELU-tanh epilogue fused into the GEMM (DiT FFN, caption MLP): with bias, without, batched b.
   for (const [name, batch, bBatched, withBias, seed] of [
