@@ -9,9 +9,13 @@
 //                     ldmatrix. Needs Cin % 32 == 0 (a 32-deep K-slice never straddles two taps) and
 //                     16-byte aligned x and weight. Tile shapes are chosen by Cout (128×128 down to 128×16
 //                     for the 3-channel conv_out).
+//   conv_wgmma_kernel Hopper (sm_90a) wgmma from swizzled shared tiles, 128×128 tiles, Cin % 64 == 0,
+//                     Cout > 64; opt-in with STEPVIDEO_CONV_KERNEL=wgmma until validated on hardware.
 //   conv_simt_kernel  every dtype and shape (f32; Cin = 3 or 4 in the first convs): 64×64 tiles, 4×4 outputs
 //                     per thread, f32 FMA. The clear twin that the tensor-core path is checked against.
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "../native/conv.h"
@@ -20,31 +24,39 @@
 namespace sv::cuda {
 namespace {
 
-// Everything a kernel needs to map a GEMM row to its pixel and a K index to its tap.
+// Everything a kernel needs to map a GEMM row to its pixel and a K index to its tap. Per-pixel
+// coordinates are 32-bit (the glue checks the extents), offsets into x 64-bit; the nearest
+// upsampling factors are powers of two, applied as shifts.
 struct ConvShape {
-  int64_t batch, in_t, in_h, in_w, in_ch;
-  int64_t out_t, out_h, out_w, out_ch;
-  int64_t virtual_t, virtual_h, virtual_w;  // input extents after nearest upsampling
-  int64_t M, K;
-  int32_t kt, kh, kw, stride_t, stride_h, stride_w, pad_front, pad_top, pad_left, up_t, up_s;
+  int64_t M, K, batch_stride;  // GEMM sizes; elements per batch item of x
+  int32_t in_t, in_h, in_w, in_ch;
+  int32_t out_t, out_h, out_w, out_ch;
+  int32_t virtual_t, virtual_h, virtual_w;  // input extents after nearest upsampling
+  int32_t kt, kh, kw, stride_t, stride_h, stride_w, pad_front, pad_top, pad_left, up_t_shift, up_s_shift;
 };
+
+int32_t log2_of(int32_t power_of_two) {
+  int32_t shift = 0;
+  while ((1 << shift) < power_of_two) shift++;
+  return shift;
+}
 
 ConvShape shape_of(const Conv3dArgs& a) {
   ConvShape s;
-  s.batch = a.batch;
-  s.in_t = a.in_t;
-  s.in_h = a.in_h;
-  s.in_w = a.in_w;
-  s.in_ch = a.in_ch;
-  s.out_t = a.out_t;
-  s.out_h = a.out_h;
-  s.out_w = a.out_w;
-  s.out_ch = a.out_ch;
-  s.virtual_t = a.in_t * a.up_t;
-  s.virtual_h = a.in_h * a.up_s;
-  s.virtual_w = a.in_w * a.up_s;
   s.M = a.gemm_m();
   s.K = a.gemm_k();
+  s.batch_stride = a.in_t * a.in_h * a.in_w * a.in_ch;
+  s.in_t = static_cast<int32_t>(a.in_t);
+  s.in_h = static_cast<int32_t>(a.in_h);
+  s.in_w = static_cast<int32_t>(a.in_w);
+  s.in_ch = static_cast<int32_t>(a.in_ch);
+  s.out_t = static_cast<int32_t>(a.out_t);
+  s.out_h = static_cast<int32_t>(a.out_h);
+  s.out_w = static_cast<int32_t>(a.out_w);
+  s.out_ch = static_cast<int32_t>(a.out_ch);
+  s.virtual_t = static_cast<int32_t>(a.in_t * a.up_t);
+  s.virtual_h = static_cast<int32_t>(a.in_h * a.up_s);
+  s.virtual_w = static_cast<int32_t>(a.in_w * a.up_s);
   s.kt = a.kt;
   s.kh = a.kh;
   s.kw = a.kw;
@@ -54,8 +66,8 @@ ConvShape shape_of(const Conv3dArgs& a) {
   s.pad_front = a.pad_front;
   s.pad_top = a.pad_top;
   s.pad_left = a.pad_left;
-  s.up_t = a.up_t;
-  s.up_s = a.up_s;
+  s.up_t_shift = log2_of(a.up_t);
+  s.up_s_shift = log2_of(a.up_s);
   return s;
 }
 
@@ -70,25 +82,41 @@ __device__ __forceinline__ RowOrigin row_origin(const ConvShape& s, int64_t m) {
   RowOrigin r;
   r.valid = m < s.M;
   if (!r.valid) m = 0;
-  const int64_t wo = m % s.out_w;
+  const int32_t wo = static_cast<int32_t>(m % s.out_w);
   int64_t rest = m / s.out_w;
-  const int64_t ho = rest % s.out_h;
+  const int32_t ho = static_cast<int32_t>(rest % s.out_h);
   rest /= s.out_h;
-  const int64_t to = rest % s.out_t;
-  const int64_t b = rest / s.out_t;
-  r.batch_offset = b * s.in_t * s.in_h * s.in_w * s.in_ch;
-  r.t0 = static_cast<int32_t>(to * s.stride_t - s.pad_front);
-  r.h0 = static_cast<int32_t>(ho * s.stride_h - s.pad_top);
-  r.w0 = static_cast<int32_t>(wo * s.stride_w - s.pad_left);
+  const int32_t to = static_cast<int32_t>(rest % s.out_t);
+  r.batch_offset = (rest / s.out_t) * s.batch_stride;
+  r.t0 = to * s.stride_t - s.pad_front;
+  r.h0 = ho * s.stride_h - s.pad_top;
+  r.w0 = wo * s.stride_w - s.pad_left;
   return r;
 }
 
 // Element offset in x of the channel-0 element that a tap of a row reads, or -1 for a zero (padding).
-__device__ __forceinline__ int64_t tap_offset(const ConvShape& s, const RowOrigin& r, int dt, int dh, int dw) {
-  const int64_t tv = r.t0 + dt, hv = r.h0 + dh, wv = r.w0 + dw;
+__device__ __forceinline__ int64_t tap_offset(const ConvShape& s, const RowOrigin& r, int32_t dt, int32_t dh, int32_t dw) {
+  const int32_t tv = r.t0 + dt, hv = r.h0 + dh, wv = r.w0 + dw;
   if (!r.valid || tv < 0 || tv >= s.virtual_t || hv < 0 || hv >= s.virtual_h || wv < 0 || wv >= s.virtual_w) return -1;
-  return r.batch_offset + (((tv / s.up_t) * s.in_h + hv / s.up_s) * s.in_w + wv / s.up_s) * s.in_ch;
+  const int32_t pixel = ((tv >> s.up_t_shift) * s.in_h + (hv >> s.up_s_shift)) * s.in_w + (wv >> s.up_s_shift);
+  return r.batch_offset + static_cast<int64_t>(pixel) * s.in_ch;
 }
+
+// The tap and first input channel of a K-slice. The pipelines load K-slices in order, so the cursor
+// advances by one slice at a time (no division in the main loop); `step` divides Cin.
+struct TapCursor {
+  int32_t ci0 = 0, dt = 0, dh = 0, dw = 0;
+  __device__ __forceinline__ void advance(const ConvShape& s, int32_t step) {
+    ci0 += step;
+    if (ci0 < s.in_ch) return;
+    ci0 = 0;
+    if (++dw < s.kw) return;
+    dw = 0;
+    if (++dh < s.kh) return;
+    dh = 0;
+    ++dt;
+  }
+};
 
 // =============================================================================================
 // SIMT kernel (any dtype, any shape)
@@ -114,9 +142,8 @@ __global__ void __launch_bounds__(kSimtThreads) conv_simt_kernel(ConvShape s, co
       const int64_t k = k0 + kk;
       float value = 0.0f;
       if (k < s.K) {
-        const int64_t tap = k / s.in_ch, ci = k - tap * s.in_ch;
-        const int dt = static_cast<int>(tap / (s.kh * s.kw)), dh = static_cast<int>((tap / s.kw) % s.kh),
-                  dw = static_cast<int>(tap % s.kw);
+        const int32_t k32 = static_cast<int32_t>(k), tap = k32 / s.in_ch, ci = k32 - tap * s.in_ch;  // K < 2^31 (glue)
+        const int32_t dt = tap / (s.kh * s.kw), dh = (tap / s.kw) % s.kh, dw = tap % s.kw;
         const int64_t offset = tap_offset(s, rows[r], dt, dh, dw);
         if (offset >= 0) value = to_f32(x[offset + ci]);
       }
@@ -228,7 +255,8 @@ struct MmaConfig {
   static constexpr int kBPerThread = (kBChunks + kThreads - 1) / kThreads;
   static constexpr int kStageElems = (BM + BN) * kMmaK;
   static constexpr size_t kSharedBytes = static_cast<size_t>(Stages) * kStageElems * 2;
-  // Two 256-thread blocks per SM (at most 128 registers a thread) so one block's barrier wait hides behind the other.
+  // 512 threads per SM (two 256-thread or four 128-thread blocks, at most 128 registers a thread), so one
+  // block's barrier wait hides behind another's MMAs.
   static constexpr int kMinBlocks = 512 / kThreads;
   static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tiles are whole 16×16 ldmatrix blocks");
   static_assert(kAChunks % kThreads == 0, "every thread copies the same number of A chunks");
@@ -253,18 +281,16 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
 #pragma unroll
   for (int i = 0; i < Cfg::kAPerThread; i++) a_rows[i] = row_origin(s, m0 + (tid + i * Cfg::kThreads) / kChunksPerRow);
 
+  TapCursor cursor;  // the next K-slice to load
   auto load_stage = [&](int stage, int64_t k_tile) {
     T* a_tile = shared + stage * Cfg::kStageElems;
     T* b_tile = a_tile + BM * kMmaK;
     const int64_t k0 = k_tile * kMmaK;
-    const int64_t tap = k0 / s.in_ch, ci0 = k0 - tap * s.in_ch;  // Cin % 32 == 0: one tap per stage
-    const int dt = static_cast<int>(tap / (s.kh * s.kw)), dh = static_cast<int>((tap / s.kw) % s.kh),
-              dw = static_cast<int>(tap % s.kw);
 #pragma unroll
     for (int i = 0; i < Cfg::kAPerThread; i++) {
       const int row = (tid + i * Cfg::kThreads) / kChunksPerRow;
-      const int64_t offset = tap_offset(s, a_rows[i], dt, dh, dw);
-      const T* src = offset >= 0 ? x + offset + ci0 + a_chunk * 8 : x;
+      const int64_t offset = tap_offset(s, a_rows[i], cursor.dt, cursor.dh, cursor.dw);
+      const T* src = offset >= 0 ? x + offset + cursor.ci0 + a_chunk * 8 : x;
       copy_16(shared_address(a_tile + swizzled(row, a_chunk)), src, offset >= 0 ? 16 : 0);
     }
 #pragma unroll
@@ -277,6 +303,7 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
         copy_16(shared_address(b_tile + swizzled(row, chunk)), src, inside ? 16 : 0);
       }
     }
+    cursor.advance(s, kMmaK);  // Cin % 32 == 0: a K-slice never straddles two taps
   };
 
   float acc[Cfg::kFragsM][Cfg::kFragsN][4];
@@ -383,13 +410,205 @@ void launch_mma(const Conv3dArgs& a, const ConvShape& s) {
   CUDA_CHECK_LAUNCH();
 }
 
-enum class ConvKernel { simt, mma_128x128, mma_128x64, mma_128x32, mma_128x16 };
+// =============================================================================================
+// Hopper tensor-core kernel (sm_90a wgmma), opt-in: STEPVIDEO_CONV_KERNEL=wgmma
+// =============================================================================================
+// 128×128 output tile per block of two warpgroups, each owning 64 rows (wgmma m64n128k16, both
+// operands read from shared memory through descriptors). K-slices of 64 halves (one tap, Cin % 64 ==
+// 0) are gathered with cp.async into the 128-byte-swizzled layout wgmma expects: row r of a tile is
+// 128 bytes at r·128, its 16-byte chunk c at chunk c ^ (r % 8), 8-row atoms 1024 bytes apart, the tile
+// 1024-byte aligned. Four stages; a stage is overwritten only after every warpgroup's wgmma group
+// that read it has completed (wgmma.wait_group 1, then a barrier).
+
+constexpr int kWgRows = 128, kWgCols = 128, kWgK = 64, kWgStages = 4, kWgThreads = 256;
+constexpr uint32_t kWgTileBytes = kWgRows * kWgK * 2;  // 16 KiB per operand tile
+constexpr size_t kWgSharedBytes = static_cast<size_t>(kWgStages) * 2 * kWgTileBytes + 1024;  // + alignment slack
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint32_t swizzled_128(uint32_t row, uint32_t chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
+
+// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 1024 bytes between 8-row atoms.
+__device__ __forceinline__ uint64_t wgmma_descriptor(uint32_t address) {
+  uint64_t d = (address & 0x3FFFF) >> 4;          // start address
+  d |= static_cast<uint64_t>(16 >> 4) << 16;      // leading byte offset (unused when swizzled)
+  d |= static_cast<uint64_t>(1024 >> 4) << 32;    // stride byte offset: the next 8 rows
+  d |= 1ull << 62;                                // 128-byte swizzle
+  return d;
+}
+
+#define SV_ACC8(i)                                                                                             \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
+#define SV_WGMMA_128(types)                                                                                     \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                    \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." types " "                                        \
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "              \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "              \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "             \
+               "%64, %65, p, 1, 1, 0, 0;\n}\n"                                                                 \
+               : SV_ACC8(0), SV_ACC8(8), SV_ACC8(16), SV_ACC8(24), SV_ACC8(32), SV_ACC8(40), SV_ACC8(48),      \
+                 SV_ACC8(56)                                                                                   \
+               : "l"(desc_a), "l"(desc_b), "r"(1))
+
+// d[64] += A(64×16, K-major) · B(128×16, K-major)ᵀ for one warpgroup.
+template <typename T>
+__device__ __forceinline__ void wgmma_64x128x16(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    SV_WGMMA_128("bf16.bf16");
+  } else {
+    SV_WGMMA_128("f16.f16");
+  }
+}
+#undef SV_WGMMA_128
+#undef SV_ACC8
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+}
+// Makes this thread's completed shared-memory writes (generic proxy) visible to wgmma (async proxy).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif
+
+template <typename T>
+__global__ void __launch_bounds__(kWgThreads, 1)
+    conv_wgmma_kernel(ConvShape s, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                      const T* __restrict__ residual, T* __restrict__ out, int64_t n_tiles, bool paired_stores) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(128) unsigned char shared_raw[];
+  const uint32_t raw = shared_address(shared_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;  // swizzle atoms are addressed by absolute bits 7-9
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2, warp_in_group = warp & 3;
+  const int64_t tile = blockIdx.x;
+  const int64_t n0 = (tile % n_tiles) * kWgCols, m0 = (tile / n_tiles) * kWgRows;
+
+  // Each thread copies chunk (tid % 8) of rows tid / 8 + 32·i, i < 4, of both operands.
+  const uint32_t chunk = tid & 7;
+  RowOrigin a_rows[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) a_rows[i] = row_origin(s, m0 + (tid >> 3) + 32 * i);
+
+  TapCursor cursor;  // the next K-slice to load
+  auto load_stage = [&](int stage, int64_t k_tile) {
+    const uint32_t a_tile = base + stage * 2 * kWgTileBytes, b_tile = a_tile + kWgTileBytes;
+    const int64_t k0 = k_tile * kWgK;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const uint32_t row = (tid >> 3) + 32 * i;
+      const int64_t offset = tap_offset(s, a_rows[i], cursor.dt, cursor.dh, cursor.dw);
+      const T* src = offset >= 0 ? x + offset + cursor.ci0 + chunk * 8 : x;
+      copy_16(a_tile + swizzled_128(row, chunk), src, offset >= 0 ? 16 : 0);
+      const bool inside = n0 + row < s.out_ch;
+      const T* wsrc = inside ? w + (n0 + row) * s.K + k0 + chunk * 8 : w;
+      copy_16(b_tile + swizzled_128(row, chunk), wsrc, inside ? 16 : 0);
+    }
+    cursor.advance(s, kWgK);  // Cin % 64 == 0: a K-slice never straddles two taps
+  };
+
+  float d[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) d[i] = 0.0f;
+  const int64_t k_tiles = s.K / kWgK;
+#pragma unroll
+  for (int stage = 0; stage < kWgStages - 1; stage++) {
+    if (stage < k_tiles) load_stage(stage, stage);
+    copy_commit();
+  }
+  for (int64_t kt = 0; kt < k_tiles; kt++) {
+    copy_wait<kWgStages - 2>();  // this thread's copies of stage kt have landed
+    fence_proxy_async();
+    __syncthreads();             // everyone's have, and are visible to wgmma
+    const uint32_t stage_base = base + static_cast<uint32_t>(kt % kWgStages) * 2 * kWgTileBytes;
+    const uint32_t a_tile = stage_base + group * 64 * 128, b_tile = stage_base + kWgTileBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int k16 = 0; k16 < kWgK / 16; k16++)  // 16 halves = 32 bytes further along K inside the swizzled rows
+      wgmma_64x128x16<T>(d, wgmma_descriptor(a_tile + k16 * 32), wgmma_descriptor(b_tile + k16 * 32));
+    wgmma_commit();
+    wgmma_wait<1>();  // this warpgroup's group kt − 1 is done ...
+    __syncthreads();  // ... and every warpgroup's: stage (kt − 1) % Stages may be overwritten
+    const int64_t next = kt + kWgStages - 1;
+    if (next < k_tiles) load_stage(static_cast<int>(next % kWgStages), next);
+    copy_commit();
+  }
+  wgmma_wait<0>();
+  copy_wait<0>();
+
+  // Accumulator layout: warp q of a warpgroup owns rows 16q..16q+15; for columns 8j..8j+7,
+  // d[4j], d[4j+1] are (row lane/4, cols 2·(lane%4) + 0/1) and d[4j+2], d[4j+3] the row 8 below.
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int64_t m = m0 + group * 64 + warp_in_group * 16 + (lane >> 2) + half * 8;
+    if (m >= s.M) continue;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+      const int64_t n = n0 + j * 8 + (lane & 3) * 2;
+      if (n >= s.out_ch) continue;
+      const int64_t idx = m * s.out_ch + n;
+      float v0 = d[4 * j + 2 * half], v1 = d[4 * j + 2 * half + 1];
+      const bool second = n + 1 < s.out_ch;
+      if (bias) {
+        v0 += to_f32(bias[n]);
+        if (second) v1 += to_f32(bias[n + 1]);
+      }
+      if (residual) {
+        v0 += to_f32(residual[idx]);
+        if (second) v1 += to_f32(residual[idx + 1]);
+      }
+      if (paired_stores && second) {
+        store_pair(out + idx, v0, v1);
+      } else {
+        out[idx] = from_f32<T>(v0);
+        if (second) out[idx + 1] = from_f32<T>(v1);
+      }
+    }
+  }
+#else
+  __trap();  // launched only on sm_90a builds and devices (see wgmma_usable)
+#endif
+}
+
+template <typename T>
+void launch_wgmma(const Conv3dArgs& a, const ConvShape& s) {
+  auto kernel = conv_wgmma_kernel<T>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSharedBytes)));
+  const int64_t n_tiles = (s.out_ch + kWgCols - 1) / kWgCols, m_tiles = (s.M + kWgRows - 1) / kWgRows;
+  const int64_t blocks = n_tiles * m_tiles;
+  SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "conv3d: output too large for one launch");
+  const bool paired = s.out_ch % 2 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 4 == 0;
+  kernel<<<static_cast<unsigned>(blocks), kWgThreads, kWgSharedBytes, stream_of(a.out)>>>(
+      s, a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
+      a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
+  CUDA_CHECK_LAUNCH();
+}
+
+// The wgmma kernel needs an sm_90a build, a compute-capability 9.0 device, and is opt-in until it has
+// been validated on hardware (test/gpu/conv.test.ts runs it against the CPU twin).
+bool wgmma_usable(int device) {
+#ifndef SV_CUDA_ARCHS
+#define SV_CUDA_ARCHS ""
+#endif
+  const char* choice = std::getenv("STEPVIDEO_CONV_KERNEL");
+  if (choice == nullptr || std::strcmp(choice, "wgmma") != 0) return false;
+  if (std::strstr(SV_CUDA_ARCHS, "90a") == nullptr) return false;
+  int major = 0, minor = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major == 9 && minor == 0;
+}
+
+enum class ConvKernel { simt, wgmma_128x128, mma_128x128, mma_128x64, mma_128x32, mma_128x16 };
 
 bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 ConvKernel choose_kernel(const Conv3dArgs& a) {
   const bool half = a.out.dtype == DType::bf16 || a.out.dtype == DType::f16;
   if (!half || a.in_ch % kMmaK != 0 || !aligned_16(a.x.data) || !aligned_16(a.weight.data)) return ConvKernel::simt;
+  if (a.out_ch > 64 && a.in_ch % kWgK == 0 && wgmma_usable(a.out.device)) return ConvKernel::wgmma_128x128;
   if (a.out_ch > 64) return ConvKernel::mma_128x128;
   if (a.out_ch > 32) return ConvKernel::mma_128x64;
   if (a.out_ch > 16) return ConvKernel::mma_128x32;
@@ -401,6 +620,7 @@ ConvKernel choose_kernel(const Conv3dArgs& a) {
 const char* conv3d_kernel_name(const Conv3dArgs& a) {
   switch (choose_kernel(a)) {
     case ConvKernel::simt: return "simt";
+    case ConvKernel::wgmma_128x128: return "wgmma-128x128";
     case ConvKernel::mma_128x128: return "mma-128x128";
     case ConvKernel::mma_128x64: return "mma-128x64";
     case ConvKernel::mma_128x32: return "mma-128x32";
@@ -430,6 +650,7 @@ void conv3d(const Conv3dArgs& a) {
   auto run = [&](auto t) {
     using T = decltype(t);
     switch (kernel) {
+      case ConvKernel::wgmma_128x128: launch_wgmma<T>(a, s); break;
       case ConvKernel::mma_128x128: launch_mma<T, 128, 128, 2, 4, 4>(a, s); break;
       case ConvKernel::mma_128x64: launch_mma<T, 128, 64, 4, 2, 4>(a, s); break;
       case ConvKernel::mma_128x32: launch_mma<T, 128, 32, 4, 1, 4>(a, s); break;

@@ -9,10 +9,10 @@
 //                                         a K-slice of one tap is one 16-byte-aligned run of channels
 //   out      [B, To, Ho, Wo, Cout]        residual (optional) has out's shape and is added
 //
-// The convolution reads a *virtual* input xv: x nearest-upsampled by (up_t, up_s, up_s) and then
-// zero-padded by pad_front frames before the first frame (the causal padding, also the "two zero
-// frames after the norm" of CausalConvAfterNorm: nothing is materialised), pad_top rows and pad_left
-// columns; reads past the far edges (the back / bottom / right pads) are zero as well:
+// The convolution reads a *virtual* input xv: x nearest-upsampled by (up_t, up_s, up_s) (powers of
+// two) and then zero-padded by pad_front frames before the first frame (the causal padding, also the
+// "two zero frames after the norm" of CausalConvAfterNorm: nothing is materialised), pad_top rows and
+// pad_left columns; reads past the far edges (the back / bottom / right pads) are zero as well:
 //
 //   out[b, to, ho, wo, co] = bias[co] + residual[b, to, ho, wo, co]
 //     + Σ_{dt, dh, dw, ci} xv[b, to·st + dt − pad_front, ho·sh + dh − pad_top, wo·sw + dw − pad_left, ci]

@@ -58,7 +58,8 @@ ConvCall read_conv_call(const Napi::CallbackInfo& info) {
     SV_CHECK(stride[i] >= 1 && stride[i] <= 64, "ERR_ARGUMENT", "conv3d: strides must be in [1, 64]");
   for (int i = 0; i < 6; i++) SV_CHECK(pads[i] >= 0 && pads[i] <= 64, "ERR_ARGUMENT", "conv3d: pads must be in [0, 64]");
   for (int i = 0; i < 2; i++)
-    SV_CHECK(up[i] >= 1 && up[i] <= 8, "ERR_ARGUMENT", "conv3d: upsampling factors must be in [1, 8]");
+    SV_CHECK(up[i] == 1 || up[i] == 2 || up[i] == 4 || up[i] == 8, "ERR_ARGUMENT",
+             "conv3d: upsampling factors must be 1, 2, 4 or 8, got " + std::to_string(up[i]));
   a.batch = a.x.shape[0];
   a.in_t = a.x.shape[1];
   a.in_h = a.x.shape[2];
@@ -81,10 +82,11 @@ ConvCall read_conv_call(const Napi::CallbackInfo& info) {
   a.pad_left = static_cast<int32_t>(pads[4]);
   a.up_t = static_cast<int32_t>(up[0]);
   a.up_s = static_cast<int32_t>(up[1]);
-  // The kernels keep virtual coordinates in 32-bit integers.
+  // The kernels keep coordinates, pixel indices of one batch item and K in 32-bit integers.
   constexpr int64_t kLimit = 1LL << 30;
-  SV_CHECK(a.in_t * a.up_t < kLimit && a.in_h * a.up_s < kLimit && a.in_w * a.up_s < kLimit, "ERR_SHAPE",
-           "conv3d: input " + a.x.shape_string() + " is too large once upsampled");
+  SV_CHECK(a.in_t * a.up_t < kLimit && a.in_h * a.up_s < kLimit && a.in_w * a.up_s < kLimit && a.in_t * a.in_h * a.in_w < kLimit &&
+               a.gemm_k() < kLimit,
+           "ERR_SHAPE", "conv3d: input " + a.x.shape_string() + " or kernel " + a.weight.shape_string() + " is too large");
   const int64_t expected_t = out_extent(a.in_t * a.up_t, pads[0], pads[1], a.kt, a.stride_t);
   const int64_t expected_h = out_extent(a.in_h * a.up_s, pads[2], pads[3], a.kh, a.stride_h);
   const int64_t expected_w = out_extent(a.in_w * a.up_s, pads[4], pads[5], a.kw, a.stride_w);

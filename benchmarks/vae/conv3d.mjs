@@ -4,7 +4,9 @@
 // conv3d measured by conv3d_torch.py in the same run (--torch names its result file). Nearest
 // upsampling and the causal zero frames are resolved on read inside our timed region; the PyTorch
 // baseline gets its input already upsampled and padded.
-//   node benchmarks/vae/conv3d.mjs [--torch=FILE] [--only=SUBSTRING] [--iterations=5]
+// Each shape runs with the default dispatch (mma.sync tensor cores) and with the opt-in Hopper kernel
+// (STEPVIDEO_CONV_KERNEL=wgmma; the `kernel` field says which ran).
+//   node benchmarks/vae/conv3d.mjs [--torch=FILE] [--only=SUBSTRING] [--iterations=5] [--variants=default,wgmma]
 // (--device=cpu --shrink=8 --only=conv_in checks the script itself on any machine, in f32.)
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,12 +23,10 @@ const iterations = Number(flags.iterations ?? 5);
 const { shapes } = JSON.parse(readFileSync(fileURLToPath(new URL('./shapes.json', import.meta.url)), 'utf8'));
 const torch = flags.torch ? JSON.parse(readFileSync(flags.torch, 'utf8')) : [];
 const env = environment(device);
+const variants = String(flags.variants ?? (device.isCuda ? 'default,wgmma' : 'default')).split(',');
 
-let chunkMs = 0;
-let chunkTorchMs = 0;
-let chunkFlops = 0;
-for (const [index, shape] of shapes.entries()) {
-  if (flags.only && !shape.name.includes(flags.only)) continue;
+/** One shape: median time, FLOPs, floor. */
+async function measure(shape, index) {
   const [t, h, w, cin] = shape.input;
   const [kt, kh, kw] = shape.kernel;
   const [front, ph, pw] = shape.padding;
@@ -38,46 +38,65 @@ for (const [index, shape] of shapes.entries()) {
   raw.dispose();
   const bias = sv.Tensor.zeros([shape.cout], dtype, device);
   const options = { bias, padding: { front, top: ph, bottom: ph, left: pw, right: pw }, upsample: { time: ut, space: us } };
-  const kernel = conv3dKernelName(x, weight, options);
-  let outBytes = 0;
-  let outputs = 0;
-  const timing = await time(device, () => {
-    const out = conv3d(x, weight, options);
-    outBytes = out.byteLength;
-    outputs = out.numel / shape.cout;
-    out.dispose();
-  }, { warmup: 2, iterations });
-  const flops = 2 * outputs * shape.cout * cin * kt * kh * kw;
-  const bytes = x.byteLength + weight.byteLength + outBytes;
-  const floorMs = Math.max(flops / H200.bf16GemmFlops, bytes / H200.copyBytesPerSecond) * 1e3;
-  const baseline = torch.find((r) => r.shape === shape.name);
-  chunkMs += shape.count * timing.medianMs;
-  chunkFlops += shape.count * flops;
-  if (baseline) chunkTorchMs += shape.count * baseline.torchMs;
+  try {
+    const kernel = conv3dKernelName(x, weight, options);
+    let outBytes = 0;
+    let outputs = 0;
+    const timing = await time(device, () => {
+      const out = conv3d(x, weight, options);
+      outBytes = out.byteLength;
+      outputs = out.numel / shape.cout;
+      out.dispose();
+    }, { warmup: 2, iterations });
+    const flops = 2 * outputs * shape.cout * cin * kt * kh * kw;
+    const bytes = x.byteLength + weight.byteLength + outBytes;
+    const floorMs = Math.max(flops / H200.bf16GemmFlops, bytes / H200.copyBytesPerSecond) * 1e3;
+    return { kernel, ms: timing.medianMs, flops, floorMs };
+  } finally {
+    for (const tensor of [x, weight, bias]) tensor.dispose();
+  }
+}
+
+for (const variant of variants) {
+  if (variant === 'default') delete process.env.STEPVIDEO_CONV_KERNEL;
+  else process.env.STEPVIDEO_CONV_KERNEL = variant;
+  let chunkMs = 0;
+  let chunkTorchMs = 0;
+  let chunkFlops = 0;
+  for (const [index, shape] of shapes.entries()) {
+    if (flags.only && !shape.name.includes(flags.only)) continue;
+    const { kernel, ms, flops, floorMs } = await measure(shape, index);
+    const baseline = torch.find((r) => r.shape === shape.name);
+    chunkMs += shape.count * ms;
+    chunkFlops += shape.count * flops;
+    if (baseline) chunkTorchMs += shape.count * baseline.torchMs;
+    report({
+      benchmark: 'vae-conv3d',
+      shape: shape.name,
+      variant,
+      kernel,
+      dtype,
+      ms: Number(ms.toFixed(4)),
+      tflops: Number((flops / (ms / 1e3) / 1e12).toFixed(1)),
+      floorMs: Number(floorMs.toFixed(4)),
+      fractionOfFloor: Number((floorMs / ms).toFixed(3)),
+      torchMs: baseline?.torchMs ?? null,
+      ratioToTorch: baseline ? Number((ms / baseline.torchMs).toFixed(3)) : null,
+      countPerChunk: shape.count,
+      ...(shrink !== 1 ? { shrink } : {}),
+      ...env,
+    });
+  }
   report({
-    benchmark: 'vae-conv3d',
-    shape: shape.name,
-    kernel,
-    dtype,
-    ms: Number(timing.medianMs.toFixed(4)),
-    tflops: Number((flops / (timing.medianMs / 1e3) / 1e12).toFixed(1)),
-    floorMs: Number(floorMs.toFixed(4)),
-    fractionOfFloor: Number((floorMs / timing.medianMs).toFixed(3)),
-    torchMs: baseline?.torchMs ?? null,
-    ratioToTorch: baseline ? Number((timing.medianMs / baseline.torchMs).toFixed(3)) : null,
-    countPerChunk: shape.count,
-    ...(shrink !== 1 ? { shrink } : {}),
+    benchmark: 'vae-conv3d-chunk-total',
+    variant,
+    what: 'sum over one 17-frame chunk of count x median time (the decoder convolutions only)',
+    ms: Number(chunkMs.toFixed(2)),
+    tflops: Number((chunkFlops / (chunkMs / 1e3) / 1e12).toFixed(1)),
+    floorMs: Number(((chunkFlops / H200.bf16GemmFlops) * 1e3).toFixed(2)),
+    torchMs: torch.length ? Number(chunkTorchMs.toFixed(2)) : null,
+    ratioToTorch: torch.length ? Number((chunkMs / chunkTorchMs).toFixed(3)) : null,
     ...env,
   });
-  for (const tensor of [x, weight, bias]) tensor.dispose();
 }
-report({
-  benchmark: 'vae-conv3d-chunk-total',
-  what: 'sum over one 17-frame chunk of count x median time (the decoder convolutions only)',
-  ms: Number(chunkMs.toFixed(2)),
-  tflops: Number((chunkFlops / (chunkMs / 1e3) / 1e12).toFixed(1)),
-  floorMs: Number(((chunkFlops / H200.bf16GemmFlops) * 1e3).toFixed(2)),
-  torchMs: torch.length ? Number(chunkTorchMs.toFixed(2)) : null,
-  ratioToTorch: torch.length ? Number((chunkMs / chunkTorchMs).toFixed(3)) : null,
-  ...env,
-});
+delete process.env.STEPVIDEO_CONV_KERNEL;

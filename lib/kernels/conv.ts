@@ -33,7 +33,7 @@ export interface Conv3dOptions {
   stride?: number | readonly [number, number, number];
   /** Zero padding; missing sides are 0. */
   padding?: Partial<ConvPadding>;
-  /** Nearest upsampling of x by these factors before the convolution, resolved on read. Default 1. */
+  /** Nearest upsampling of x by these factors (1, 2, 4 or 8) before the convolution, resolved on read. Default 1. */
   upsample?: { time?: number; space?: number };
   /** Write the result into this tensor (e.g. a time slice of a larger output) instead of a new one. */
   out?: Tensor;
@@ -64,6 +64,11 @@ function resolve(x: Tensor, weight: Tensor, options: Conv3dOptions): ResolvedCon
   const stride = typeof options.stride === 'number' ? [options.stride, options.stride, options.stride] : [...(options.stride ?? [1, 1, 1])];
   const p = { front: 0, back: 0, top: 0, bottom: 0, left: 0, right: 0, ...options.padding };
   const up = [options.upsample?.time ?? 1, options.upsample?.space ?? 1];
+  const pads = [p.front, p.back, p.top, p.bottom, p.left, p.right];
+  const valid = stride.length === 3 && stride.every((v) => Number.isInteger(v) && v >= 1) && up.every((v) => [1, 2, 4, 8].includes(v)) && pads.every((v) => Number.isInteger(v) && v >= 0);
+  if (!valid) {
+    throw new StepVideoError('ERR_ARGUMENT', 'conv3d: strides must be integers >= 1, upsampling factors 1, 2, 4 or 8, paddings integers >= 0', { got: { stride, padding: pads, upsample: up } });
+  }
   const extent = (size: number, before: number, after: number, k: number, s: number): number => Math.floor((size + before + after - k) / s) + 1;
   const outT = extent(frames * up[0]!, p.front, p.back, kt, stride[0]!);
   const outH = extent(height * up[1]!, p.top, p.bottom, kh, stride[1]!);
@@ -75,7 +80,7 @@ function resolve(x: Tensor, weight: Tensor, options: Conv3dOptions): ResolvedCon
     inShape: [batch, frames, height, width, channels],
     outShape: [batch, outT, outH, outW, cout],
     stride,
-    pads: [p.front, p.back, p.top, p.bottom, p.left, p.right],
+    pads,
     upsample: up,
     batched,
   };

@@ -243,7 +243,15 @@ class Y4mWriter implements VideoWriter {
   }
 
   async abort(): Promise<void> {
-    this.#stream?.destroy();
+    const stream = this.#stream;
+    if (stream !== undefined && !stream.closed) {
+      // The file is opened asynchronously: wait until the stream has closed, or an open still in
+      // flight could recreate the file after it was removed.
+      await new Promise<void>((resolve) => {
+        stream.once('close', () => resolve());
+        stream.destroy();
+      });
+    }
     await rm(this.#temporary, { force: true });
   }
 }

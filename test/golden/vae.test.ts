@@ -3,16 +3,19 @@
 // float32 on the CPU backend within 1e-4 relative error, for decode (two chunks and the boundary
 // mix) and encode (moments of one 17-frame chunk); plus the streaming form, time slicing, sampling,
 // errors and memory ownership.
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Device } from '../../lib/device.js';
 import { isStepVideoError } from '../../lib/errors.js';
-import { type HostTensor, readSafetensors } from '../../lib/io/safetensors.js';
+import { type HostTensor, readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import * as ops from '../../lib/ops.js';
 import { VideoVAE } from '../../lib/models/vae/index.js';
 import { Tensor } from '../../lib/tensor.js';
 import { expectRelErr, relErr } from '../helpers/compare.js';
+import { runCli } from '../helpers/cli.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
 
 const run = requireGolden();
@@ -121,6 +124,20 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     expect(chunks).toEqual([0]);
   });
 
+  it('decodes a batch of two items independently (batch axis of the latents and frames)', async () => {
+    expect(unmixed).toBeDefined();
+    using latents = input('latents');
+    using first = ops.slice(latents, 1, 0, 3);
+    using second = ops.slice(latents, 1, 3, 6);
+    using batch = ops.concat([first, second], 0);
+    using decoded = (await vae.decode(batch))!;
+    expect(decoded.shape).toEqual([2, 17, 3, 64, 64]);
+    const values = await decoded.toFloat32();
+    const item = 17 * 3 * 64 * 64;
+    expect(relErr(values.subarray(0, item), unmixed![0])).toBeLessThan(1e-6);
+    expect(relErr(values.subarray(item), unmixed![1])).toBeLessThan(1e-6);
+  });
+
   it('encode: mode is the mean; a seeded sample is reproducible and spreads by exp(logvar / 2)', async () => {
     using frames = input('frames');
     using mode = await vae.encode(frames);
@@ -165,6 +182,29 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     expect(chunks).toBe(0);
     await Device.cpu.synchronize();
     expect(Device.cpu.memory().bytesInUse).toBe(baseline + latents.byteLength);
+  });
+
+  it('`stepvideo run vae-decode` and `vae-encode` reproduce the golden case (released layout root as --model)', async () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-vae-'));
+    const decodedFile = path.join(work, 'decoded.safetensors');
+    const decode = await runCli(['run', 'vae-decode', '--model', tinyModelDir, '--inputs', casePath('vae_case.safetensors'), '--output', decodedFile, '--device', 'cpu']);
+    expect(decode.code, decode.stderr).toBe(0);
+    const decoded = (await readSafetensors(decodedFile)).get('decoded')!;
+    expect(decoded.shape).toEqual([1, 34, 3, 64, 64]);
+    expectRelErr(decoded.data as Float32Array, expected('decoded'), 1e-4, 'vae-decode component');
+    const encodedFile = path.join(work, 'encoded.safetensors');
+    const encode = await runCli(['run', 'vae-encode', '--model', path.join(tinyModelDir, 'vae'), '--inputs', casePath('vae_case.safetensors'), '--output', encodedFile, '--device', 'cpu']);
+    expect(encode.code, encode.stderr).toBe(0);
+    const moments = (await readSafetensors(encodedFile)).get('encoded_moments')!;
+    expect(moments.shape).toEqual([1, 3, 8, 4, 4]);
+    expectRelErr(moments.data as Float32Array, expected('encoded_moments'), 1e-4, 'vae-encode component');
+    // A latent frame count that is not a multiple of 3 is a shape error naming the tensor.
+    const bad = path.join(work, 'bad.safetensors');
+    await writeSafetensors(bad, { latents: { dtype: 'f32', shape: [1, 4, 4, 4, 4], data: new Float32Array(256) } });
+    const failed = await runCli(['run', 'vae-decode', '--model', tinyModelDir, '--inputs', bad, '--output', path.join(work, 'never.safetensors'), '--device', 'cpu']);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain('ERR_SHAPE');
+    expect(failed.stderr).toContain('latents');
   });
 
   it('rejects bad inputs with typed errors naming the tensor', async () => {

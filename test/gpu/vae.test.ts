@@ -3,21 +3,33 @@
 // 544x992 streamed within the official decode's measured peak memory (23.1 GiB).
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 import { getDevice } from '../../lib/device.js';
 import { type HostTensor, readSafetensors } from '../../lib/io/safetensors.js';
 import { RELEASED_VAE_CONFIG, VideoVAE, randomVaeWeights } from '../../lib/models/vae/index.js';
 import { Tensor } from '../../lib/tensor.js';
 import { allFinite, expectRelErr, relErr } from '../helpers/compare.js';
-import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
+import { casePath, goldenRequired, requireGolden, tinyModelDir } from '../helpers/golden.js';
 import { describeGpu } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 
 const OFFICIAL_DECODE_PEAK_BYTES = 23.1 * 2 ** 30;
 
+/**
+ * The VAE golden files travel in their own offline pack (docs/GPU-RUN.md), so a GPU run without it
+ * skips the golden tests here (and fails when goldens are required) while the rest still runs.
+ */
+function vaeGoldenPresent(): boolean {
+  if (!requireGolden()) return false;
+  const present = existsSync(casePath('vae_case.safetensors')) && existsSync(path.join(tinyModelDir, 'vae', 'vae_v2.safetensors'));
+  if (!present && goldenRequired) throw new Error(`VAE golden files missing under ${tinyModelDir}; STEPVIDEO_REQUIRE_GOLDEN=1 makes this a failure`);
+  if (!present) console.warn('skipping the VAE golden tests on CUDA: vae_case.safetensors / vae_v2.safetensors not present');
+  return present;
+}
+
 describeGpu('VAE v2 on CUDA', () => {
-  const run = requireGolden();
+  const run = vaeGoldenPresent();
   let golden: Map<string, HostTensor>;
   let manifest: { cases: { vae: { official_bf16_rel_err_decode: number; official_bf16_rel_err_encode: number } } };
   const vaeDir = path.join(tinyModelDir, 'vae');

@@ -12,23 +12,24 @@ import { DECODER_3D_UP_LEVELS, DECODER_DROPPED_FRAMES, type VaeConfig, patchChan
  * reads x through the upsampling, the residual kernel too. Consumes x.
  */
 function upsample3d(ctx: BlockContext, x: Tensor, prefix: string): Tensor {
+  let h: Tensor | undefined;
   try {
-    let h = conv(ctx, x, `${prefix}.conv1.conv`, { upsample: { time: 2, space: 2 } });
-    try {
-      const h2 = normConv(ctx, h, `${prefix}.norm1`, `${prefix}.conv2.conv`);
-      h.dispose();
-      h = h2;
-      const normalised = norm(ctx, h, `${prefix}.norm2`, false);
-      h.dispose();
-      h = normalised;
-      return upsampleResidual(h, x, { time: 2, space: 2, inPlace: true });
-    } catch (error) {
-      h.dispose();
-      throw error;
-    }
+    h = conv(ctx, x, `${prefix}.conv1.conv`, { upsample: { time: 2, space: 2 } });  // conv1(up(x))
+    h = replaced(h, normConv(ctx, h, `${prefix}.norm1`, `${prefix}.conv2.conv`));    // conv2(zp(SiLU(GN1(·))))
+    h = replaced(h, norm(ctx, h, `${prefix}.norm2`, false));                          // GN2(·)
+    return upsampleResidual(h, x, { time: 2, space: 2, inPlace: true });              // SiLU(· + up(x)) + up(x)
+  } catch (error) {
+    h?.dispose();
+    throw error;
   } finally {
     x.dispose();
   }
+}
+
+/** Frees `old` (just consumed by the computation of `next`) and returns `next`. */
+function replaced(old: Tensor, next: Tensor): Tensor {
+  old.dispose();
+  return next;
 }
 
 /** Upsample2D: per frame nearest ×2 in H and W (resolved on read), then a padded 3×3 conv. Consumes x. */
