@@ -3,6 +3,8 @@
 // GroupNorm of video frames has its own three-kernel path (see gn_partial_kernel). One rounding
 // to the output dtype at the end, except where the official numerics round in between (RMSNorm,
 // see native/norm.h).
+#include <algorithm>
+
 #include "../native/norm.h"
 #include "common.cuh"
 
@@ -29,6 +31,129 @@ __device__ float block_sum(float v, float* scratch) {
   __syncthreads();
   return scratch[0];
 }
+
+// ---- 16-byte vector access: 8 bf16/f16 or 4 f32 elements per load/store ----
+
+template <typename T>
+constexpr int kVecElems = 16 / static_cast<int>(sizeof(T));
+
+template <typename T>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[kVecElems<T>]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVecElems<T>; i++) v[i] = to_f32(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[kVecElems<T>]) {
+  uint4 raw;
+  T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVecElems<T>; i++) e[i] = from_f32<T>(v[i]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// LayerNorm (+affine, +modulation) with the row held in registers: one read of x, one write of out
+// (the bandwidth floor), vectorised. Each thread owns kItems vectors of the row; used when the row
+// fits (dim / vector width <= threads · kItems) and every pointer is 16-byte aligned.
+template <typename T, int kItems>
+__global__ void layer_norm_vec_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
+                                      const T* __restrict__ bias, const T* __restrict__ scale,
+                                      const T* __restrict__ shift, int64_t dim, int64_t rows_per_group, float eps) {
+  constexpr int E = kVecElems<T>;
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const int64_t vectors = dim / E;
+  const T* xr = x + row * dim;
+  float v[kItems][E];
+  float sum = 0.0f;
+#pragma unroll
+  for (int it = 0; it < kItems; it++) {
+    const int64_t vi = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
+    if (vi < vectors) {
+      load_vec(xr + vi * E, v[it]);
+#pragma unroll
+      for (int e = 0; e < E; e++) sum += v[it][e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; e++) v[it][e] = 0.0f;
+    }
+  }
+  const float mean = block_sum(sum, scratch) / static_cast<float>(dim);
+  float sq = 0.0f;
+#pragma unroll
+  for (int it = 0; it < kItems; it++) {
+    const int64_t vi = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
+    if (vi < vectors) {
+#pragma unroll
+      for (int e = 0; e < E; e++) {
+        const float d = v[it][e] - mean;
+        sq += d * d;
+      }
+    }
+  }
+  const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(dim) + eps);
+  const int64_t group_offset = (row / rows_per_group) * dim;
+  T* o = out + row * dim;
+#pragma unroll
+  for (int it = 0; it < kItems; it++) {
+    const int64_t vi = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
+    if (vi >= vectors) continue;
+    float y[E], p[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) y[e] = (v[it][e] - mean) * inv;
+    if (weight) {
+      load_vec(weight + vi * E, p);
+#pragma unroll
+      for (int e = 0; e < E; e++) y[e] *= p[e];
+    }
+    if (bias) {
+      load_vec(bias + vi * E, p);
+#pragma unroll
+      for (int e = 0; e < E; e++) y[e] += p[e];
+    }
+    if (scale) {
+      load_vec(scale + group_offset + vi * E, p);
+#pragma unroll
+      for (int e = 0; e < E; e++) y[e] *= 1.0f + p[e];
+    }
+    if (shift) {
+      load_vec(shift + group_offset + vi * E, p);
+#pragma unroll
+      for (int e = 0; e < E; e++) y[e] += p[e];
+    }
+    store_vec(o + vi * E, y);
+  }
+}
+
+// out = x + gate[group] ⊙ y, one block per row: the gate row is found once per block, and every
+// access is a 16-byte vector (used when dim is a multiple of the vector width and pointers align).
+template <typename T>
+__global__ void gated_residual_rows_kernel(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ gate,
+                                           T* __restrict__ out, int64_t dim, int64_t rows_per_group) {
+  constexpr int E = kVecElems<T>;
+  const int64_t row = blockIdx.x;
+  const int64_t vectors = dim / E;
+  const T* gr = gate ? gate + (row / rows_per_group) * dim : nullptr;
+  const int64_t base = row * dim;
+  for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
+    float a[E], b[E], g[E];
+    load_vec(x + base + vi * E, a);
+    load_vec(y + base + vi * E, b);
+    if (gr) {
+      load_vec(gr + vi * E, g);
+#pragma unroll
+      for (int e = 0; e < E; e++) a[e] += g[e] * b[e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; e++) a[e] += b[e];
+    }
+    store_vec(out + base + vi * E, a);
+  }
+}
+
+bool aligned16(const TensorRef& t) { return t.data == nullptr || reinterpret_cast<uintptr_t>(t.data) % 16 == 0; }
 
 template <typename T>
 __global__ void layer_norm_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
@@ -298,9 +423,30 @@ void layer_norm(const LayerNormArgs& a) {
   SV_CHECK(a.rows <= 2147483647LL, "ERR_SHAPE", "layer_norm: too many rows");
   dispatch_float(a.out.dtype, "layer_norm", [&](auto t) {
     using T = decltype(t);
-    layer_norm_kernel<T><<<static_cast<unsigned>(a.rows), threads_for(a.dim), 0, stream_of(a.out)>>>(
-        a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight), ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale),
-        ptr_or_null<T>(a.shift), a.dim, a.rows_per_group, a.eps);
+    constexpr int E = kVecElems<T>;
+    const bool vectorisable = a.dim % E == 0 && aligned16(a.x) && aligned16(a.out) && aligned16(a.weight) &&
+                              aligned16(a.bias) && aligned16(a.scale) && aligned16(a.shift);
+    const int64_t vectors = a.dim / E;
+    const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (vectors + 31) / 32 * 32)));
+    const int64_t items = (vectors + threads - 1) / threads;
+    cudaStream_t stream = stream_of(a.out);
+    const unsigned blocks = static_cast<unsigned>(a.rows);
+    auto launch_vec = [&](auto kernel) {
+      kernel<<<blocks, threads, 0, stream>>>(a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight),
+                                             ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale), ptr_or_null<T>(a.shift),
+                                             a.dim, a.rows_per_group, a.eps);
+    };
+    if (vectorisable && items == 1) {
+      launch_vec(layer_norm_vec_kernel<T, 1>);
+    } else if (vectorisable && items == 2) {
+      launch_vec(layer_norm_vec_kernel<T, 2>);
+    } else if (vectorisable && items <= 4) {
+      launch_vec(layer_norm_vec_kernel<T, 4>);
+    } else {
+      layer_norm_kernel<T><<<blocks, threads_for(a.dim), 0, stream>>>(
+          a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight), ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale),
+          ptr_or_null<T>(a.shift), a.dim, a.rows_per_group, a.eps);
+    }
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -347,8 +493,17 @@ void gated_residual(const GatedResidualArgs& a) {
   if (n == 0) return;
   dispatch_float(a.out.dtype, "gated_residual", [&](auto t) {
     using T = decltype(t);
-    gated_residual_kernel<T><<<grid_for(n, 256), 256, 0, stream_of(a.out)>>>(
-        a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), n, a.dim, a.rows_per_group);
+    constexpr int E = kVecElems<T>;
+    cudaStream_t stream = stream_of(a.out);
+    if (a.dim % E == 0 && a.rows <= 2147483647LL && aligned16(a.x) && aligned16(a.y) && aligned16(a.gate) &&
+        aligned16(a.out)) {
+      const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (a.dim / E + 31) / 32 * 32)));
+      gated_residual_rows_kernel<T><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
+          a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), a.dim, a.rows_per_group);
+    } else {
+      gated_residual_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(
+          a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), n, a.dim, a.rows_per_group);
+    }
     CUDA_CHECK_LAUNCH();
   });
 }
