@@ -18,24 +18,13 @@ import argparse
 import json
 
 import torch
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from torch_timing import cuda_median_ms  # noqa: E402  (benchmarks/lib)
 
 SHAPE = (1, 36, 64, 34, 62)
-
-
-def median_ms(fn, runs, warmup=5):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end))
-    samples.sort()
-    return samples[len(samples) // 2]
 
 
 def main():
@@ -63,8 +52,8 @@ def main():
         torch.randn(SHAPE, generator=generator, device=device, dtype=torch.bfloat16)
 
     results = {
-        'stepMs': median_ms(step, args.runs),
-        'noiseMs': median_ms(noise, args.runs),
+        'stepMs': cuda_median_ms(step, args.runs, warmup=5),
+        'noiseMs': cuda_median_ms(noise, args.runs, warmup=5),
         'torch': torch.__version__,
         'gpu': torch.cuda.get_device_name(device),
     }

@@ -23,22 +23,10 @@ import sys
 
 import torch
 import torch.nn.functional as F
+import os
 
-
-def time_ms(fn, iterations, warmup=2):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end))
-    samples.sort()
-    return samples[len(samples) // 2]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from torch_timing import cuda_median_ms  # noqa: E402  (benchmarks/lib)
 
 
 def alibi_slopes(heads):
@@ -99,7 +87,7 @@ def step_llm(cfg, dev):
         return x
 
     with torch.no_grad():
-        ms = time_ms(encode, cfg["iterations"])
+        ms = cuda_median_ms(encode, cfg["iterations"])
     del w, table
     torch.cuda.empty_cache()
     return ms
@@ -136,7 +124,7 @@ def clip(cfg, dtype, dev):
         return x
 
     with torch.no_grad():
-        ms = time_ms(encode, cfg["iterations"])
+        ms = cuda_median_ms(encode, cfg["iterations"])
     del w, b, words, positions
     torch.cuda.empty_cache()
     return ms
@@ -160,7 +148,7 @@ def attention(shape, dev):
         return F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask)
 
     with torch.no_grad():
-        return time_ms(run, shape["iterations"], warmup=3)
+        return cuda_median_ms(run, shape["iterations"], warmup=3)
 
 
 def main():

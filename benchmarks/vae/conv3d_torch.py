@@ -17,25 +17,13 @@ import os
 
 import torch
 import torch.nn.functional as F
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from torch_timing import cuda_median_ms  # noqa: E402  (benchmarks/lib)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 H200_BF16_GEMM = 700e12
-
-
-def time_ms(fn, warmup, iterations):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end))
-    samples.sort()
-    return samples[len(samples) // 2]
 
 
 def main():
@@ -63,7 +51,7 @@ def main():
             return F.conv3d(x, weight, bias, padding=(0, ph, pw))
 
         out_shape = run().shape
-        ms = time_ms(run, 3, args.iterations)
+        ms = cuda_median_ms(run, args.iterations, warmup=3)
         outputs = out_shape[2] * out_shape[3] * out_shape[4]
         flops = 2 * outputs * cout * cin * kt * kh * kw
         result = {
