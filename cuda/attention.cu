@@ -8,15 +8,21 @@
 //    output accumulator in registers, and the warp walks the visible keys with an online softmax
 //    (running max and normaliser), so no N×N scores are ever stored. It is simple and exact, and it
 //    is the twin the tensor-core path is checked against.
-// STEPVIDEO_ATTENTION=generic forces the generic path; STEPVIDEO_ATTENTION=mma forces the
-// tensor-core path and makes a call it cannot take an ERR_UNSUPPORTED error (tests use both).
+//  - the Hopper path (attention_sm90.cuh): FlashAttention-3 style (TMA, mbarriers, wgmma, warp
+//    specialisation), bf16, head dim 128, non-causal with optional kv_len; sm_90a builds on
+//    compute capability 9.0 only. Opt-in until validated on an H200 (kHopperValidated below).
+// STEPVIDEO_ATTENTION=generic forces the generic path; STEPVIDEO_ATTENTION=mma (or hopper) forces
+// that kernel and makes a call it cannot take an ERR_UNSUPPORTED error (tests use all three).
 #include <cfloat>
 #include <climits>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../native/attention.h"
 #include "attention_mma.cuh"
+#include "attention_sm90.cuh"
 #include "common.cuh"
 
 namespace sv::cuda {
@@ -189,30 +195,213 @@ std::string mma_unsupported_reason(const AttentionArgs& a) {
   return "";
 }
 
-enum class AttentionMode { automatic, generic, mma };
+// ---- the Hopper path ----
+
+// The Hopper kernel was written in a session without a GPU. Automatic dispatch leaves it alone
+// until it has run: the GPU session flips this to true once test/gpu/attention-sm90.test.ts passes
+// on the H200 and benchmarks/attention/attention.mjs shows it faster than the mma kernel at every
+// DiT size (and updates the 'automatic dispatch' expectation in that test file).
+constexpr bool kHopperValidated = false;
+
+// Schedules and ring depths of attention_sm90_kernel, chosen per call for the benchmark:
+// STEPVIDEO_ATTENTION_HOPPER_SCHEDULE = serial | overlap | pingpong (default pingpong),
+// STEPVIDEO_ATTENTION_HOPPER_STAGES = 2 | 3 (default 2).
+enum class HopperSchedule { serial, overlap, pingpong };
+struct HopperVariant {
+  HopperSchedule schedule = HopperSchedule::pingpong;
+  int stages = 2;
+};
+
+HopperVariant hopper_variant() {
+  HopperVariant v;
+  if (const char* s = std::getenv("STEPVIDEO_ATTENTION_HOPPER_SCHEDULE"); s != nullptr && *s != '\0') {
+    const std::string name(s);
+    if (name == "serial") {
+      v.schedule = HopperSchedule::serial;
+    } else if (name == "overlap") {
+      v.schedule = HopperSchedule::overlap;
+    } else if (name != "pingpong") {
+      fail("ERR_ARGUMENT", "STEPVIDEO_ATTENTION_HOPPER_SCHEDULE must be serial, overlap or pingpong, got '" + name + "'");
+    }
+  }
+  if (const char* s = std::getenv("STEPVIDEO_ATTENTION_HOPPER_STAGES"); s != nullptr && *s != '\0') {
+    const std::string stages(s);
+    SV_CHECK(stages == "2" || stages == "3", "ERR_ARGUMENT",
+             "STEPVIDEO_ATTENTION_HOPPER_STAGES must be 2 or 3, got '" + stages + "'");
+    v.stages = stages == "2" ? 2 : 3;
+  }
+  return v;
+}
+
+uint32_t hopper_smem_bytes(int stages) {
+  return stages == 2 ? sm90_attention::SmemLayout<2>::kBytes : sm90_attention::SmemLayout<3>::kBytes;
+}
+
+// cuTensorMapEncodeTiled from the driver, looked up once through the runtime (cudart is static and
+// the addon does not link libcuda). Null when the driver does not offer it.
+using TensorMapEncoder = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                      const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                      CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+TensorMapEncoder tensor_map_encoder() {
+  static const TensorMapEncoder encoder = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    const cudaError_t status =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+    if (status != cudaSuccess || found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();  // not sticky; clear it so the next checked call does not report it
+      return static_cast<TensorMapEncoder>(nullptr);
+    }
+    return reinterpret_cast<TensorMapEncoder>(fn);
+  }();
+  return encoder;
+}
+
+// Why the Hopper kernel cannot take this call ("" when it can).
+std::string hopper_unsupported_reason(const AttentionArgs& a, const HopperVariant& variant) {
+#ifndef SV_CUDA_ARCHS
+#define SV_CUDA_ARCHS ""
+#endif
+  if (std::strstr(SV_CUDA_ARCHS, "90a") == nullptr) return "the addon was built without sm_90a";
+  if (a.out.dtype != DType::bf16) return std::string("dtype ") + dtype_name(a.out.dtype) + " (bf16 only)";
+  if (a.head_dim != sm90_attention::kHeadDim) return "head dim " + std::to_string(a.head_dim) + " (128 only)";
+  if (a.causal || a.alibi_sqrt) return "causal or ALiBi masks";
+  if (!(a.scale > 0.0f) || !std::isfinite(a.scale)) return "softmax scale " + std::to_string(a.scale) + " (must be > 0)";
+  if (a.kv_len_max == 0) return "no keys";
+  if (a.heads > 65535 || a.batch > 65535) return "more than 65535 heads or batch items";
+  if (a.q_len > INT_MAX - 256 || a.kv_len_max > INT_MAX - 256) return "sequence longer than 2^31 - 256";
+  if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.out)) return "tensor not 16-byte aligned";
+  int major = 0, minor = 0, smem_optin = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, a.out.device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, a.out.device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, a.out.device));
+  if (major != 9 || minor != 0) return "compute capability " + std::to_string(major) + "." + std::to_string(minor) + " (9.0 only)";
+  if (smem_optin < static_cast<int>(hopper_smem_bytes(variant.stages))) {
+    return "needs " + std::to_string(hopper_smem_bytes(variant.stages)) + " bytes of shared memory per block, device allows " +
+           std::to_string(smem_optin);
+  }
+  if (tensor_map_encoder() == nullptr) return "the driver offers no cuTensorMapEncodeTiled";
+  return "";
+}
+
+// A [slabs = B·heads, rows, 128] bf16 tensor as the 3-D tensor map {128, rows, slabs} (innermost
+// first), box {64, 128, 1}, 128-byte swizzle, out-of-bounds elements read as zeros.
+CUtensorMap head_major_tensor_map(const TensorRef& t, int64_t rows, int64_t slabs, const char* what) {
+  using sm90_attention::kBlockN;
+  using sm90_attention::kHeadDim;
+  using sm90_attention::kPanelCols;
+  CUtensorMap map;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(kHeadDim), static_cast<cuuint64_t>(rows), static_cast<cuuint64_t>(slabs)};
+  const cuuint64_t strides[2] = {kHeadDim * 2ull, static_cast<cuuint64_t>(rows) * kHeadDim * 2ull};  // bytes, dims 1 and 2
+  const cuuint32_t box[3] = {kPanelCols, kBlockN, 1};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult status = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, t.data, dims, strides, box,
+                                               element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  SV_CHECK(status == CUDA_SUCCESS, "ERR_CUDA",
+           std::string("attention: cuTensorMapEncodeTiled failed (CUresult ") + std::to_string(static_cast<int>(status)) +
+               ") for " + what + " " + t.shape_string());
+  return map;
+}
+
+template <int Stages, bool kOverlap, bool kPingPong>
+void launch_hopper_variant(const AttentionArgs& a, const CUtensorMap& q_map, const CUtensorMap& k_map,
+                           const CUtensorMap& v_map, const sm90_attention::Params& p) {
+  auto kernel = sm90_attention::attention_sm90_kernel<Stages, kOverlap, kPingPong>;
+  constexpr uint32_t smem = sm90_attention::SmemLayout<Stages>::kBytes;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const int64_t m_blocks = (a.q_len + sm90_attention::kBlockM - 1) / sm90_attention::kBlockM;
+  const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  kernel<<<grid, sm90_attention::kThreads, smem, stream_of(a.out)>>>(q_map, k_map, v_map, p);
+  CUDA_CHECK_LAUNCH();
+}
+
+void launch_hopper(const AttentionArgs& a, const HopperVariant& variant) {
+  const CUtensorMap q_map = head_major_tensor_map(a.q, a.q_len, a.batch * a.heads, "q");
+  const CUtensorMap k_map = head_major_tensor_map(a.k, a.kv_len_max, a.batch * a.kv_heads, "k");
+  const CUtensorMap v_map = head_major_tensor_map(a.v, a.kv_len_max, a.batch * a.kv_heads, "v");
+  sm90_attention::Params p{};
+  p.q_len = static_cast<int>(a.q_len);
+  p.kv_len_max = static_cast<int>(a.kv_len_max);
+  p.heads = static_cast<int>(a.heads);
+  p.group = static_cast<int>(a.heads / a.kv_heads);
+  p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.kv_len = a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr;
+  p.out = a.out.as<__nv_bfloat16>();
+  const bool three = variant.stages == 3;
+  switch (variant.schedule) {
+    case HopperSchedule::serial:
+      three ? launch_hopper_variant<3, false, false>(a, q_map, k_map, v_map, p)
+            : launch_hopper_variant<2, false, false>(a, q_map, k_map, v_map, p);
+      break;
+    case HopperSchedule::overlap:
+      three ? launch_hopper_variant<3, true, false>(a, q_map, k_map, v_map, p)
+            : launch_hopper_variant<2, true, false>(a, q_map, k_map, v_map, p);
+      break;
+    case HopperSchedule::pingpong:
+      three ? launch_hopper_variant<3, true, true>(a, q_map, k_map, v_map, p)
+            : launch_hopper_variant<2, true, true>(a, q_map, k_map, v_map, p);
+      break;
+  }
+}
+
+// ---- dispatch ----
+
+enum class AttentionMode { automatic, generic, mma, hopper };
 
 AttentionMode attention_mode() {
   const char* mode = std::getenv("STEPVIDEO_ATTENTION");
   if (mode == nullptr || *mode == '\0' || std::string(mode) == "auto") return AttentionMode::automatic;
   if (std::string(mode) == "generic") return AttentionMode::generic;
   if (std::string(mode) == "mma") return AttentionMode::mma;
-  fail("ERR_ARGUMENT", std::string("STEPVIDEO_ATTENTION must be auto, generic or mma, got '") + mode + "'");
+  if (std::string(mode) == "hopper") return AttentionMode::hopper;
+  fail("ERR_ARGUMENT", std::string("STEPVIDEO_ATTENTION must be auto, generic, mma or hopper, got '") + mode + "'");
 }
 
-}  // namespace
+enum class AttentionPath { generic, mma, hopper };
 
-void attention(const AttentionArgs& a) {
+// The kernel attention() runs for this call; a forced kernel that cannot take it is ERR_UNSUPPORTED.
+AttentionPath choose_path(const AttentionArgs& a, const HopperVariant& variant) {
   const AttentionMode mode = attention_mode();
-  if (mode == AttentionMode::generic) return attention_rowwise(a);
+  if (mode == AttentionMode::generic) return AttentionPath::generic;
   use_device(a.out.device);
+  if (mode == AttentionMode::hopper) {
+    const std::string why_not = hopper_unsupported_reason(a, variant);
+    SV_CHECK(why_not.empty(), "ERR_UNSUPPORTED",
+             "attention: STEPVIDEO_ATTENTION=hopper, but the Hopper kernel does not support this call (" + why_not +
+                 "; q " + a.q.shape_string() + ")");
+    return AttentionPath::hopper;
+  }
+  if (mode == AttentionMode::automatic && kHopperValidated && hopper_unsupported_reason(a, variant).empty()) {
+    return AttentionPath::hopper;
+  }
   const std::string why_not = mma_unsupported_reason(a);
   if (!why_not.empty()) {
     SV_CHECK(mode != AttentionMode::mma, "ERR_UNSUPPORTED",
              "attention: STEPVIDEO_ATTENTION=mma, but the tensor-core kernel does not support this call (" + why_not +
                  "; q " + a.q.shape_string() + ")");
-    return attention_rowwise(a);
+    return AttentionPath::generic;
   }
+  return AttentionPath::mma;
+}
+
+}  // namespace
+
+const char* attention_kernel_name(const AttentionArgs& a) {
+  switch (choose_path(a, hopper_variant())) {
+    case AttentionPath::generic: return "generic";
+    case AttentionPath::mma: return "mma";
+    case AttentionPath::hopper: return "hopper";
+  }
+  return "?";
+}
+
+void attention(const AttentionArgs& a) {
+  const HopperVariant variant = hopper_variant();
+  const AttentionPath path = choose_path(a, variant);
+  if (path == AttentionPath::generic) return attention_rowwise(a);
   if (a.batch * a.heads * a.q_len == 0) return;
+  if (path == AttentionPath::hopper) return launch_hopper(a, variant);
   mma_attention::Params p{};
   p.heads = static_cast<int>(a.heads);
   p.group = static_cast<int>(a.heads / a.kv_heads);

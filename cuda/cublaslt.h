@@ -34,6 +34,12 @@ constexpr int kCompute32F = 68;
 constexpr int32_t kOpN = 0, kOpT = 1;
 // cublasLtMatmulDescAttributes_t
 constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPointer = 8, kDescBiasDataType = 26;
+constexpr int kDescPointerMode = 2, kDescAScalePointer = 17, kDescBScalePointer = 18, kDescFastAccum = 25,
+              kDescAScaleMode = 31, kDescBScaleMode = 32;
+// cublasLtPointerMode_t: alpha a device vector over D's rows (f32), beta a host scalar
+constexpr int32_t kPointerModeHost = 0, kPointerModeAlphaDeviceVectorBetaHost = 4;
+// cublasLtMatmulMatrixScale_t (cuBLAS 12.9+): one f32 scale per row of op(A) / per column of op(B)
+constexpr int32_t kMatrixScaleOuterVec32F = 3;
 // cublasLtEpilogue_t
 constexpr uint32_t kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueGelu = 32, kEpilogueGeluBias = 36;
 // cublasLtMatrixLayoutAttribute_t

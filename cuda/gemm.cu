@@ -1,8 +1,9 @@
 // GEMM for the CUDA backend: out[b] = alpha · a[b] · op(b[b]) + bias (then optionally GELU-tanh),
-// row-major, f32 accumulate. First choice is cuBLASLt (loaded at run time, heuristic result cached
-// per shape, bias and GELU fused in its epilogue). Where cuBLASLt is absent or has no algorithm, an
+// row-major, f32 accumulate. First choice is cuBLASLt (loaded at run time, algorithms autotuned per
+// shape, bias and GELU fused in its epilogue). Where cuBLASLt is absent or has no algorithm, an
 // own kernel runs instead: WMMA tensor cores for bf16/f16, a tiled SIMT kernel for f32.
-// STEPVIDEO_GEMM=fallback forces it.
+// STEPVIDEO_GEMM=fallback forces it. Also here: the gated-residual linear (residual add in the
+// GEMM epilogue) and the e4m3 FP8 GEMM with per-channel and per-row scales (native/fp8.h).
 #include <dlfcn.h>
 #include <mma.h>
 
@@ -13,7 +14,11 @@
 #include <tuple>
 #include <vector>
 
+#include "../native/fp8.h"
 #include "../native/kernels.h"
+#include "../native/linear.h"
+#include "../native/norm.h"
+#include "../native/storage.h"
 #include "common.cuh"
 #include "cublaslt.h"
 
@@ -93,10 +98,24 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // cuBLASLt path. Row-major out[m,n] = a[m,k]·op(b) is computed as the column-major product
 // out^T[n,m] = op(b)^T · a^T, so the weight is cuBLASLt's "A" operand and the bias (length n)
-// runs along D's rows, which is what the BIAS epilogue broadcasts.
+// runs along D's rows, which is what the BIAS epilogue broadcasts. Three kinds of plans share
+// this layer: plain matmuls, the gated-residual linear (alpha a device vector = the gate row,
+// beta = 1 on C = the residual) and the FP8 linear (e4m3 A and B, one f32 scale per row of each).
+//
+// Autotuning (opt-in: STEPVIDEO_GEMM_AUTOTUNE=1): a plan asks the heuristic for up to 8
+// algorithms. On its first use each candidate runs once between CUDA events, before the real
+// product (which then overwrites the output); a later use reads the events once the stream has
+// passed them, without ever blocking the host, and keeps the fastest algorithm from then on.
 // ---------------------------------------------------------------------------------------------
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+constexpr int kMaxCandidates = 8;
+
+enum class PlanKind : int { matmul = 0, residual = 1, fp8 = 2 };
+
+const char* kind_name(PlanKind kind) {
+  return kind == PlanKind::matmul ? "matmul" : kind == PlanKind::residual ? "residual" : "fp8";
+}
 
 struct LtDevice {
   lt::Handle handle = nullptr;
@@ -104,22 +123,34 @@ struct LtDevice {
 };
 
 struct PlanKey {
-  int dtype, trans_b, bias, gelu;
+  int kind, dtype, trans_b, bias, gelu, gated;
   int64_t m, n, k, batch, b_stride;
-  int align_a, align_b, align_c;
+  int align_a, align_b, align_c, align_d;
   bool operator<(const PlanKey& o) const {
-    return std::tie(dtype, trans_b, bias, gelu, m, n, k, batch, b_stride, align_a, align_b, align_c) <
-           std::tie(o.dtype, o.trans_b, o.bias, o.gelu, o.m, o.n, o.k, o.batch, o.b_stride, o.align_a, o.align_b,
-                    o.align_c);
+    return std::tie(kind, dtype, trans_b, bias, gelu, gated, m, n, k, batch, b_stride, align_a, align_b, align_c,
+                    align_d) < std::tie(o.kind, o.dtype, o.trans_b, o.bias, o.gelu, o.gated, o.m, o.n, o.k, o.batch,
+                                        o.b_stride, o.align_a, o.align_b, o.align_c, o.align_d);
   }
+};
+
+struct Candidate {
+  lt::Algo algo{};
+  size_t workspace = 0;
 };
 
 struct Plan {
   bool usable = false;
+  PlanKey key{};
+  int device = 0;
   lt::MatmulDesc desc = nullptr;
-  lt::MatrixLayout la = nullptr, lb = nullptr, lc = nullptr;
-  lt::Algo algo{};
-  size_t workspace = 0;
+  lt::MatrixLayout la = nullptr, lb = nullptr, lc = nullptr, ld = nullptr;
+  std::vector<Candidate> candidates;
+  int chosen = 0;
+  bool tuned = false;
+  // Timing in flight: one start/end event pair per candidate (empty when none is pending).
+  std::vector<cudaEvent_t> starts, ends;
+  std::vector<bool> launched;
+  std::vector<float> candidate_ms;
 };
 
 std::mutex lt_mutex;
@@ -133,6 +164,13 @@ int alignment_of(const void* p) {
   return align;
 }
 
+// Alignment that holds for base + i·stride_bytes for every i (per-group pointers of one plan).
+int alignment_of(const void* base, int64_t stride_bytes) {
+  int align = alignment_of(base);
+  while (align > 1 && stride_bytes % align != 0) align >>= 1;
+  return align;
+}
+
 int lt_type(DType dtype) { return dtype == DType::bf16 ? lt::kR16BF : dtype == DType::f16 ? lt::kR16F : lt::kR32F; }
 
 void lt_check(lt::Status status, const char* what) {
@@ -142,16 +180,157 @@ void lt_check(lt::Status status, const char* what) {
   }
 }
 
-// Builds (once per shape) the descriptors and picks the heuristic's first algorithm.
-Plan& plan_for(const MatmulArgs& a, int device, const lt::Api& api, LtDevice& dev) {
+bool fallback_forced() {
+  const char* mode = std::getenv("STEPVIDEO_GEMM");
+  return mode != nullptr && std::string(mode) == "fallback";
+}
+
+// Opt-in (STEPVIDEO_GEMM_AUTOTUNE=1) until a GPU run has validated it (test/gpu/dit-perf.test.ts);
+// then make it the default.
+bool autotune_enabled() {
+  const char* mode = std::getenv("STEPVIDEO_GEMM_AUTOTUNE");
+  return mode != nullptr && std::string(mode) == "1";
+}
+
+// The device's cuBLASLt handle and workspace (made on first use); nullptr without cuBLASLt.
+LtDevice* lt_device(int device, const lt::Api& api) {
+  LtDevice& dev = lt_devices[device];
+  if (dev.handle == nullptr && api.create(&dev.handle) != lt::kSuccess) return nullptr;
+  // Separately from the handle: a failed (out-of-memory) allocation is retried on the next call
+  // instead of leaving a handle without workspace behind.
+  if (dev.workspace == nullptr) dev.workspace = alloc(device, kWorkspaceBytes);
+  return &dev;
+}
+
+// Asks the heuristic for the plan's candidates (up to 8, best first). The descriptors must be
+// complete, scale and bias pointers included: the heuristic looks at their alignment.
+void choose_candidates(Plan& plan, const lt::Api& api, LtDevice& dev) {
+  lt::Preference pref = nullptr;
+  lt_check(api.pref_create(&pref), "PreferenceCreate");
+  uint64_t workspace = kWorkspaceBytes;
+  uint32_t align_a = plan.key.align_a, align_b = plan.key.align_b, align_c = plan.key.align_c,
+           align_d = plan.key.align_d;
+  api.pref_set(pref, lt::kPrefMaxWorkspaceBytes, &workspace, sizeof(workspace));
+  api.pref_set(pref, lt::kPrefMinAlignA, &align_a, sizeof(align_a));
+  api.pref_set(pref, lt::kPrefMinAlignB, &align_b, sizeof(align_b));
+  api.pref_set(pref, lt::kPrefMinAlignC, &align_c, sizeof(align_c));
+  api.pref_set(pref, lt::kPrefMinAlignD, &align_d, sizeof(align_d));
+  lt::HeuristicResult results[kMaxCandidates] = {};
+  int returned = 0;
+  // Always the full list: without autotuning the first (the heuristic's pick) runs, and a plan made
+  // while autotuning was off can still be tuned once it is turned on.
+  lt::Status status = api.heuristic(dev.handle, plan.desc, plan.la, plan.lb, plan.lc, plan.ld, pref, kMaxCandidates,
+                                    results, &returned);
+  api.pref_destroy(pref);
+  if (status != lt::kSuccess) returned = 0;
+  for (int i = 0; i < returned && i < kMaxCandidates; i++) {
+    if (results[i].state == lt::kSuccess) plan.candidates.push_back(Candidate{results[i].algo, results[i].workspace_size});
+  }
+  plan.usable = !plan.candidates.empty();
+  plan.candidate_ms.assign(plan.candidates.size(), -1.0f);
+}
+
+// Reads finished timings (never blocks): keeps the fastest candidate that launched.
+void collect_timings(Plan& plan) {
+  if (plan.ends.empty()) return;
+  cudaError_t status = cudaEventQuery(plan.ends.back());
+  if (status == cudaErrorNotReady) {
+    cudaGetLastError();
+    return;
+  }
+  float best = -1.0f;
+  for (size_t i = 0; i < plan.starts.size(); i++) {
+    float ms = -1.0f;
+    if (status == cudaSuccess && plan.launched[i] && cudaEventElapsedTime(&ms, plan.starts[i], plan.ends[i]) != cudaSuccess) {
+      cudaGetLastError();
+      ms = -1.0f;
+    }
+    plan.candidate_ms[i] = ms;
+    if (ms >= 0.0f && (best < 0.0f || ms < best)) {
+      best = ms;
+      plan.chosen = static_cast<int>(i);
+    }
+  }
+  for (size_t i = 0; i < plan.starts.size(); i++) {
+    cudaEventDestroy(plan.starts[i]);
+    cudaEventDestroy(plan.ends[i]);
+  }
+  plan.starts.clear();
+  plan.ends.clear();
+  plan.launched.clear();
+  plan.tuned = true;
+}
+
+// One cublasLtMatmul with the plan's descriptors and candidate `index`.
+lt::Status launch_candidate(const Plan& plan, const lt::Api& api, LtDevice& dev, int index, const void* alpha,
+                            const void* a, const void* b, const void* beta, const void* c, void* d, cudaStream_t s) {
+  const Candidate& candidate = plan.candidates[index];
+  return api.matmul(dev.handle, plan.desc, alpha, a, plan.la, b, plan.lb, beta, c, plan.lc, d, plan.ld,
+                    &candidate.algo, dev.workspace, candidate.workspace, s);
+}
+
+// Runs the plan: times the candidates on first use (they write d, which the real run below
+// overwrites; C is never D here), then the chosen algorithm.
+void run_plan(Plan& plan, const lt::Api& api, LtDevice& dev, const void* alpha, const void* a, const void* b,
+              const void* beta, const void* c, void* d, cudaStream_t s) {
+  const bool autotune = autotune_enabled();
+  collect_timings(plan);
+  if (autotune && !plan.tuned && plan.starts.empty() && plan.candidates.size() > 1) {
+    const size_t count = plan.candidates.size();
+    std::vector<cudaEvent_t> starts(count, nullptr), ends(count, nullptr);
+    std::vector<bool> launched(count, false);
+    try {
+      for (size_t i = 0; i < count; i++) {
+        CUDA_CHECK(cudaEventCreate(&starts[i]));
+        CUDA_CHECK(cudaEventCreate(&ends[i]));
+      }
+      for (size_t i = 0; i < count; i++) {
+        CUDA_CHECK(cudaEventRecord(starts[i], s));
+        // A candidate that refuses to launch is simply not a candidate (its time stays -1).
+        launched[i] = launch_candidate(plan, api, dev, static_cast<int>(i), alpha, a, b, beta, c, d, s) == lt::kSuccess;
+        CUDA_CHECK(cudaEventRecord(ends[i], s));
+      }
+    } catch (...) {
+      for (size_t i = 0; i < count; i++) {
+        if (starts[i]) cudaEventDestroy(starts[i]);
+        if (ends[i]) cudaEventDestroy(ends[i]);
+      }
+      throw;
+    }
+    plan.starts = std::move(starts);
+    plan.ends = std::move(ends);
+    plan.launched = std::move(launched);
+  }
+  const int index = autotune ? plan.chosen : 0;
+  lt_check(launch_candidate(plan, api, dev, index, alpha, a, b, beta, c, d, s), "Matmul");
+}
+
+Plan* find_plan(int device, const PlanKey& key) {
+  auto found = plans.find({device, key});
+  return found == plans.end() ? nullptr : &found->second;
+}
+
+Plan& new_plan(int device, const PlanKey& key) {
+  Plan& plan = plans[{device, key}];
+  plan.key = key;
+  plan.device = device;
+  return plan;
+}
+
+// ---- plain matmul (+ bias, + GELU-tanh) ----
+
+// Builds (once per shape) the descriptors and the candidates.
+Plan& matmul_plan(const MatmulArgs& a, int device, const lt::Api& api, LtDevice& dev) {
   const bool folded = a.b_batch_stride == 0;  // shared weight: fold the batch into m
   const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
-  PlanKey key{static_cast<int>(a.out.dtype), a.trans_b ? 1 : 0, a.bias.data ? 1 : 0, gelu ? 1 : 0,
-              folded ? a.m * a.batch : a.m, a.n, a.k, folded ? 1 : a.batch, a.b_batch_stride,
-              alignment_of(a.b.data), alignment_of(a.a.data), alignment_of(a.out.data)};
-  auto found = plans.find({device, key});
-  if (found != plans.end()) return found->second;
-  Plan plan;
+  const int align_out = alignment_of(a.out.data);
+  // The bias entry is its pointer's alignment (0: none): the heuristic's choice depends on it.
+  PlanKey key{static_cast<int>(PlanKind::matmul), static_cast<int>(a.out.dtype), a.trans_b ? 1 : 0,
+              a.bias.data ? alignment_of(a.bias.data) : 0,
+              gelu ? 1 : 0, 0, folded ? a.m * a.batch : a.m, a.n, a.k, folded ? 1 : a.batch, a.b_batch_stride,
+              alignment_of(a.b.data), alignment_of(a.a.data), align_out, align_out};
+  if (Plan* found = find_plan(device, key)) return *found;
+  Plan& plan = new_plan(device, key);
   const int type = lt_type(a.out.dtype);
   const int64_t rows_m = key.m;
   lt_check(api.matmul_desc_create(&plan.desc, lt::kCompute32F, lt::kR32F), "MatmulDescCreate");
@@ -176,6 +355,7 @@ Plan& plan_for(const MatmulArgs& a, int device, const lt::Api& api, LtDevice& de
   }
   lt_check(api.layout_create(&plan.lb, type, a.k, rows_m, a.k), "layout B");
   lt_check(api.layout_create(&plan.lc, type, a.n, rows_m, a.n), "layout C");
+  plan.ld = plan.lc;
   if (!folded && a.batch > 1) {
     int32_t count = static_cast<int32_t>(a.batch);
     int64_t stride_w = a.b_batch_stride, stride_x = a.m * a.k, stride_o = a.m * a.n;
@@ -186,23 +366,8 @@ Plan& plan_for(const MatmulArgs& a, int device, const lt::Api& api, LtDevice& de
     lt_check(api.layout_set(plan.lc, lt::kLayoutBatchCount, &count, sizeof(count)), "batch C");
     lt_check(api.layout_set(plan.lc, lt::kLayoutStridedBatchOffset, &stride_o, sizeof(stride_o)), "stride C");
   }
-  lt::Preference pref = nullptr;
-  lt_check(api.pref_create(&pref), "PreferenceCreate");
-  uint64_t workspace = kWorkspaceBytes;
-  uint32_t align_a = key.align_a, align_b = key.align_b, align_c = key.align_c;
-  api.pref_set(pref, lt::kPrefMaxWorkspaceBytes, &workspace, sizeof(workspace));
-  api.pref_set(pref, lt::kPrefMinAlignA, &align_a, sizeof(align_a));
-  api.pref_set(pref, lt::kPrefMinAlignB, &align_b, sizeof(align_b));
-  api.pref_set(pref, lt::kPrefMinAlignC, &align_c, sizeof(align_c));
-  api.pref_set(pref, lt::kPrefMinAlignD, &align_c, sizeof(align_c));
-  lt::HeuristicResult result{};
-  int returned = 0;
-  lt::Status status = api.heuristic(dev.handle, plan.desc, plan.la, plan.lb, plan.lc, plan.lc, pref, 1, &result, &returned);
-  api.pref_destroy(pref);
-  plan.usable = status == lt::kSuccess && returned > 0 && result.state == lt::kSuccess;
-  plan.algo = result.algo;
-  plan.workspace = result.workspace_size;
-  return plans.emplace(std::make_pair(device, key), plan).first->second;
+  choose_candidates(plan, api, dev);
+  return plan;
 }
 
 // Returns false when cuBLASLt cannot serve this call (then the fallback kernel runs).
@@ -211,23 +376,148 @@ bool matmul_cublaslt(const MatmulArgs& a) {
   if (api == nullptr) return false;
   const int device = a.out.device;
   std::lock_guard<std::mutex> lock(lt_mutex);
-  LtDevice& dev = lt_devices[device];
-  if (dev.handle == nullptr) {
-    if (api->create(&dev.handle) != lt::kSuccess) return false;
-    dev.workspace = alloc(device, kWorkspaceBytes);
-  }
-  Plan& plan = plan_for(a, device, *api, dev);
+  LtDevice* dev = lt_device(device, *api);
+  if (dev == nullptr) return false;
+  Plan& plan = matmul_plan(a, device, *api, *dev);
   if (!plan.usable) return false;
   if (a.bias.data) {
     const void* bias_ptr = a.bias.data;
     lt_check(api->matmul_desc_set(plan.desc, lt::kDescBiasPointer, &bias_ptr, sizeof(bias_ptr)), "set BIAS_POINTER");
   }
   const float alpha = a.alpha, beta = 0.0f;
-  lt_check(api->matmul(dev.handle, plan.desc, &alpha, a.b.data, plan.la, a.a.data, plan.lb, &beta, a.out.data, plan.lc,
-                       a.out.data, plan.lc, &plan.algo, dev.workspace, plan.workspace, stream(device)),
-           "Matmul");
+  run_plan(plan, *api, *dev, &alpha, a.b.data, a.a.data, &beta, a.out.data, a.out.data, static_cast<cudaStream_t>(stream(device)));
   return true;
 }
+
+// ---- gated residual: out = residual + gate ⊙ (x·Wᵀ) ----
+// With a gate, one GEMM per group of rows (per batch item): alpha is the group's gate row as a
+// device vector over D's rows (the n output features), beta = 1 on C = the residual. Without a
+// gate, one GEMM over all rows with alpha = beta = 1.
+
+bool linear_residual_cublaslt(const LinearResidualArgs& a, const float* gate_f32) {
+  const lt::Api* api = lt::api();
+  if (api == nullptr) return false;
+  const int device = a.out.device;
+  const bool gated = gate_f32 != nullptr;
+  const int64_t rows = gated ? a.rows_per_group : a.rows;
+  const int64_t groups = gated ? a.rows / a.rows_per_group : 1;
+  const size_t element = dtype_size(a.out.dtype);
+  std::lock_guard<std::mutex> lock(lt_mutex);
+  LtDevice* dev = lt_device(device, *api);
+  if (dev == nullptr) return false;
+  PlanKey key{static_cast<int>(PlanKind::residual), static_cast<int>(a.out.dtype), 1, 0, 0, gated ? 1 : 0, rows, a.n,
+              a.k, 1, 0, alignment_of(a.weight.data),
+              alignment_of(a.x.data, static_cast<int64_t>(rows * a.k * element)),
+              alignment_of(a.residual.data, static_cast<int64_t>(rows * a.n * element)),
+              alignment_of(a.out.data, static_cast<int64_t>(rows * a.n * element))};
+  Plan* plan = find_plan(device, key);
+  if (plan == nullptr) {
+    Plan& made = new_plan(device, key);
+    const int type = lt_type(a.out.dtype);
+    lt_check(api->matmul_desc_create(&made.desc, lt::kCompute32F, lt::kR32F), "MatmulDescCreate");
+    int32_t trans_a = lt::kOpT, trans_b = lt::kOpN;
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescTransA, &trans_a, sizeof(trans_a)), "set TRANSA");
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescTransB, &trans_b, sizeof(trans_b)), "set TRANSB");
+    int32_t mode = gated ? lt::kPointerModeAlphaDeviceVectorBetaHost : lt::kPointerModeHost;
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescPointerMode, &mode, sizeof(mode)), "set POINTER_MODE");
+    lt_check(api->layout_create(&made.la, type, a.k, a.n, a.k), "layout A");
+    lt_check(api->layout_create(&made.lb, type, a.k, rows, a.k), "layout B");
+    lt_check(api->layout_create(&made.lc, type, a.n, rows, a.n), "layout C");
+    made.ld = made.lc;
+    choose_candidates(made, *api, *dev);
+    plan = &made;
+  }
+  if (!plan->usable) return false;
+  const float one = 1.0f;
+  const char* x = static_cast<const char*>(a.x.data);
+  const char* residual = static_cast<const char*>(a.residual.data);
+  char* out = static_cast<char*>(a.out.data);
+  for (int64_t g = 0; g < groups; g++) {
+    const void* alpha = gated ? static_cast<const void*>(gate_f32 + g * a.n) : static_cast<const void*>(&one);
+    const size_t x_offset = static_cast<size_t>(g * rows * a.k) * element;
+    const size_t out_offset = static_cast<size_t>(g * rows * a.n) * element;
+    run_plan(*plan, *api, *dev, alpha, a.weight.data, x + x_offset, &one, residual + out_offset, out + out_offset,
+             static_cast<cudaStream_t>(stream(device)));
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- FP8: e4m3 weight (A, op T) × e4m3 activations (B, op N), outer-vector f32 scales ----
+
+bool gemm_fp8_cublaslt(const TensorRef& out, const TensorRef& x_codes, const TensorRef& x_scales,
+                       const TensorRef& w_codes, const TensorRef& w_scales, int64_t rows, int64_t n, int64_t k,
+                       MatmulEpilogue epilogue) {
+  const lt::Api* api = lt::api();
+  if (api == nullptr || fallback_forced()) return false;
+  const int device = out.device;
+  const bool gelu = epilogue == MatmulEpilogue::gelu_tanh;
+  std::lock_guard<std::mutex> lock(lt_mutex);
+  LtDevice* dev = lt_device(device, *api);
+  if (dev == nullptr) return false;
+  const int align_out = alignment_of(out.data);
+  PlanKey key{static_cast<int>(PlanKind::fp8), static_cast<int>(out.dtype), 1, 0, gelu ? 1 : 0, 0, rows, n, k, 1, 0,
+              alignment_of(w_codes.data), alignment_of(x_codes.data), align_out, align_out};
+  const void* a_scale = w_scales.data;
+  const void* b_scale = x_scales.data;
+  Plan* plan = find_plan(device, key);
+  if (plan == nullptr) {
+    Plan& made = new_plan(device, key);
+    const int type = lt_type(out.dtype);
+    lt_check(api->matmul_desc_create(&made.desc, lt::kCompute32F, lt::kR32F), "MatmulDescCreate");
+    int32_t trans_a = lt::kOpT, trans_b = lt::kOpN;  // FP8 tensor cores take the "TN" layout only
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescTransA, &trans_a, sizeof(trans_a)), "set TRANSA");
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescTransB, &trans_b, sizeof(trans_b)), "set TRANSB");
+    uint32_t epi = gelu ? lt::kEpilogueGelu : lt::kEpilogueDefault;
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescEpilogue, &epi, sizeof(epi)), "set EPILOGUE");
+    int32_t scale_mode = lt::kMatrixScaleOuterVec32F;
+    // An older cuBLASLt without outer-vector scaling refuses the attribute: no plan, fallback path.
+    bool ok = api->matmul_desc_set(made.desc, lt::kDescAScaleMode, &scale_mode, sizeof(scale_mode)) == lt::kSuccess &&
+              api->matmul_desc_set(made.desc, lt::kDescBScaleMode, &scale_mode, sizeof(scale_mode)) == lt::kSuccess;
+    // Split accumulation (the default) keeps f32 accuracy over long k; fast accumulation is opt-in.
+    const char* fast = std::getenv("STEPVIDEO_FP8_FAST_ACCUM");
+    int8_t fast_accum = fast != nullptr && std::string(fast) == "1" ? 1 : 0;
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescFastAccum, &fast_accum, sizeof(fast_accum)), "set FAST_ACCUM");
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescAScalePointer, &a_scale, sizeof(a_scale)), "set A_SCALE_POINTER");
+    lt_check(api->matmul_desc_set(made.desc, lt::kDescBScalePointer, &b_scale, sizeof(b_scale)), "set B_SCALE_POINTER");
+    lt_check(api->layout_create(&made.la, lt::kR8FE4M3, k, n, k), "layout A");
+    lt_check(api->layout_create(&made.lb, lt::kR8FE4M3, k, rows, k), "layout B");
+    lt_check(api->layout_create(&made.lc, type, n, rows, n), "layout C");
+    made.ld = made.lc;
+    if (ok) choose_candidates(made, *api, *dev);
+    plan = &made;
+  }
+  if (!plan->usable) return false;
+  lt_check(api->matmul_desc_set(plan->desc, lt::kDescAScalePointer, &a_scale, sizeof(a_scale)), "set A_SCALE_POINTER");
+  lt_check(api->matmul_desc_set(plan->desc, lt::kDescBScalePointer, &b_scale, sizeof(b_scale)), "set B_SCALE_POINTER");
+  const float alpha = 1.0f, beta = 0.0f;
+  run_plan(*plan, *api, *dev, &alpha, w_codes.data, x_codes.data, &beta, out.data, out.data, static_cast<cudaStream_t>(stream(device)));
+  return true;
+}
+
+std::vector<GemmPlanInfo> gemm_plans() {
+  std::lock_guard<std::mutex> lock(lt_mutex);
+  std::vector<GemmPlanInfo> result;
+  for (auto& [where, plan] : plans) {
+    collect_timings(plan);
+    GemmPlanInfo info;
+    info.kind = kind_name(static_cast<PlanKind>(plan.key.kind));
+    info.device = where.first;
+    info.m = plan.key.m;
+    info.n = plan.key.n;
+    info.k = plan.key.k;
+    info.batch = plan.key.batch;
+    info.candidates = static_cast<int>(plan.candidates.size());
+    info.chosen = plan.chosen;
+    info.tuned = plan.tuned;
+    info.candidate_ms = plan.candidate_ms;
+    result.push_back(info);
+  }
+  return result;
+}
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Fallback kernels. Tiles of 64×64 output per block; op(b) is staged in shared memory n-major
@@ -260,7 +550,8 @@ __global__ void gemm_wmma_kernel(const T* __restrict__ a, const T* __restrict__ 
   a += batch * a_stride;
   b += batch * b_stride;
   out += batch * m * n;
-  const int64_t row0 = blockIdx.y * (int64_t)BM, col0 = blockIdx.x * (int64_t)BN;
+  // Row tiles on grid.x (no 65535 limit), column tiles on grid.y.
+  const int64_t row0 = blockIdx.x * (int64_t)BM, col0 = blockIdx.y * (int64_t)BN;
   const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
   for (int i = 0; i < 2; i++)
@@ -311,7 +602,8 @@ __global__ void gemm_f32_kernel(const float* __restrict__ a, const float* __rest
   a += batch * a_stride;
   b += batch * b_stride;
   out += batch * m * n;
-  const int64_t row0 = blockIdx.y * (int64_t)BM, col0 = blockIdx.x * (int64_t)BN;
+  // Row tiles on grid.x (no 65535 limit), column tiles on grid.y.
+  const int64_t row0 = blockIdx.x * (int64_t)BM, col0 = blockIdx.y * (int64_t)BN;
   const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;
   float acc[4][4] = {};
   for (int64_t k0 = 0; k0 < k; k0 += BK) {
@@ -344,7 +636,9 @@ __global__ void gemm_f32_kernel(const float* __restrict__ a, const float* __rest
 
 void matmul_fallback(const MatmulArgs& a) {
   SV_CHECK(a.batch <= 65535, "ERR_SHAPE", "matmul: batch too large for the fallback kernel");
-  dim3 grid(static_cast<unsigned>((a.n + BN - 1) / BN), static_cast<unsigned>((a.m + BM - 1) / BM),
+  SV_CHECK((a.n + BN - 1) / BN <= 65535 && (a.m + BM - 1) / BM <= 2147483647LL, "ERR_SHAPE",
+           "matmul: output too large for the fallback kernel's grid");
+  dim3 grid(static_cast<unsigned>((a.m + BM - 1) / BM), static_cast<unsigned>((a.n + BN - 1) / BN),
             static_cast<unsigned>(a.batch));
   cudaStream_t s = stream_of(a.out);
   const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
@@ -389,11 +683,6 @@ void empty_product(const MatmulArgs& a) {
   });
 }
 
-bool fallback_forced() {
-  const char* mode = std::getenv("STEPVIDEO_GEMM");
-  return mode != nullptr && std::string(mode) == "fallback";
-}
-
 }  // namespace
 
 void matmul(const MatmulArgs& args) {
@@ -405,6 +694,54 @@ void matmul(const MatmulArgs& args) {
   }
   if (!fallback_forced() && matmul_cublaslt(args)) return;
   matmul_fallback(args);
+}
+
+void linear_residual(const LinearResidualArgs& a) {
+  use_device(a.out.device);
+  if (a.rows == 0 || a.n == 0) return;
+  const int device = a.out.device;
+  if (a.k > 0 && !fallback_forced() && lt::api() != nullptr) {
+    // Alpha vectors have the scale type (f32): a bf16 gate is widened first (B·n elements).
+    std::shared_ptr<Storage> widened;
+    const float* gate = nullptr;
+    if (a.gate.data && a.gate.dtype == DType::f32) {
+      gate = a.gate.as<const float>();
+    } else if (a.gate.data) {
+      widened = Storage::create(device, static_cast<size_t>(a.gate.numel()) * sizeof(float));
+      CopyArgs cast;
+      cast.dst = a.gate;
+      cast.dst.data = widened->data();
+      cast.dst.dtype = DType::f32;
+      cast.src = a.gate;
+      cast.ndim = 1;
+      cast.shape[0] = a.gate.numel();
+      cast.src_strides[0] = cast.dst_strides[0] = 1;
+      copy(cast);
+      gate = static_cast<const float*>(widened->data());
+    }
+    if (linear_residual_cublaslt(a, gate)) return;
+  }
+  // Unfused: the product into a temporary, then the gated residual kernel.
+  std::shared_ptr<Storage> product = Storage::create(device, static_cast<size_t>(a.rows * a.n) * dtype_size(a.out.dtype));
+  MatmulArgs m;
+  m.out = a.out;
+  m.out.data = product->data();
+  m.a = a.x;
+  m.b = a.weight;
+  m.m = a.rows;
+  m.n = a.n;
+  m.k = a.k;
+  m.trans_b = true;
+  matmul(m);
+  GatedResidualArgs g;
+  g.out = a.out;
+  g.x = a.residual;
+  g.y = m.out;
+  g.gate = a.gate;
+  g.rows = a.rows;
+  g.dim = a.n;
+  g.rows_per_group = a.rows_per_group;
+  gated_residual(g);
 }
 
 // Which GEMM path the CUDA backend uses, for diagnostics and benchmark labels.

@@ -28,6 +28,8 @@ namespace {
 struct DeviceState {
   std::once_flag once;
   cudaStream_t stream = nullptr;
+  std::once_flag copy_once;
+  cudaStream_t copy = nullptr;  // uploads of streamed weights (copy_stream)
 };
 
 DeviceState states[kMaxCudaDevices];
@@ -220,6 +222,16 @@ void* event_record(int device) {
 
 void event_wait(void* event) { CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
 
+bool event_done(void* event) {
+  cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (status == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
+  }
+  CUDA_CHECK(status);
+  return true;
+}
+
 void event_destroy(void* event) {
   if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
@@ -228,6 +240,84 @@ void synchronize(int device) {
   cudaStream_t s = state(device).stream;
   use_device(device);
   CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+int current_device() {
+  int device = -1;
+  CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+void* copy_stream(int device) {
+  DeviceState& s = state(device);
+  std::call_once(s.copy_once, [&] {
+    use_device(device);
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
+  });
+  SV_CHECK(s.copy != nullptr, "ERR_CUDA", "the copy stream of cuda:" + std::to_string(device) + " failed to initialise");
+  return s.copy;
+}
+
+void* upload_after_work(int device, void* dst, const void* src, size_t bytes) {
+  cudaStream_t work = state(device).stream;
+  cudaStream_t copy = static_cast<cudaStream_t>(copy_stream(device));
+  use_device(device);
+  cudaEvent_t work_done = nullptr, uploaded = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&work_done, cudaEventDisableTiming));
+  try {
+    CUDA_CHECK(cudaEventRecord(work_done, work));
+    CUDA_CHECK(cudaStreamWaitEvent(copy, work_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
+    CUDA_CHECK(cudaEventCreateWithFlags(&uploaded, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(uploaded, copy));
+  } catch (...) {
+    cudaEventDestroy(work_done);
+    if (uploaded) cudaEventDestroy(uploaded);
+    throw;
+  }
+  // Destroying a recorded event is safe: its resources go once the stream has passed it.
+  CUDA_CHECK(cudaEventDestroy(work_done));
+  return uploaded;
+}
+
+void work_stream_wait(int device, void* event) {
+  cudaStream_t work = state(device).stream;
+  use_device(device);
+  CUDA_CHECK(cudaStreamWaitEvent(work, static_cast<cudaEvent_t>(event), 0));
+}
+
+void* host_alloc_pinned(size_t bytes) {
+  void* ptr = nullptr;
+  cudaError_t status = cudaHostAlloc(&ptr, bytes == 0 ? 1 : bytes, cudaHostAllocPortable);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    fail("ERR_OOM", "could not page-lock " + std::to_string(bytes >> 20) + " MiB of host memory");
+  }
+  CUDA_CHECK(status);
+  return ptr;
+}
+
+void host_free_pinned(void* ptr) noexcept {
+  if (ptr) cudaFreeHost(ptr);
+}
+
+void pool_stats(int device, PoolStats* stats) {
+  state(device);
+  cudaMemPool_t pool;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &stats->reserved_current));
+  CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &stats->reserved_high));
+  CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &stats->used_current));
+  CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &stats->used_high));
+}
+
+void reset_pool_high(int device) {
+  state(device);
+  cudaMemPool_t pool;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t zero = 0;  // the only value these attributes accept: resets the high-water marks
+  CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero));
+  CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
 }
 
 }  // namespace sv::cuda

@@ -40,7 +40,37 @@ void staging_release(void* buffer, int device);
 void* event_record(int device);
 void event_wait(void* event);
 void event_destroy(void* event);
+// Whether the work before `event` has finished (never blocks; a failure of that work throws).
+bool event_done(void* event);
 
 void synchronize(int device);
+
+// The device the calling thread's CUDA calls go to (every launcher makes its tensors' device
+// current first; the glue's op counter relies on that).
+int current_device();
+
+// ---- weight streaming: a second stream for uploads, ordered against the work stream by events ----
+
+// The device's copy stream (a cudaStream_t, created on first use): host-to-device uploads that
+// overlap the kernels of the work stream.
+void* copy_stream(int device);
+// H2D copy on the copy stream, issued after everything enqueued on the work stream so far has
+// finished (so the destination may still be read by queued kernels). Returns an event recorded
+// on the copy stream when the copy is done; pass it to work_stream_wait, then event_destroy.
+void* upload_after_work(int device, void* dst, const void* src, size_t bytes);
+// Work enqueued on the device's work stream from now on waits for `event`.
+void work_stream_wait(int device, void* event);
+
+// Page-locked host memory for tensors that are uploaded again and again (streamed weights).
+void* host_alloc_pinned(size_t bytes);
+void host_free_pinned(void* ptr) noexcept;
+
+// The stream-ordered pool behind alloc(): memory reserved from the driver and memory handed out,
+// now and at their highest since the last reset_pool_high.
+struct PoolStats {
+  uint64_t reserved_current = 0, reserved_high = 0, used_current = 0, used_high = 0;
+};
+void pool_stats(int device, PoolStats* stats);
+void reset_pool_high(int device);
 
 }  // namespace sv::cuda

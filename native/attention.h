@@ -34,6 +34,9 @@ void attention(const AttentionArgs& args);
 }
 namespace cuda {
 void attention(const AttentionArgs& args);
+// The kernel attention() would run for these arguments under the current STEPVIDEO_ATTENTION:
+// "generic", "mma" or "hopper" (a forced kernel that cannot take the call throws ERR_UNSUPPORTED).
+const char* attention_kernel_name(const AttentionArgs& args);
 }
 
 }  // namespace sv

@@ -95,7 +95,7 @@ class ReadWorker : public napi::PromiseWorker {
       void* target = target_;
       const void* source = ref.data;
       size_t bytes = bytes_;
-      run_on_cpu({tensor}, [done, target, source, bytes] {
+      enqueue_on_cpu({tensor}, [done, target, source, bytes] {
         std::memcpy(target, source, bytes);
         done->set_value();
       });
@@ -223,7 +223,7 @@ SV_EXPORT(tensor_write) {
                ref.shape_string() + ", got " + std::to_string(length));
   if (ref.device == kCpuDevice) {
     auto copy = std::make_shared<std::vector<uint8_t>>(data, data + length);
-    run_on_cpu({tensor}, [copy, ref, src_dtype] { cpu::convert(ref.data, ref.dtype, copy->data(), src_dtype, ref.numel()); });
+    enqueue_on_cpu({tensor}, [copy, ref, src_dtype] { cpu::convert(ref.data, ref.dtype, copy->data(), src_dtype, ref.numel()); });
   } else {
 #ifdef SV_WITH_CUDA
     void* staging = cuda::staging_acquire(ref.bytes());

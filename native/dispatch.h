@@ -2,6 +2,8 @@
 // executor together with references that keep their storages alive; CUDA launchers are called
 // directly (they enqueue on the device stream and return at once).
 #pragma once
+#include <atomic>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <utility>
@@ -24,8 +26,16 @@ void require_dtype(const char* op, DType dtype, std::initializer_list<std::pair<
 // Every non-null tensor must hold exactly `count` elements.
 void require_numel(const char* op, int64_t count, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors);
 
+// Ops enqueued per device (index device + 1), counted where the glue hands a validated op to a
+// backend: run_on_cpu for the CPU, SV_CUDA for CUDA. Data movement (writes, read-backs, transfers,
+// weight loads) is not counted. Read with native.opCount(device) to count launches per block.
+inline std::atomic<int64_t> op_counts[kMaxCudaDevices + 1];
+inline void count_op(int device) { op_counts[device + 1].fetch_add(1, std::memory_order_relaxed); }
+
+// Queues `fn` on the CPU executor with references that keep the tensors' storages alive, without
+// counting it as an op (data movement).
 template <typename Fn>
-void run_on_cpu(std::initializer_list<const NativeTensor*> tensors, Fn&& fn) {
+void enqueue_on_cpu(std::initializer_list<const NativeTensor*> tensors, Fn&& fn) {
   std::vector<std::shared_ptr<Storage>> keep;
   keep.reserve(tensors.size());
   for (const NativeTensor* t : tensors)
@@ -33,12 +43,21 @@ void run_on_cpu(std::initializer_list<const NativeTensor*> tensors, Fn&& fn) {
   executor::enqueue([keep = std::move(keep), fn = std::forward<Fn>(fn)]() mutable { fn(); });
 }
 
+// Queues a validated CPU kernel: counted as one op, storages kept alive until it has run.
+template <typename Fn>
+void run_on_cpu(std::initializer_list<const NativeTensor*> tensors, Fn&& fn) {
+  count_op(kCpuDevice);
+  enqueue_on_cpu(tensors, std::forward<Fn>(fn));
+}
+
 }  // namespace sv
 
 // Evaluates `expr` (a CUDA launcher call) in builds with the CUDA backend; otherwise reports that
 // the build has none. Glue code uses it so the same file compiles either way.
+// Every CUDA launcher starts with use_device(its tensors' device), so the current device after
+// the call is the op's device: that is where the op is counted.
 #ifdef SV_WITH_CUDA
-#define SV_CUDA(expr) (expr)
+#define SV_CUDA(expr) ((expr), ::sv::count_op(::sv::cuda::current_device()))
 #else
 #define SV_CUDA(expr) ::sv::fail("ERR_DEVICE", "this build of the addon has no CUDA backend")
 #endif

@@ -7,8 +7,16 @@
 
 namespace sv {
 
-// attention(out, q, k, v, kvLen?, scale, causal, alibiSqrt)
-SV_EXPORT(op_attention) {
+namespace {
+
+struct AttentionCall {
+  AttentionArgs args;
+  NativeTensor *out, *q, *k, *v, *kv_len;
+  int device;
+};
+
+// (out, q, k, v, kvLen?, scale, causal, alibiSqrt), validated completely.
+AttentionCall read_attention_call(const Napi::CallbackInfo& info) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* q = NativeTensor::unwrap(info[1], "q");
   NativeTensor* k = NativeTensor::unwrap(info[2], "k");
@@ -52,16 +60,36 @@ SV_EXPORT(op_attention) {
              "attention: kvLen must be i32 [" + std::to_string(a.batch) + "], got " + dtype_name(kv_len->dtype()) + " " +
                  a.kv_len.shape_string());
   }
-  if (device == kCpuDevice) {
-    run_on_cpu({out, q, k, v, kv_len}, [a] { cpu::attention(a); });
+  return AttentionCall{a, out, q, k, v, kv_len, device};
+}
+
+}  // namespace
+
+// attention(out, q, k, v, kvLen?, scale, causal, alibiSqrt)
+SV_EXPORT(op_attention) {
+  const AttentionCall c = read_attention_call(info);
+  if (c.device == kCpuDevice) {
+    run_on_cpu({c.out, c.q, c.k, c.v, c.kv_len}, [a = c.args] { cpu::attention(a); });
   } else {
-    SV_CUDA(cuda::attention(a));
+    SV_CUDA(cuda::attention(c.args));
   }
   return info.Env().Undefined();
 }
 
+// attentionKernelName(same arguments as attention): which kernel attention would run ("cpu" on the host).
+SV_EXPORT(op_attention_kernel_name) {
+  const AttentionCall c = read_attention_call(info);
+  if (c.device == kCpuDevice) return Napi::String::New(info.Env(), "cpu");
+#ifdef SV_WITH_CUDA
+  return Napi::String::New(info.Env(), cuda::attention_kernel_name(c.args));
+#else
+  return Napi::String::New(info.Env(), "none");
+#endif
+}
+
 void register_attention_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New(env, op_attention));
+  exports.Set("attentionKernelName", Napi::Function::New(env, op_attention_kernel_name));
 }
 
 }  // namespace sv

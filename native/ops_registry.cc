@@ -11,6 +11,7 @@ void register_random_ops(Napi::Env env, Napi::Object exports); void register_sam
 void register_rope_ops(Napi::Env env, Napi::Object exports);
 void register_embedding_ops(Napi::Env env, Napi::Object exports);
 void register_swiglu_ops(Napi::Env env, Napi::Object exports);
+void register_fp8_ops(Napi::Env env, Napi::Object exports); void register_linear_ops(Napi::Env env, Napi::Object exports); void register_perf_functions(Napi::Env env, Napi::Object exports);
 
 void register_model_ops(Napi::Env env, Napi::Object exports) {
   register_norm_ops(env, exports);
@@ -20,6 +21,7 @@ void register_model_ops(Napi::Env env, Napi::Object exports) {
   register_rope_ops(env, exports);
   register_embedding_ops(env, exports);
   register_swiglu_ops(env, exports);
+  register_fp8_ops(env, exports); register_linear_ops(env, exports); register_perf_functions(env, exports);
 }
 
 }  // namespace sv

@@ -62,8 +62,24 @@ std::shared_ptr<Storage> Storage::create(int device, size_t bytes) {
   return std::shared_ptr<Storage>(new Storage(device, data, bytes));
 }
 
+std::shared_ptr<Storage> Storage::create_pinned_host(size_t bytes) {
+#ifdef SV_WITH_CUDA
+  if (cuda::device_count() > 0) {
+    void* data = cuda::host_alloc_pinned(bytes == 0 ? 64 : bytes);
+    if (poison_enabled()) std::memset(data, 0xff, bytes);
+    account(kCpuDevice, static_cast<int64_t>(bytes));
+    return std::shared_ptr<Storage>(new Storage(kCpuDevice, data, bytes, true));
+  }
+#endif
+  return create(kCpuDevice, bytes);
+}
+
 Storage::~Storage() {
-  if (device_ == kCpuDevice) {
+  if (pinned_) {
+#ifdef SV_WITH_CUDA
+    cuda::host_free_pinned(data_);
+#endif
+  } else if (device_ == kCpuDevice) {
     std::free(data_);
   } else {
 #ifdef SV_WITH_CUDA

@@ -15,6 +15,9 @@ class Storage {
  public:
   // Allocates `bytes` on `device` (kCpuDevice or a CUDA index). Throws ERR_OOM / ERR_CUDA_OOM.
   static std::shared_ptr<Storage> create(int device, size_t bytes);
+  // Host memory that CUDA can upload from asynchronously (page-locked with cudaHostAlloc in CUDA
+  // builds; plain host memory otherwise). Counted as host memory.
+  static std::shared_ptr<Storage> create_pinned_host(size_t bytes);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -24,10 +27,12 @@ class Storage {
   int device() const { return device_; }
 
  private:
-  Storage(int device, void* data, size_t bytes) : data_(data), bytes_(bytes), device_(device) {}
+  Storage(int device, void* data, size_t bytes, bool pinned = false)
+      : data_(data), bytes_(bytes), device_(device), pinned_(pinned) {}
   void* data_;
   size_t bytes_;
   int device_;
+  bool pinned_;
 };
 
 struct MemoryStats {

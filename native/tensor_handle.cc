@@ -41,8 +41,9 @@ Napi::Function NativeTensor::define(Napi::Env env) {
   return fn;
 }
 
-// new NativeTensor(device, dtypeCode, shape) allocates; new NativeTensor(External) is internal
-// (used by view() to make a handle that is filled in afterwards).
+// new NativeTensor(device, dtypeCode, shape[, pinned]) allocates (pinned: page-locked host memory,
+// device must be -1); new NativeTensor(External) is internal (used by view() to make a handle that
+// is filled in afterwards).
 NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
   if (info.Length() == 1 && info[0].IsExternal()) return;
   napi::guarded(info.Env(), [&]() -> Napi::Value {
@@ -52,7 +53,10 @@ NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
     shape_ = napi::arg_int_array(info, 2, "shape");
     dtype_ = static_cast<DType>(dtype);
     int64_t numel = checked_numel(shape_, "tensor");
-    storage_ = Storage::create(static_cast<int>(device), static_cast<size_t>(numel) * dtype_size(dtype_));
+    const size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype_);
+    const bool pinned = napi::arg_present(info, 3) && napi::arg_bool(info, 3, "pinned");
+    SV_CHECK(!pinned || device == kCpuDevice, "ERR_DEVICE", "only host tensors can be pinned");
+    storage_ = pinned ? Storage::create_pinned_host(bytes) : Storage::create(static_cast<int>(device), bytes);
     return info.Env().Undefined();
   });
 }

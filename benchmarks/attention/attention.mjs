@@ -1,9 +1,11 @@
-// Attention forward speed on the GPU (issue 3's kernel, groundwork for issue 8): our kernel on the
-// model's shapes, bf16, against torch SDPA (cuDNN and flash backends) timed in the same run by
+// Attention forward speed on the GPU (issue 3's mma kernel, issue 8's Hopper kernel): our kernels on
+// the model's shapes, bf16, against torch SDPA (cuDNN and flash backends) timed in the same run by
 // sdpa_baseline.py. One JSON line per shape and path: achieved TFLOP/s, the floor (FLOPs over the
-// bf16 GEMM ceiling, bytes over the copy ceiling) and the ratio to each baseline.
+// bf16 GEMM ceiling, bytes over the copy ceiling) and the ratio to each baseline and to the mma kernel.
 //   node benchmarks/attention/attention.mjs [--only=dit|cross|llm|vae] [--no-baseline] [--python=python3]
 //     [--iterations=5] [--generic]   (--generic also times the generic kernel where it is affordable)
+//     [--hopper=all|default|none]    Hopper kernel variants on the shapes it takes, on compute capability
+//                                    9.0 (default all: every schedule x ring depth, one line each)
 //     [--smoke]   shapes / 64 on the default device (f32 on the CPU): checks the script anywhere
 // FLOPs: 4·B·H·Nq·Nk·D for full attention; causal counts only the visible (query, key) pairs.
 import { spawnSync } from 'node:child_process';
@@ -17,7 +19,7 @@ const sv = await library();
 const smoke = Boolean(flags.smoke);
 const device = smoke ? sv.defaultDevice() : sv.getDevice('cuda');
 const dtype = device.isCuda ? 'bf16' : 'f32';
-const { attention } = sv.kernels;
+const { attention, attentionKernel } = sv.kernels;
 const { cast, matmul } = sv.ops;
 
 // The model's shapes: DiT self-attention at the four frame counts/resolutions the issue names
@@ -63,15 +65,42 @@ function randomInput(shape, seed) {
   return out.reshape(shape);
 }
 
+// Paths: 'auto' (what the models get), 'generic', and the Hopper kernel's variants (forced; the
+// first listed is its default). Each path is the environment the op reads when it is enqueued.
+const HOPPER_VARIANTS = [['pingpong', 2], ['pingpong', 3], ['overlap', 2], ['overlap', 3], ['serial', 2], ['serial', 3]];
+const hopperVariants = flags.hopper === 'none' ? [] : flags.hopper === 'default' ? HOPPER_VARIANTS.slice(0, 1) : HOPPER_VARIANTS;
+const pathEnv = (mode) => {
+  if (!mode.startsWith('hopper:')) return { STEPVIDEO_ATTENTION: mode };
+  const [schedule, stages] = mode.slice('hopper:'.length).split('/');
+  return { STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_SCHEDULE: schedule, STEPVIDEO_ATTENTION_HOPPER_STAGES: stages };
+};
+
 function onPath(mode, fn) {
-  const before = process.env.STEPVIDEO_ATTENTION;
-  process.env.STEPVIDEO_ATTENTION = mode;
+  const vars = pathEnv(mode);
+  const before = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
+  Object.assign(process.env, vars);
   try {
     return fn();
   } finally {
-    if (before === undefined) delete process.env.STEPVIDEO_ATTENTION;
-    else process.env.STEPVIDEO_ATTENTION = before;
+    for (const [key, value] of Object.entries(before)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
   }
+}
+
+/** The Hopper variants this call can take ([] off compute capability 9.0, for f32, other head dims, masks). */
+function hopperPaths(q, k, v, options) {
+  if (!device.isCuda) return [];
+  return hopperVariants
+    .map(([schedule, stages]) => `hopper:${schedule}/${stages}`)
+    .filter((mode) => {
+      try {
+        return onPath(mode, () => attentionKernel(q, k, v, options)) === 'hopper';
+      } catch {
+        return false;  // ERR_UNSUPPORTED: not an sm_90a build on a 9.0 device, or a call it does not take
+      }
+    });
 }
 
 // ---- the baseline, first, so both share the GPU's state (clocks, memory) as little as possible ----
@@ -99,18 +128,21 @@ for (const s of shapes) {
   const flops = 4 * s.B * s.H * visiblePairs(s) * s.D;
   const bytes = (dtype === 'f32' ? 4 : 2) * (2 * q.numel + k.numel + v.numel);  // q read, out written, k and v read once
   const floorMs = Math.max(flops / H200.bf16GemmFlops, bytes / H200.copyBytesPerSecond) * 1e3;
-  const paths = ['auto', ...(flags.generic && s.generic && device.isCuda ? ['generic'] : [])];
+  const options = { causal: s.causal, alibiSqrt: s.alibi };
+  const paths = ['auto', ...hopperPaths(q, k, v, options), ...(flags.generic && s.generic && device.isCuda ? ['generic'] : [])];
+  let autoMs;
   for (const mode of paths) {
-    const run = () => onPath(mode, () => attention(q, k, v, { causal: s.causal, alibiSqrt: s.alibi }).dispose());
+    const run = () => onPath(mode, () => attention(q, k, v, options).dispose());
     const t = await time(device, run, { warmup: 1, iterations: mode === 'generic' ? 3 : iterations });
     const tflops = flops / (t.medianMs * 1e-3) / 1e12;
+    if (mode === 'auto') autoMs = t.medianMs;
     const row = {
       benchmark: 'attention',
       ...env,
       name: s.name,
       device: device.name,
       dtype,
-      path: mode === 'generic' ? 'generic' : device.isCuda ? 'tensor-core' : 'cpu',
+      path: mode === 'auto' ? `auto (${onPath(mode, () => attentionKernel(q, k, v, options))})` : mode,
       shape: { B: s.B, H: s.H, Hkv: s.Hkv, Nq: s.Nq, Nk: s.Nk, D: s.D, causal: s.causal, alibi: s.alibi },
       medianMs: Number(t.medianMs.toFixed(3)),
       minMs: Number(t.minMs.toFixed(3)),
@@ -122,6 +154,7 @@ for (const s of shapes) {
       const ms = baseline.get(`${s.name}|${backend}`);
       if (ms !== undefined) row[`speedupVs_${backend}`] = Number((ms / t.medianMs).toFixed(3));
     }
+    if (mode !== 'auto' && autoMs !== undefined) row.speedupVs_auto = Number((autoMs / t.medianMs).toFixed(3));
     report(row);
   }
   for (const t of [q, k, v]) t.dispose();

@@ -12,6 +12,8 @@ type Command = (argv: readonly string[], context: CommandContext) => Promise<num
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   generate: { summary: 'generate a video from a prompt', load: async () => (await import('./commands/generate.js')).generateCommand },
+  serve: { summary: 'serve video jobs, captions and VAE decoding over HTTP', load: async () => (await import('./commands/serve.js')).serveCommand },
+  eval: { summary: 'generate the videos of a prompt list (Step-Video-T2V-Eval) with a report', load: async () => (await import('./commands/eval.js')).evalCommand },
   run: { summary: 'run one model component on tensors from safetensors files', load: async () => (await import('./commands/run.js')).runCommand },
   tokenize: { summary: 'tokenize texts with the Step-LLM or CLIP tokenizer', load: async () => (await import('./commands/tokenize.js')).tokenizeCommand },
   info: { summary: 'show the build, devices and backends', load: async () => (await import('./commands/info.js')).infoCommand },

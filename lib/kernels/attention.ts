@@ -7,6 +7,7 @@ import type { Tensor } from '../tensor.js';
 
 interface AttentionNative {
   attention(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): void;
+  attentionKernelName(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): string;
 }
 const n = native as unknown as AttentionNative;
 
@@ -21,11 +22,11 @@ export interface AttentionOptions {
   alibiSqrt?: boolean;
 }
 
-/**
- * Scaled dot-product attention. q [B, H, Nq, D], k/v [B, Hkv, Nk, D] (H a multiple of Hkv:
- * grouped-query attention) → out [B, Nq, H, D] (token-major, ready for the output projection).
- */
-export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+/** The kernel that runs an attention call: the CPU backend, or a CUDA kernel (see cuda/attention.cu). */
+export type AttentionKernel = 'cpu' | 'generic' | 'mma' | 'hopper';
+
+/** Checks the arguments; returns the output shape and the resolved options. */
+function resolve(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) {
   const { kvLen, causal = false, alibiSqrt = false } = options;
   sameDevice('attention', q, k, v, kvLen);
   sameDType('attention', q, k, v);
@@ -44,7 +45,29 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     throw new StepVideoError('ERR_SHAPE', 'attention: kvLen must be i32 [B]', { expected: `i32 [${batch}]`, got: `${kvLen.dtype} ${formatShape(kvLen.shape)}` });
   }
   const scale = options.scale ?? 1 / Math.sqrt(headDim);
-  return withOutput([batch, queries, heads, headDim], q.dtype, q, (out) =>
-    n.attention(out.handle, q.handle, k.handle, v.handle, kvLen?.handle ?? null, scale, causal, alibiSqrt),
+  return { outShape: [batch, queries, heads, headDim], kvLen, scale, causal, alibiSqrt };
+}
+
+/**
+ * Scaled dot-product attention. q [B, H, Nq, D], k/v [B, Hkv, Nk, D] (H a multiple of Hkv:
+ * grouped-query attention) → out [B, Nq, H, D] (token-major, ready for the output projection).
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+  const r = resolve(q, k, v, options);
+  return withOutput(r.outShape, q.dtype, q, (out) =>
+    n.attention(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt),
   );
+}
+
+/**
+ * Which kernel attention(q, k, v, options) would run now (STEPVIDEO_ATTENTION is read at the
+ * call, as attention reads it). A forced kernel that cannot take the call throws ERR_UNSUPPORTED,
+ * as attention would.
+ */
+export function attentionKernel(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionKernel {
+  const r = resolve(q, k, v, options);
+  // The native side validates a complete call, output included; nothing is enqueued, so a view of
+  // q with the output's shape stands in for it (no allocation at real sizes).
+  using out = q.viewAs(r.outShape, q.dtype, 0);
+  return n.attentionKernelName(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt) as AttentionKernel;
 }

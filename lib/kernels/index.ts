@@ -5,3 +5,4 @@ export * from './conv.js'; export * from './vae.js';
 export * from './embedding.js'; export * from './swiglu.js';
 export * from './rope.js';
 export * from './random.js'; export * from './sampler.js';
+export * from './fp8.js'; export * from './linear.js';

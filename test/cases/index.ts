@@ -9,12 +9,14 @@ import { ropeCases, ropeLargeCases } from './rope.js';
 import { swigluCases, swigluLargeCases } from './swiglu.js';
 import type { LargeCase, OpCase } from './types.js';
 import { vaeCases, vaeLargeCases } from './vae.js';
+import { edgeCases } from './edges.js';
+import { fp8Cases, fp8LargeCases } from './fp8.js'; import { linearCases, linearLargeCases } from './linear.js';
 
 export function allCases(): OpCase[] {
-  return [...coreCases(), ...normCases(), ...attentionCases(), ...embeddingCases(), ...swigluCases(), ...ropeCases(), ...randomCases(), ...samplerCases(), ...convCases(), ...vaeCases()];
+  return [...coreCases(), ...normCases(), ...attentionCases(), ...embeddingCases(), ...swigluCases(), ...ropeCases(), ...randomCases(), ...samplerCases(), ...convCases(), ...vaeCases(), ...edgeCases(), ...fp8Cases(), ...linearCases()];
 }
 
 /** Real-size cases the GPU suite runs (compared with the CPU twin on a sample). */
 export function largeCases(): LargeCase[] {
-  return [...attentionLargeCases(), ...embeddingLargeCases(), ...swigluLargeCases(), ...ropeLargeCases(), ...randomLargeCases(), ...samplerLargeCases(), ...convLargeCases(), ...vaeLargeCases()];
+  return [...attentionLargeCases(), ...embeddingLargeCases(), ...swigluLargeCases(), ...ropeLargeCases(), ...randomLargeCases(), ...samplerLargeCases(), ...convLargeCases(), ...vaeLargeCases(), ...fp8LargeCases(), ...linearLargeCases()];
 }

@@ -5,8 +5,13 @@ export {
   type DiTConditioning,
   DiTContext,
   type DiTDType,
+  type DiTExecution,
   type DiTForwardOptions,
   type DiTLoadOptions,
+  type DiTWeightFormat,
   StepVideoDiT,
 } from './model.js';
+export { FP8_BLOCK_LINEARS } from './block-weights.js';
+export { STREAM_SLOTS, streamedBlockLayout } from './streaming.js';
+export { type DiTMemoryEstimate, type DiTMemoryInput, ditWeightBytes, estimateDiTMemory } from './memory.js';
 export { checkDiTCheckpoint, ditWeightSpec } from './weights.js';

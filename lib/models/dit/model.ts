@@ -1,13 +1,18 @@
 // StepVideoModel, the Step-Video-T2V DiT (spec §2): loads the released transformer/ folder and
 // runs the forward pass on the typed ops and kernel families. Model code only enqueues work; the
 // forward awaits the device between blocks, so the event loop stays free, an AbortSignal is
-// honoured within a block's time, and no more than about two blocks are queued at once.
+// honoured within a block's time, and no more than about two blocks are queued at once. Block
+// weights come from a BlockSource (block-weights.ts): resident in the model dtype or as FP8, or
+// streamed from pinned host memory (streaming.ts); memory.ts counts what a forward allocates.
 import type { Device, DeviceSpec } from '../../device.js';
 import { getDevice } from '../../device.js';
 import { StepVideoError, throwIfAborted } from '../../errors.js';
 import { openWeights } from '../../io/index.js';
-import { type LoadProgress, Weights } from '../../io/load.js';
+import { type LoadProgress, Weights, checkAgainstSpec } from '../../io/load.js';
+import type { WeightIndex } from '../../io/tensor-record.js';
 import { attention } from '../../kernels/attention.js';
+import { Fp8Weight, linearFp8 } from '../../kernels/fp8.js';
+import { linearResidual } from '../../kernels/linear.js';
 import { gatedResidual, layerNorm } from '../../kernels/norm.js';
 import { Rope3D, splitHeads } from '../../kernels/rope.js';
 import * as ops from '../../ops.js';
@@ -15,9 +20,14 @@ import { formatShape } from '../../shape.js';
 import { Tensor, TensorScope } from '../../tensor.js';
 import { type DiTConfig, readDiTConfig } from './config.js';
 import { type DiTNumerics, crossAttentionLengths, timestepSinusoid } from './conditioning.js';
+import { type BlockSource, type BlockWeights, type LinearWeight, isBlockTensor, loadResidentDiT, progressOver } from './block-weights.js';
+import { StreamedBlocks } from './streaming.js';
 import { checkDiTCheckpoint, ditWeightSpec } from './weights.js';
 
 export type DiTDType = 'f32' | 'bf16';
+
+/** How the block Linear weights are held: in the compute dtype, or as e4m3 with per-channel scales. */
+export type DiTWeightFormat = 'model' | 'fp8';
 
 export interface DiTLoadOptions {
   device?: DeviceSpec;
@@ -28,6 +38,28 @@ export interface DiTLoadOptions {
    * 'bf16-official' reproduces it, 'exact' does not. Default: 'bf16-official' for bf16, 'exact' for f32.
    */
   numerics?: DiTNumerics;
+  /**
+   * 'fp8': the block Linears (wqkv, wo, wq, wkv, ff) are quantized at load to e4m3 with one f32
+   * scale per output channel (29.7 GB of weights for the released model instead of 58.7 GB).
+   * Default 'model' (the compute dtype).
+   */
+  weights?: DiTWeightFormat;
+  /**
+   * With FP8 weights: 'per-row' quantizes each Linear's input per token and runs the FP8
+   * tensor-core GEMM (default on CUDA); 'none' multiplies the input by the dequantized weight
+   * (default on the CPU: the accuracy of FP8 weights alone).
+   */
+  fp8Activations?: 'none' | 'per-row';
+  /**
+   * Opt-in (unvalidated on GPUs until the GPU suite has run it): the residual adds after wo and
+   * ff.net.2 fused into the GEMM's epilogue (one op instead of two, the product never stored).
+   */
+  fusedResidual?: boolean;
+  /**
+   * Opt-in: the block weights stay in pinned host memory and are uploaded block by block into two
+   * device slots while the previous block computes (for GPUs that cannot hold all of them).
+   */
+  streaming?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: LoadProgress) => void;
 }
@@ -91,27 +123,52 @@ export class DiTContext implements Disposable {
   }
 }
 
+/** How a loaded DiT computes; fixed at load. */
+export interface DiTExecution {
+  weights: DiTWeightFormat;
+  fp8Activations: 'none' | 'per-row';
+  fusedResidual: boolean;
+  streaming: boolean;
+}
+
 export class StepVideoDiT implements Disposable {
   readonly config: DiTConfig;
   readonly device: Device;
   readonly dtype: DiTDType;
   readonly numerics: DiTNumerics;
+  readonly execution: Readonly<DiTExecution>;
+  /** The non-block tensors, and the block tensors too when the blocks are resident. */
   readonly #weights: Weights;
+  readonly #blocks: BlockSource;
   /** pos_embed.proj.weight [D, C, p, p] viewed as the Linear weight [D, C·p·p]. */
   readonly #patchWeight: Tensor;
 
-  private constructor(config: DiTConfig, device: Device, dtype: DiTDType, numerics: DiTNumerics, weights: Weights) {
+  private constructor(config: DiTConfig, device: Device, dtype: DiTDType, numerics: DiTNumerics, execution: DiTExecution, weights: Weights, blocks: BlockSource) {
     this.config = config;
     this.device = device;
     this.dtype = dtype;
     this.numerics = numerics;
+    this.execution = Object.freeze({ ...execution });
     this.#weights = weights;
+    this.#blocks = blocks;
     const patch = weights.get('pos_embed.proj.weight');
     this.#patchWeight = patch.reshape(patch.size(0), patch.numel / patch.size(0));
   }
 
   /** Loads `dir` = the released transformer/ folder (config.json + one safetensors file or shards + index). */
   static async load(dir: string, options: DiTLoadOptions = {}): Promise<StepVideoDiT> {
+    throwIfAborted(options.signal, 'DiT loading');
+    const config = await readDiTConfig(dir);
+    const index = await openWeights(dir, { basename: 'diffusion_pytorch_model' });
+    checkDiTCheckpoint(index, config, `${dir}/config.json`);
+    return StepVideoDiT.fromIndex(config, index, options);
+  }
+
+  /**
+   * Loads from an opened checkpoint index and its parsed config (load() does both from a folder;
+   * benchmarks use this to build indexes over generated weights).
+   */
+  static async fromIndex(config: DiTConfig, index: WeightIndex, options: DiTLoadOptions = {}): Promise<StepVideoDiT> {
     const device = getDevice(options.device);
     const dtype = options.dtype ?? (device.isCuda ? 'bf16' : 'f32');
     if (dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_ARGUMENT', 'DiT dtype must be f32 or bf16', { got: dtype });
@@ -122,22 +179,39 @@ export class StepVideoDiT implements Disposable {
     if (numerics !== 'exact' && numerics !== 'bf16-official') {
       throw new StepVideoError('ERR_ARGUMENT', 'unknown DiT numerics', { expected: "'exact' or 'bf16-official'", got: numerics });
     }
+    const execution = resolveExecution(options, device);
     throwIfAborted(options.signal, 'DiT loading');
-    const config = await readDiTConfig(dir);
-    const index = await openWeights(dir, { basename: 'diffusion_pytorch_model' });
-    checkDiTCheckpoint(index, config, `${dir}/config.json`);
-    const weights = await Weights.load(index, ditWeightSpec(config), {
-      device,
-      dtype,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    });
-    return new StepVideoDiT(config, device, dtype, numerics, weights);
+    const fp8 = execution.weights === 'fp8';
+    const common = { device, dtype, ...(options.signal ? { signal: options.signal } : {}) };
+    if (!execution.streaming) {
+      const { weights, blocks } = await loadResidentDiT(index, config, { ...common, fp8, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      return new StepVideoDiT(config, device, dtype, numerics, execution, weights, blocks);
+    }
+    const spec = ditWeightSpec(config);
+    checkAgainstSpec(index, spec);
+    const names = [...spec.keys()];
+    const progress = progressOver({ bytes: names.reduce((total, name) => total + index.get(name).byteLength, 0), tensors: names.length }, options.onProgress);
+    const globals = new Map([...spec].filter(([name]) => !isBlockTensor(name)));
+    const weights = await Weights.load(index, globals, { ...common, allowUnexpected: [/^transformer_blocks\.\d+\./], onProgress: progress.phase() });
+    try {
+      const blocks = await StreamedBlocks.load(index, config, { ...common, fp8, onProgress: progress.phase() });
+      return new StepVideoDiT(config, device, dtype, numerics, execution, weights, blocks);
+    } catch (error) {
+      weights.dispose();
+      throw error;
+    }
   }
 
-  /** Bytes held by the weights on the device. */
+  /** Bytes held by the weights on the device (streamed: the global tensors and the two block slots). */
   get weightBytes(): number {
-    return this.#weights.byteLength;
+    let total = this.#blocks.deviceBytes;
+    for (const name of this.#weights.names()) if (!isBlockTensor(name)) total += this.#weights.get(name).byteLength;
+    return total;
+  }
+
+  /** Bytes of block weights held in pinned host memory (streaming only). */
+  get hostWeightBytes(): number {
+    return this.#blocks.hostBytes;
   }
 
   get disposed(): boolean {
@@ -146,6 +220,7 @@ export class StepVideoDiT implements Disposable {
 
   dispose(): void {
     this.#patchWeight.dispose();
+    this.#blocks.dispose();
     this.#weights.dispose();
   }
 
@@ -156,6 +231,40 @@ export class StepVideoDiT implements Disposable {
   #w(name: string): Tensor {
     if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
     return this.#weights.get(name);
+  }
+
+  /** Runs `body` with block i's weights (streamed: acquired from its slot, released after). */
+  #withBlock<T>(block: number, body: (weights: BlockWeights) => T): T {
+    if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
+    const weights = this.#blocks.acquire(block);
+    try {
+      return body(weights);
+    } finally {
+      this.#blocks.release(block);
+    }
+  }
+
+  /** x [..., in] · Wᵀ (no bias), whatever form the weight is held in. */
+  #linear(x: Tensor, weight: LinearWeight, epilogue?: 'gelu_tanh'): Tensor {
+    if (weight instanceof Fp8Weight) return linearFp8(x, weight, { activations: this.execution.fp8Activations, ...(epilogue ? { epilogue } : {}) });
+    return ops.linear(x, weight, undefined, epilogue ? { epilogue } : {});
+  }
+
+  /**
+   * residual + gate ⊙ (x·Wᵀ), disposing x as soon as the product no longer needs it: one op when
+   * the residual is fused (model-dtype weights), otherwise the linear (shown to `show` as `name`)
+   * and then the gated residual.
+   */
+  #linearResidual(x: Tensor, weight: LinearWeight, residual: Tensor, gate: Tensor | undefined, name: string, show: (name: string, t: Tensor) => void): Tensor {
+    if (this.execution.fusedResidual && !(weight instanceof Fp8Weight)) {
+      const out = linearResidual(x, weight, residual, gate);
+      x.dispose();
+      return out;
+    }
+    using y = this.#linear(x, weight);
+    x.dispose();
+    show(name, y);
+    return gatedResidual(residual, y, gate);
   }
 
   /**
@@ -202,10 +311,12 @@ export class StepVideoDiT implements Disposable {
       const crossKeys: Tensor[] = [];
       const crossValues: Tensor[] = [];
       for (let i = 0; i < this.config.numLayers; i++) {
-        using kv = ops.linear(context, this.#w(`transformer_blocks.${i}.attn2.wkv.weight`));
-        const { k, v } = splitHeads(kv, { heads, layout: ['k', 'v'], kNorm: this.#w(`transformer_blocks.${i}.attn2.k_norm.weight`), eps: this.config.qkNormEps });
-        crossKeys.push(keep(k!));
-        crossValues.push(keep(v!));
+        this.#withBlock(i, (w) => {
+          using kv = this.#linear(context, w.linear('attn2.wkv.weight'));
+          const { k, v } = splitHeads(kv, { heads, layout: ['k', 'v'], kNorm: w.tensor('attn2.k_norm.weight'), eps: this.config.qkNormEps });
+          crossKeys.push(keep(k!));
+          crossValues.push(keep(v!));
+        });
       }
       return new DiTContext({ batch, kvLengths, owner: this, kvLen, captionProjection, clipProjection, crossKeys, crossValues });
     } catch (error) {
@@ -269,7 +380,9 @@ export class StepVideoDiT implements Disposable {
       });
 
       for (let i = 0; i < cfg.numLayers; i++) {
-        x = this.#block(i, x, byRow, rope, context, [B, N, D], show);
+        const input: Tensor = x;
+        const table = rope;
+        x = this.#withBlock(i, (w) => this.#block(i, w, input, byRow, table, context, [B, N, D], show));
         show(`transformer_blocks.${i}`, x);
         if (inFlight) {
           await inFlight;
@@ -341,56 +454,67 @@ export class StepVideoDiT implements Disposable {
 
   /**
    * One StepVideoTransformerBlock (spec §2.3 step 4). Consumes `x` (disposed here) and returns the
-   * new residual stream; every temporary is freed as soon as it is dead.
+   * new residual stream; every temporary is freed as soon as it is dead (lib/models/dit/memory.ts
+   * counts the same lifetimes, and the tests hold it to the measured peak).
    */
-  #block(i: number, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, [B, N, D]: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
+  #block(i: number, w: BlockWeights, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, [B, N, D]: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
     const cfg = this.config;
-    const w = (name: string) => this.#w(`transformer_blocks.${i}.${name}`);
     const heads = cfg.numAttentionHeads;
     using scope = new TensorScope();
     const dead = (...tensors: Tensor[]) => tensors.forEach((t) => t.dispose());
+    const name = (part: string) => `transformer_blocks.${i}.${part}`;
 
     // (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp) = table + m, each [B, D].
-    using table = w('scale_shift_table').reshape(6, 1, D);
+    using table = w.tensor('scale_shift_table').reshape(6, 1, D);
     const rows = scope.track(ops.add(byRow, table));
     const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = [0, 1, 2, 3, 4, 5].map((r) => scope.track(rowView(rows, r, B, D)));
 
     // Self-attention on LN1(x)·(1 + scale) + shift, gated residual.
-    const a = scope.track(layerNorm(x, { weight: w('norm1.weight'), bias: w('norm1.bias'), scale: scaleMsa!, shift: shiftMsa!, eps: cfg.blockNormEps }));
-    const qkv = scope.track(ops.linear(a, w('attn1.wqkv.weight')));
+    const a = scope.track(layerNorm(x, { weight: w.tensor('norm1.weight'), bias: w.tensor('norm1.bias'), scale: scaleMsa!, shift: shiftMsa!, eps: cfg.blockNormEps }));
+    const qkv = scope.track(this.#linear(a, w.linear('attn1.wqkv.weight')));
     dead(a);
-    const self = splitHeads(qkv, { heads, layout: ['q', 'k', 'v'], qNorm: w('attn1.q_norm.weight'), kNorm: w('attn1.k_norm.weight'), eps: cfg.qkNormEps, rope });
+    const self = splitHeads(qkv, { heads, layout: ['q', 'k', 'v'], qNorm: w.tensor('attn1.q_norm.weight'), kNorm: w.tensor('attn1.k_norm.weight'), eps: cfg.qkNormEps, rope });
     const [q, k, v] = [self.q!, self.k!, self.v!].map((t) => scope.track(t));
     dead(qkv);
     const mixed = scope.track(attention(q!, k!, v!));
     dead(q!, k!, v!);
-    const attn1 = scope.track(ops.linear(scope.track(mixed.reshape(B, N, D)), w('attn1.wo.weight')));
+    const mixedTokens = scope.track(mixed.reshape(B, N, D));
     dead(mixed);
-    show(`transformer_blocks.${i}.attn1`, attn1);
-    const x1 = scope.track(gatedResidual(x, attn1, gateMsa));
-    dead(x, attn1);
+    const x1 = scope.track(this.#linearResidual(mixedTokens, w.linear('attn1.wo.weight'), x, gateMsa, name('attn1'), show));
+    dead(x);
 
     // Cross-attention on the raw stream: no norm, no modulation, no gate.
-    const qProj = scope.track(ops.linear(x1, w('attn2.wq.weight')));
-    const q2 = scope.track(splitHeads(qProj, { heads, layout: ['q'], qNorm: w('attn2.q_norm.weight'), eps: cfg.qkNormEps }).q!);
+    const qProj = scope.track(this.#linear(x1, w.linear('attn2.wq.weight')));
+    const q2 = scope.track(splitHeads(qProj, { heads, layout: ['q'], qNorm: w.tensor('attn2.q_norm.weight'), eps: cfg.qkNormEps }).q!);
     dead(qProj);
     const crossMixed = scope.track(attention(q2, context.crossKeys[i]!, context.crossValues[i]!, { kvLen: context.kvLen }));
     dead(q2);
-    const attn2 = scope.track(ops.linear(scope.track(crossMixed.reshape(B, N, D)), w('attn2.wo.weight')));
+    const crossTokens = scope.track(crossMixed.reshape(B, N, D));
     dead(crossMixed);
-    show(`transformer_blocks.${i}.attn2`, attn2);
-    const x2 = scope.track(gatedResidual(x1, attn2));
-    dead(x1, attn2);
+    const x2 = scope.track(this.#linearResidual(crossTokens, w.linear('attn2.wo.weight'), x1, undefined, name('attn2'), show));
+    dead(x1);
 
     // FFN on LN2(x)·(1 + scale) + shift: W2·GELU_tanh(W1·b), no biases; gated residual.
-    const b = scope.track(layerNorm(x2, { weight: w('norm2.weight'), bias: w('norm2.bias'), scale: scaleMlp!, shift: shiftMlp!, eps: cfg.blockNormEps }));
-    const hidden = scope.track(ops.linear(b, w('ff.net.0.proj.weight'), undefined, { epilogue: 'gelu_tanh' }));
+    const b = scope.track(layerNorm(x2, { weight: w.tensor('norm2.weight'), bias: w.tensor('norm2.bias'), scale: scaleMlp!, shift: shiftMlp!, eps: cfg.blockNormEps }));
+    const hidden = scope.track(this.#linear(b, w.linear('ff.net.0.proj.weight'), 'gelu_tanh'));
     dead(b);
-    const ff = scope.track(ops.linear(hidden, w('ff.net.2.weight')));
-    dead(hidden);
-    show(`transformer_blocks.${i}.ff`, ff);
-    return gatedResidual(x2, ff, gateMlp);
+    const out = this.#linearResidual(hidden, w.linear('ff.net.2.weight'), x2, gateMlp, name('ff'), show);
+    dead(x2);
+    return out;
   }
+}
+
+/** The execution options, validated, with their defaults for the device. */
+function resolveExecution(options: DiTLoadOptions, device: Device): DiTExecution {
+  const weights = options.weights ?? 'model';
+  if (weights !== 'model' && weights !== 'fp8') {
+    throw new StepVideoError('ERR_ARGUMENT', 'unknown DiT weight format', { expected: "'model' or 'fp8'", got: weights });
+  }
+  const fp8Activations = options.fp8Activations ?? (device.isCuda ? 'per-row' : 'none');
+  if (fp8Activations !== 'none' && fp8Activations !== 'per-row') {
+    throw new StepVideoError('ERR_ARGUMENT', 'unknown FP8 activation mode', { expected: "'none' or 'per-row'", got: fp8Activations });
+  }
+  return { weights, fp8Activations, fusedResidual: options.fusedResidual ?? false, streaming: options.streaming ?? false };
 }
 
 /** [B, 6·D] → [6, B, D] (a copy), so that each modulation row is a contiguous [B, D] slice. */

@@ -1,0 +1,447 @@
+// StepVideo: the whole text-to-video pipeline of the official run (spec §1) over one device.
+//
+//   await using sv = await StepVideo.load({ modelDir: '/models/stepvideo-t2v', device: 'cuda' });
+//   const video = await sv.generate({ prompt: '...', seed: 42, onProgress: console.log });
+//   await video.save('out.mp4');   // decodes chunk by chunk while ffmpeg encodes
+//
+// load() reads the released layout (transformer/, vae/, step_llm/, hunyuan_clip/; Turbo is the
+// same layout), or, without a modelDir, the built-in test model. generate() encodes the prompt,
+// samples the latents and returns a GeneratedVideo whose chunks decode on demand. Jobs on one
+// instance take turns on the device (a FIFO lock around each stage); an aborted or failed job frees
+// everything it allocated and leaves the instance ready for the next one.
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { cudaPoolStats } from '../device-stats.js';
+import { type Device, type DeviceSpec, getDevice } from '../device.js';
+import { StepVideoError, isStepVideoError, throwIfAborted } from '../errors.js';
+import type { HostTensor } from '../io/safetensors.js';
+import { ConfigJson } from '../models/json-config.js';
+import { parseClipConfig, clipWeightSpec } from '../models/clip/config.js';
+import type { ComputeDType } from '../models/compute-dtype.js';
+import { StepVideoDiT, ditWeightSpec, readDiTConfig } from '../models/dit/index.js';
+import { parseStepLlmConfig, stepLlmWeightSpec } from '../models/step-llm/config.js';
+import { CLIP_TOKENS, LLM_TOKENS, TextEncoder } from '../models/text-encoder.js';
+import { type DecodedChunk, VideoVAE, decoderWeightSpec, readVaeConfig } from '../models/vae/index.js';
+import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
+import { sample } from '../sampler/sample.js';
+import { Tensor } from '../tensor.js';
+import { standard540pCrop } from '../video/frames.js';
+import { BUILTIN_DEFAULT_VIDEO, ensureBuiltinModel } from './builtin/index.js';
+import { type ComputeBytes, type MemoryEstimate, type ModelDims, type QueueModel, estimateJobMemory, requireMemory, specBytes } from './memory.js';
+import { type JobRequest, type NormalizedVideoSize, RELEASED_DEFAULT_VIDEO, type VideoSizeRequest, normalizeVideoSize, resolveJob } from './options.js';
+import { EtaTracker, type ModelPart, type PipelineProgress } from './progress.js';
+import { GeneratedVideo, VIDEO_FPS } from './video.js';
+
+export interface StepVideoLoadOptions {
+  /** The released folder (or the Turbo one). Without it: the built-in test model (tiny, random weights). */
+  modelDir?: string;
+  /** Default: cuda when a GPU answers (or STEPVIDEO_DEVICE), else the CPU. */
+  device?: DeviceSpec;
+  /** Compute dtype of the DiT, the VAE and Step-LLM: bf16 (default on CUDA, official) or f32 (the CPU's only one). Hunyuan-CLIP always computes in f32, as the official server does. */
+  dtype?: ComputeDType;
+  /** Folder for the built-in model (default: see defaultCacheDir()). */
+  cacheDir?: string;
+  /** Check estimated memory against free memory before loading and before each job (default true). */
+  checkMemory?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: PipelineProgress) => void;
+  onWarning?: (message: string) => void;
+}
+
+export interface GenerateOptions extends JobRequest {
+  /** Centre-crop landscape/portrait videos to 540×960/960×540 as the official writer does (default true). */
+  crop?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: PipelineProgress) => void;
+  onWarning?: (message: string) => void;
+}
+
+/** Captions as the official caption server returns them (host tensors, ready for safetensors). */
+export interface CaptionTensors {
+  y: HostTensor;
+  y_mask: HostTensor;
+  clip_embedding: HostTensor;
+}
+
+const RELEASED_PARTS = ['transformer', 'vae', 'step_llm', 'hunyuan_clip'] as const;
+
+/** A FIFO lock: one job stage on the device at a time; a waiter can give up through its signal. */
+class DeviceLock {
+  #tail: Promise<void> = Promise.resolve();
+
+  async acquire(signal: AbortSignal | undefined): Promise<() => void> {
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const previous = this.#tail;
+    this.#tail = previous.then(() => mine);
+    if (signal === undefined) {
+      await previous;
+      return release;
+    }
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        previous,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(new StepVideoError('ERR_ABORTED', 'the job was aborted while waiting for the device', { cause: signal.reason }));
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } catch (error) {
+      // Give the turn back once it comes, so the jobs queued behind this one are not blocked.
+      void previous.then(release);
+      throw error;
+    } finally {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
+    return release;
+  }
+}
+
+export class StepVideo implements Disposable, AsyncDisposable {
+  readonly device: Device;
+  readonly dtype: ComputeDType;
+  /** The model folder (the built-in model's cache folder when `builtin`). */
+  readonly modelDir: string;
+  /** Whether this is the built-in test model. */
+  readonly builtin: boolean;
+  /** The size a job gets when it names none (released: 204×544×992; built-in: small). */
+  readonly defaultSize: NormalizedVideoSize;
+  readonly text: TextEncoder;
+  readonly dit: StepVideoDiT;
+  readonly vae: VideoVAE;
+  readonly #checkMemory: boolean;
+  readonly #lock = new DeviceLock();
+  #disposed = false;
+
+  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: TextEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean }) {
+    this.device = init.device;
+    this.dtype = init.dtype;
+    this.modelDir = init.modelDir;
+    this.builtin = init.builtin;
+    this.text = init.text;
+    this.dit = init.dit;
+    this.vae = init.vae;
+    this.#checkMemory = init.checkMemory;
+    this.defaultSize = { ...(init.builtin ? BUILTIN_DEFAULT_VIDEO : RELEASED_DEFAULT_VIDEO) };
+  }
+
+  static async load(options: StepVideoLoadOptions = {}): Promise<StepVideo> {
+    const { signal, onProgress } = options;
+    const device = getDevice(options.device);
+    const dtype = options.dtype ?? (device.isCuda ? 'bf16' : 'f32');
+    if (dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_ARGUMENT', 'dtype must be f32 or bf16', { got: dtype });
+    if (dtype === 'bf16' && !device.isCuda) {
+      throw new StepVideoError('ERR_UNSUPPORTED', 'the CPU backend computes in f32 only', { expected: "dtype 'f32' on the CPU (bf16 needs a CUDA device)", got: dtype });
+    }
+    const builtin = options.modelDir === undefined;
+    if (builtin) options.onWarning?.('no model folder given: using the built-in test model (tiny, random weights; its videos are noise)');
+    let made: string | undefined;
+    const modelDir = builtin
+      ? await ensureBuiltinModel({
+          ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+          ...(signal ? { signal } : {}),
+          onCreate: (dir) => {
+            made = dir;
+            onProgress?.({ stage: 'prepare', dir, done: false, fraction: 0 });
+          },
+        })
+      : path.resolve(options.modelDir!);
+    if (made !== undefined) onProgress?.({ stage: 'prepare', dir: made, done: true, fraction: 1 });
+    requireReleasedLayout(modelDir);
+    const dims = await readModelDims(modelDir);
+    const checkMemory = options.checkMemory ?? true;
+    if (checkMemory) {
+      const bytes = computeBytes(dtype);
+      const weights = {
+        dit: specBytes(ditWeightSpec(dims.dit), bytes.model),
+        'step-llm': specBytes(stepLlmWeightSpec(dims.llm), bytes.model),
+        clip: specBytes(clipWeightSpec(dims.clip), bytes.clip),
+        // The decoder's convolutions are repacked at load: briefly two copies.
+        vae: 2 * specBytes(decoderWeightSpec(dims.vae), bytes.model),
+      };
+      const total = Object.values(weights).reduce((a, b) => a + b, 0);
+      requireMemory('the model weights', Math.ceil(total * 1.1), weights, device, freeBytes(device));
+    }
+
+    const loadProgress = (part: ModelPart) => (p: { loadedBytes: number; totalBytes: number }) =>
+      onProgress?.({ stage: 'load', part, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes, fraction: p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 1 });
+    const common = { device, ...(signal ? { signal } : {}) };
+    const loaded: Disposable[] = [];
+    try {
+      const text = await TextEncoder.load(modelDir, { ...common, llmDType: dtype, clipDType: 'f32', outputDType: dtype, onProgress: (p) => loadProgress(p.part)(p) });
+      loaded.push(text);
+      const dit = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...common, dtype, onProgress: loadProgress('dit') });
+      loaded.push(dit);
+      const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, dtype, parts: ['decoder'], onProgress: loadProgress('vae') });
+      loaded.push(vae);
+      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory });
+    } catch (error) {
+      for (const part of loaded) part[Symbol.dispose]();
+      throw error;
+    }
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** The model dimensions the memory estimates are made from. */
+  get dims(): ModelDims {
+    return { dit: this.dit.config, vae: this.vae.config, llm: this.text.llm.config, clip: this.text.clip.config };
+  }
+
+  /** Estimated activation memory of a job of this size (the weights are already resident). */
+  estimateMemory(request: VideoSizeRequest & { cfgScale?: number } = {}): MemoryEstimate {
+    const { size } = normalizeVideoSize(request, this.defaultSize);
+    return estimateJobMemory(this.dims, { ...size, guidance: (request.cfgScale ?? 9) > 1 }, computeBytes(this.dtype), this.#queue);
+  }
+
+  /**
+   * Encodes the prompt and samples the latents (progress per step, with ETA); the returned video
+   * decodes as it is read or saved. Normalisations of the request are reported through onWarning.
+   * Throws ERR_OOM / ERR_CUDA_OOM before any work when the job cannot fit, ERR_ABORTED when the
+   * signal fires (everything freed).
+   */
+  async generate(options: GenerateOptions): Promise<GeneratedVideo> {
+    this.#requireLive();
+    const { signal, onProgress, onWarning } = options;
+    const job = resolveJob(options, this.defaultSize);
+    for (const warning of job.warnings) onWarning?.(warning);
+    const { frames, height, width } = job.size;
+    const guidance = job.settings.cfgScale > 1;
+    if (this.#checkMemory) {
+      const estimate = estimateJobMemory(this.dims, { ...job.size, guidance }, computeBytes(this.dtype), this.#queue);
+      requireMemory(`a ${frames}-frame ${width}x${height} video`, estimate.peakBytes, estimate.stages, this.device, freeBytes(this.device));
+    }
+    const tokens = this.text.stepTokenizer.tokenize(job.captionRows[0]!).length;
+    if (tokens > LLM_TOKENS - 2) onWarning?.(`the prompt (with the positive magic) is ${tokens} Step-LLM tokens long: only the first ${LLM_TOKENS - 2} are used`);
+
+    const release = await this.#lock.acquire(signal);
+    let latents: Tensor;
+    try {
+      throwIfAborted(signal, 'generation');
+      this.#requireLive();
+      const textStarted = performance.now();
+      onProgress?.({ stage: 'text', done: false, elapsedMs: 0, fraction: 0 });
+      const captions = await this.text.encodePrompts(job.captionRows, signal ? { signal } : {});
+      try {
+        // The stages do not overlap on the queue: honest stage times, and memory as estimated.
+        await this.device.synchronize();
+        onProgress?.({ stage: 'text', done: true, elapsedMs: performance.now() - textStarted, fraction: 1 });
+        const shape = [1, (frames / FRAMES_PER_CHUNK) * LATENTS_PER_CHUNK, this.vae.config.zChannels, height / SPATIAL_FACTOR, width / SPATIAL_FACTOR];
+        const tracker = new EtaTracker(job.settings.steps);
+        latents = await sample(this.dit, {
+          noise: { seed: job.seed, shape },
+          text: captions,
+          ...job.settings,
+          ...(signal ? { signal } : {}),
+          ...(onProgress
+            ? {
+                onBlock: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step - 1 + p.block / p.blocks) }),
+                onProgress: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, ...tracker.at(p.step) }),
+              }
+            : {}),
+        });
+      } finally {
+        captions.y.dispose();
+        captions.clip.dispose();
+      }
+    } catch (error) {
+      throw asAborted(error, signal, 'generation');
+    } finally {
+      release();
+    }
+
+    const crop = (options.crop ?? true) ? standard540pCrop(height, width) : undefined;
+    return new GeneratedVideo(
+      latents,
+      {
+        prompt: job.prompt,
+        seed: job.seed,
+        preset: job.preset,
+        settings: job.settings,
+        frames,
+        width: crop?.width ?? width,
+        height: crop?.height ?? height,
+        decodedWidth: width,
+        decodedHeight: height,
+        fps: VIDEO_FPS,
+      },
+      { decode: (z, s) => this.#decode(z, s), crop, signal, onProgress },
+    );
+  }
+
+  /**
+   * The official caption server's work (/caption-api): prompts encoded as given (no magic added),
+   * returned as host tensors: y [N, 320, hidden], y_mask [N, 397] (int64), clip_embedding [N, 77, clip hidden].
+   */
+  async encodeCaptions(prompts: readonly string[], options: { signal?: AbortSignal } = {}): Promise<CaptionTensors> {
+    this.#requireLive();
+    const release = await this.#lock.acquire(options.signal);
+    try {
+      const encoded = await this.text.encodePrompts(prompts, options);
+      using y = encoded.y;
+      using clip = encoded.clip;
+      const n = prompts.length;
+      return {
+        y: { dtype: y.dtype, shape: [...y.shape], data: await y.toArray() },
+        y_mask: { dtype: 'i64', shape: [n, CLIP_TOKENS + LLM_TOKENS], data: BigInt64Array.from(encoded.yMask, (v) => BigInt(v)) },
+        clip_embedding: { dtype: clip.dtype, shape: [...clip.shape], data: await clip.toArray() },
+      };
+    } catch (error) {
+      throw asAborted(error, options.signal, 'caption encoding');
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The official VAE server's work (/vae-api): latents [B, 3k, z, h, w] (host, f32) to frames
+   * [B, 17k, 3, 16h, 16w] (f32, not clamped), chunk by chunk.
+   */
+  async decodeLatents(latents: Float32Array, shape: readonly number[], options: { signal?: AbortSignal } = {}): Promise<HostTensor> {
+    this.#requireLive();
+    if (shape.length !== 5 || shape[2] !== this.vae.config.zChannels) {
+      throw new StepVideoError('ERR_SHAPE', 'latents must be [B, F, z, h, w]', { tensor: 'samples', expected: `[B, 3k, ${this.vae.config.zChannels}, h, w]`, got: `[${shape.join(', ')}]` });
+    }
+    const [B, F, , h, w] = shape as [number, number, number, number, number];
+    if (F % LATENTS_PER_CHUNK !== 0) throw new StepVideoError('ERR_SHAPE', `the latent frame count must be a multiple of ${LATENTS_PER_CHUNK}`, { tensor: 'samples', got: F });
+    const frames = (F / LATENTS_PER_CHUNK) * FRAMES_PER_CHUNK;
+    const H = h * SPATIAL_FACTOR;
+    const W = w * SPATIAL_FACTOR;
+    if (this.#checkMemory) {
+      const estimate = estimateJobMemory(this.dims, { frames, height: H, width: W, guidance: false }, computeBytes(this.dtype), this.#queue);
+      requireMemory(`decoding ${frames} frames of ${W}x${H}`, B * estimate.stages.decode, { decode: B * estimate.stages.decode }, this.device, freeBytes(this.device));
+    }
+    const out = new Float32Array(B * frames * 3 * H * W);
+    using input = Tensor.from(latents, [...shape], { dtype: 'f32', device: this.device });
+    const frameValues = 3 * H * W;
+    for await (const chunk of this.#decode(input, options.signal)) {
+      const values = await chunk.frames.toFloat32();
+      for (let b = 0; b < B; b++) {
+        const from = b * FRAMES_PER_CHUNK * frameValues;
+        out.set(values.subarray(from, from + FRAMES_PER_CHUNK * frameValues), (b * frames + chunk.index * FRAMES_PER_CHUNK) * frameValues);
+      }
+    }
+    return { dtype: 'f32', shape: [B, frames, 3, H, W], data: out };
+  }
+
+  /** Frees every model. A job still running fails with ERR_DISPOSED; prefer `await using` / asyncDispose. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.text.dispose();
+    this.dit.dispose();
+    this.vae.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Waits for the running job stage, then frees every model. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    const release = await this.#lock.acquire(undefined);
+    try {
+      this.dispose();
+    } finally {
+      release();
+    }
+  }
+
+  /** The VAE's chunks, each decode step under the device lock (other jobs may run between chunks). */
+  async *#decode(latents: Tensor, signal: AbortSignal | undefined): AsyncGenerator<DecodedChunk, void, undefined> {
+    this.#requireLive();
+    const chunks = this.vae.decodeChunks(latents, signal ? { signal } : {});
+    try {
+      for (;;) {
+        const release = await this.#lock.acquire(signal);
+        let next: IteratorResult<DecodedChunk, void>;
+        try {
+          this.#requireLive();
+          next = await chunks.next();
+        } finally {
+          release();
+        }
+        if (next.done) return;
+        yield next.value;
+      }
+    } catch (error) {
+      throw asAborted(error, signal, 'video decoding');
+    } finally {
+      await chunks.return(undefined);
+    }
+  }
+
+  get #queue(): QueueModel {
+    return this.device.isCuda ? 'cuda' : 'cpu';
+  }
+
+  #requireLive(): void {
+    if (this.#disposed) throw new StepVideoError('ERR_DISPOSED', 'the StepVideo pipeline was used after dispose()');
+  }
+}
+
+/**
+ * Memory a new allocation can use: the host's available memory, or on a GPU the driver's free
+ * memory plus what the allocator's pool holds unused (it serves allocations before the driver).
+ */
+function freeBytes(device: Device): number {
+  if (!device.isCuda) return os.freemem();
+  let pooled = 0;
+  try {
+    const pool = cudaPoolStats(device);
+    pooled = Math.max(0, pool.reservedBytes - pool.usedBytes);
+  } catch {
+    // No pool statistics from this build: the driver's figure alone (the check only gets stricter).
+  }
+  return device.info().freeBytes + pooled;
+}
+
+function computeBytes(dtype: ComputeDType): ComputeBytes {
+  return { model: dtype === 'bf16' ? 2 : 4, clip: 4 };
+}
+
+/** An error after the signal fired is reported as the abort it is (keeping the original as cause). */
+function asAborted(error: unknown, signal: AbortSignal | undefined, what: string): unknown {
+  if (signal?.aborted && !isStepVideoError(error, 'ERR_ABORTED')) return new StepVideoError('ERR_ABORTED', `${what} aborted`, { cause: error });
+  return error;
+}
+
+function requireReleasedLayout(modelDir: string): void {
+  if (!existsSync(modelDir)) throw new StepVideoError('ERR_WEIGHTS_MISSING', 'model folder not found', { file: modelDir });
+  const missing = RELEASED_PARTS.filter((part) => !existsSync(path.join(modelDir, part)));
+  if (missing.length > 0) {
+    throw new StepVideoError('ERR_WEIGHTS_MISSING', 'the model folder does not have the released layout', {
+      file: modelDir,
+      expected: 'transformer/, vae/, step_llm/ and hunyuan_clip/ (as in stepfun-ai/stepvideo-t2v)',
+      got: `missing ${missing.map((m) => `${m}/`).join(', ')}`,
+    });
+  }
+}
+
+/** Configs of the four parts, read before any weight, and checked against each other. */
+async function readModelDims(modelDir: string): Promise<ModelDims> {
+  const dit = await readDiTConfig(path.join(modelDir, 'transformer'));
+  const vae = await readVaeConfig(path.join(modelDir, 'vae'));
+  const llmJson = await ConfigJson.read(path.join(modelDir, 'step_llm', 'config.json'));
+  const llm = parseStepLlmConfig(llmJson);
+  const clipJson = await ConfigJson.read(path.join(modelDir, 'hunyuan_clip', 'clip_text_encoder', 'config.json'));
+  const clip = parseClipConfig(clipJson);
+  const ditFile = path.join(modelDir, 'transformer', 'config.json');
+  if (dit.inChannels !== vae.zChannels || dit.outChannels !== vae.zChannels) {
+    throw new StepVideoError('ERR_CONFIG', "the DiT's latent channels differ from the VAE's", { file: ditFile, expected: `in_channels = out_channels = ${vae.zChannels} (the VAE's z_channels)`, got: `${dit.inChannels} / ${dit.outChannels}` });
+  }
+  if (dit.captionChannels[0] !== llm.hiddenSize || dit.captionChannels[1] !== clip.hiddenSize) {
+    throw new StepVideoError('ERR_CONFIG', "the DiT's caption_channels differ from the text encoders' widths", {
+      file: ditFile,
+      expected: `[${llm.hiddenSize}, ${clip.hiddenSize}] (Step-LLM hidden_size, CLIP hidden_size)`,
+      got: `[${dit.captionChannels.join(', ')}]`,
+    });
+  }
+  return { dit, vae, llm, clip };
+}

@@ -1,0 +1,109 @@
+// Progress of a pipeline job, stage by stage: making the built-in model (once), loading the weights, encoding the prompt, each
+// denoising step (with the model's blocks in between, since a real step takes tens of seconds),
+// each decoded VAE chunk, and writing the file. Timed stages carry an ETA from the mean time per
+// unit so far.
+
+export type ModelPart = 'step-llm' | 'clip' | 'dit' | 'vae';
+
+/** Making the built-in test model's folder (once per cache folder). */
+export interface PrepareProgress {
+  stage: 'prepare';
+  dir: string;
+  done: boolean;
+  fraction: number;
+}
+
+export interface LoadProgress {
+  stage: 'load';
+  part: ModelPart;
+  loadedBytes: number;
+  totalBytes: number;
+  fraction: number;
+}
+
+export interface TextProgress {
+  stage: 'text';
+  /** false when encoding starts, true when the captions are ready. */
+  done: boolean;
+  elapsedMs: number;
+  fraction: number;
+}
+
+export interface DenoiseProgress {
+  stage: 'denoise';
+  /** The step in progress (1..total); `step` is complete when `block` is undefined. */
+  step: number;
+  total: number;
+  /** Blocks of the DiT done within this step, when reported per block. */
+  block?: number;
+  blocks?: number;
+  elapsedMs: number;
+  /** Estimated time to the end of the stage (NaN before the first unit is done). */
+  etaMs: number;
+  fraction: number;
+}
+
+export interface DecodeProgress {
+  stage: 'decode';
+  /** Chunks (17 frames each) delivered so far. */
+  chunk: number;
+  total: number;
+  elapsedMs: number;
+  etaMs: number;
+  fraction: number;
+}
+
+export interface WriteProgress {
+  stage: 'write';
+  frames: number;
+  totalFrames: number;
+  path: string;
+  /** True once the file is complete and in place. */
+  done: boolean;
+  fraction: number;
+}
+
+export type PipelineProgress = PrepareProgress | LoadProgress | TextProgress | DenoiseProgress | DecodeProgress | WriteProgress;
+
+/**
+ * Elapsed time and ETA over `total` units of work: the ETA is the mean time per unit so far times
+ * the units left (fractions of a unit count, e.g. blocks within a step).
+ */
+export class EtaTracker {
+  readonly total: number;
+  readonly #started: number;
+  readonly #now: () => number;
+
+  constructor(total: number, now: () => number = () => performance.now()) {
+    this.total = total;
+    this.#now = now;
+    this.#started = now();
+  }
+
+  /** After `done` of `total` units (0 < done <= total): elapsed ms, ETA ms and the fraction done. */
+  at(done: number): { elapsedMs: number; etaMs: number; fraction: number } {
+    const elapsedMs = this.#now() - this.#started;
+    const clamped = Math.min(Math.max(done, 0), this.total);
+    const etaMs = clamped > 0 ? (elapsedMs / clamped) * (this.total - clamped) : Number.NaN;
+    return { elapsedMs, etaMs, fraction: this.total > 0 ? clamped / this.total : 1 };
+  }
+}
+
+/** "40 ms", "4.2 s", "12 s", "3 min 05 s", "1 h 02 min"; "?" for an unknown (NaN) duration. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${String(seconds % 60).padStart(2, '0')} s`;
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
+}
+
+/** A text bar of `width` cells for a fraction in [0, 1]: "[#####.....]". */
+export function progressBar(fraction: number, width = 24): string {
+  const f = Number.isFinite(fraction) ? Math.min(Math.max(fraction, 0), 1) : 0;
+  const filled = Math.round(f * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}

@@ -1,0 +1,182 @@
+// N-API glue of the performance plumbing: op counts per device, the CPU executor's queue length,
+// the CUDA memory pool's reserved/used bytes, the cuBLASLt plans (autotuning results), and the
+// two calls weight streaming is built from (an upload on the copy stream, a wait on the work
+// stream).
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+#include "linear.h"
+#include "napi_util.h"
+
+// A CUDA runtime call that is not an op (not counted), or ERR_DEVICE in CPU-only builds.
+#ifdef SV_WITH_CUDA
+#define SV_CUDA_ONLY(expr) (expr)
+#else
+#define SV_CUDA_ONLY(expr) ::sv::fail("ERR_DEVICE", "this build of the addon has no CUDA backend")
+#endif
+
+namespace sv {
+namespace {
+
+#ifdef SV_WITH_CUDA
+// An upload's completion event, shared by the JS value that names it and the list below.
+struct UploadEvent {
+  void* event;
+  explicit UploadEvent(void* e) : event(e) {}
+  ~UploadEvent() { cuda::event_destroy(event); }
+};
+
+// Host sources of uploads still in flight: kept alive until the copy stream has read them, so JS
+// may dispose a host tensor right after streamUpload. Pruned (without waiting) on every call.
+struct PendingUpload {
+  std::shared_ptr<UploadEvent> done;
+  std::shared_ptr<Storage> source;
+};
+std::mutex pending_mutex;
+std::vector<PendingUpload> pending_uploads;
+
+void prune_uploads() {
+  std::lock_guard<std::mutex> lock(pending_mutex);
+  std::vector<PendingUpload> still;
+  for (PendingUpload& p : pending_uploads) {
+    if (!cuda::event_done(p.done->event)) still.push_back(std::move(p));
+  }
+  pending_uploads.swap(still);
+}
+#endif
+
+int checked_device(const Napi::CallbackInfo& info, size_t index) {
+  int device = static_cast<int>(napi::arg_int(info, index, "device"));
+  SV_CHECK(device >= kCpuDevice && device < kMaxCudaDevices, "ERR_DEVICE", "no such device " + std::to_string(device));
+  return device;
+}
+
+}  // namespace
+
+// opCount(device): ops enqueued on the device since the process started.
+SV_EXPORT(op_count) {
+  int device = checked_device(info, 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(op_counts[device + 1].load()));
+}
+
+// cpuPendingJobs(): jobs queued on the CPU executor and not yet finished (their storages alive).
+SV_EXPORT(cpu_pending_jobs) { return Napi::Number::New(info.Env(), static_cast<double>(executor::pending())); }
+
+// cudaPoolStats(device) -> { reservedBytes, reservedHighBytes, usedBytes, usedHighBytes }
+SV_EXPORT(cuda_pool_stats) {
+  int device = checked_device(info, 0);
+  SV_CHECK(device >= 0, "ERR_DEVICE", "cudaPoolStats: the CPU has no CUDA memory pool");
+#ifdef SV_WITH_CUDA
+  cuda::PoolStats stats;
+  cuda::pool_stats(device, &stats);
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("reservedBytes", Napi::Number::New(info.Env(), static_cast<double>(stats.reserved_current)));
+  result.Set("reservedHighBytes", Napi::Number::New(info.Env(), static_cast<double>(stats.reserved_high)));
+  result.Set("usedBytes", Napi::Number::New(info.Env(), static_cast<double>(stats.used_current)));
+  result.Set("usedHighBytes", Napi::Number::New(info.Env(), static_cast<double>(stats.used_high)));
+  return result;
+#else
+  fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
+#endif
+}
+
+SV_EXPORT(cuda_reset_pool_high) {
+  int device = checked_device(info, 0);
+  SV_CHECK(device >= 0, "ERR_DEVICE", "cudaResetPoolHigh: the CPU has no CUDA memory pool");
+  SV_CUDA_ONLY(cuda::reset_pool_high(device));
+  return info.Env().Undefined();
+}
+
+// gemmPlans() -> [{ kind, m, n, k, batch, candidates, chosen, candidateMs }]: every cuBLASLt plan
+// made so far on any device, with what autotuning measured (empty on CPU-only builds).
+SV_EXPORT(gemm_plans) {
+  Napi::Array result = Napi::Array::New(info.Env());
+#ifdef SV_WITH_CUDA
+  uint32_t i = 0;
+  for (const GemmPlanInfo& plan : cuda::gemm_plans()) {
+    Napi::Object item = Napi::Object::New(info.Env());
+    item.Set("kind", Napi::String::New(info.Env(), plan.kind));
+    item.Set("device", Napi::Number::New(info.Env(), plan.device));
+    item.Set("m", Napi::Number::New(info.Env(), static_cast<double>(plan.m)));
+    item.Set("n", Napi::Number::New(info.Env(), static_cast<double>(plan.n)));
+    item.Set("k", Napi::Number::New(info.Env(), static_cast<double>(plan.k)));
+    item.Set("batch", Napi::Number::New(info.Env(), static_cast<double>(plan.batch)));
+    item.Set("candidates", Napi::Number::New(info.Env(), plan.candidates));
+    item.Set("chosen", Napi::Number::New(info.Env(), plan.chosen));
+    item.Set("tuned", Napi::Boolean::New(info.Env(), plan.tuned));
+    Napi::Array times = Napi::Array::New(info.Env(), plan.candidate_ms.size());
+    for (uint32_t j = 0; j < plan.candidate_ms.size(); j++) times.Set(j, Napi::Number::New(info.Env(), plan.candidate_ms[j]));
+    item.Set("candidateMs", times);
+    result.Set(i++, item);
+  }
+#endif
+  return result;
+}
+
+// streamUpload(dst, src) -> event | null: copies src (host, ideally pinned) into dst (same dtype
+// and size) after everything enqueued on dst's device so far has finished, overlapping the work
+// enqueued later. On CUDA the copy runs on the copy stream and the returned event marks its end
+// (hand it to streamWait before using dst); on the CPU it is queued on the executor, which keeps
+// program order, and null is returned.
+SV_EXPORT(stream_upload) {
+  NativeTensor* dst = NativeTensor::unwrap(info[0], "dst");
+  NativeTensor* src = NativeTensor::unwrap(info[1], "src");
+  SV_CHECK(src->device() == kCpuDevice, "ERR_DEVICE", "streamUpload: the source must be a host tensor");
+  SV_CHECK(dst->dtype() == src->dtype() && dst->bytes() == src->bytes(), "ERR_SHAPE",
+           "streamUpload: dst " + dst->ref().shape_string() + " " + dtype_name(dst->dtype()) + " and src " +
+               src->ref().shape_string() + " " + dtype_name(src->dtype()) + " differ in dtype or size");
+  const TensorRef d = dst->ref(), s = src->ref();
+  const size_t bytes = dst->bytes();
+  if (dst->device() == kCpuDevice) {
+    enqueue_on_cpu({dst, src}, [d, s, bytes] { std::memcpy(d.data, s.data, bytes); });
+    return info.Env().Null();
+  }
+#ifdef SV_WITH_CUDA
+  prune_uploads();
+  auto done = std::make_shared<UploadEvent>(cuda::upload_after_work(dst->device(), d.data, s.data, bytes));
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex);
+    pending_uploads.push_back(PendingUpload{done, src->storage()});
+  }
+  // The destination is the caller's to keep until work waiting on the event has run (dispose is
+  // stream-ordered on the work stream, so streamWait before disposing is enough).
+  return Napi::External<std::shared_ptr<UploadEvent>>::New(
+      info.Env(), new std::shared_ptr<UploadEvent>(done),
+      [](Napi::Env, std::shared_ptr<UploadEvent>* held) { delete held; });
+#else
+  fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
+#endif
+}
+
+// streamWait(device, event | null): work enqueued on the device from now on waits for the upload.
+SV_EXPORT(stream_wait) {
+  int device = checked_device(info, 0);
+  if (!napi::arg_present(info, 1) || device == kCpuDevice) return info.Env().Undefined();
+  SV_CHECK(info[1].IsExternal(), "ERR_ARGUMENT", "streamWait: 'event' must come from streamUpload");
+#ifdef SV_WITH_CUDA
+  prune_uploads();
+  auto* done = info[1].As<Napi::External<std::shared_ptr<UploadEvent>>>().Data();
+  cuda::work_stream_wait(device, (*done)->event);
+#else
+  fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
+#endif
+  return info.Env().Undefined();
+}
+
+void register_perf_functions(Napi::Env env, Napi::Object exports) {
+  exports.Set("opCount", Napi::Function::New(env, op_count));
+  exports.Set("cpuPendingJobs", Napi::Function::New(env, cpu_pending_jobs));
+  exports.Set("cudaPoolStats", Napi::Function::New(env, cuda_pool_stats));
+  exports.Set("cudaResetPoolHigh", Napi::Function::New(env, cuda_reset_pool_high));
+  exports.Set("gemmPlans", Napi::Function::New(env, gemm_plans));
+  exports.Set("streamUpload", Napi::Function::New(env, stream_upload));
+  exports.Set("streamWait", Napi::Function::New(env, stream_wait));
+}
+
+}  // namespace sv

@@ -1,0 +1,159 @@
+// The whole pipeline on CUDA with the built-in test model: f32 against its CPU twin, bf16 finite
+// and close to f32, the official 540p crop at the real frame size, device memory back to its
+// baseline after a job and after an abort, the memory estimate against the measured peak, the
+// fail-fast check against the GPU's free memory, and the event loop staying free.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+import { Device, getDevice } from '../../lib/device.js';
+import { isStepVideoError } from '../../lib/errors.js';
+import { SAFETY_MARGIN } from '../../lib/pipeline/memory.js';
+import { StepVideo } from '../../lib/pipeline/pipeline.js';
+import { allFinite, relErr } from '../helpers/compare.js';
+import { describeGpu, gpuAvailable } from '../helpers/gpu.js';
+import { testCacheDir } from '../helpers/pipeline.js';
+
+let work = '';
+
+/** Decoder floats and RGB frames of one generated video. */
+async function run(sv: StepVideo, request: Parameters<StepVideo['generate']>[0]): Promise<{ decoded: Float32Array; rgb: Uint8Array }> {
+  const video = await sv.generate(request);
+  const decoded: Float32Array[] = [];
+  const rgb: Uint8Array[] = [];
+  for await (const chunk of video.chunks({ decoded: true })) {
+    decoded.push(chunk.decoded!);
+    rgb.push(chunk.frames.data);
+  }
+  const join = <T extends Float32Array | Uint8Array>(parts: T[], make: (n: number) => T): T => {
+    const out = make(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of parts) {
+      out.set(p as never, offset);
+      offset += p.length;
+    }
+    return out;
+  };
+  return { decoded: join(decoded, (n) => new Float32Array(n)), rgb: join(rgb, (n) => new Uint8Array(n)) };
+}
+
+const request = { prompt: 'a paper boat on a river', frames: 34, height: 64, width: 96, steps: 4, seed: 31 };
+
+describeGpu('pipeline on CUDA (built-in model)', () => {
+  let bf16: StepVideo;
+  let f32: StepVideo;
+  let cpu: StepVideo;
+  let cuda: Device;
+
+  beforeAll(async () => {
+    if (!gpuAvailable) return;
+    work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-gpu-pipeline-'));
+    cuda = getDevice('cuda');
+    bf16 = await StepVideo.load({ device: 'cuda', cacheDir: testCacheDir });
+    f32 = await StepVideo.load({ device: 'cuda', dtype: 'f32', cacheDir: testCacheDir });
+    cpu = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir });
+  });
+
+  afterAll(() => {
+    for (const sv of [bf16, f32, cpu]) sv?.dispose();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('loads bf16 by default on CUDA, f32 when asked', () => {
+    expect(bf16.dtype).toBe('bf16');
+    expect(f32.dtype).toBe('f32');
+    expect(bf16.device.isCuda).toBe(true);
+  });
+
+  it('f32 on CUDA matches the CPU twin (decoder floats and RGB frames)', async () => {
+    const gpu = await run(f32, request);
+    const host = await run(cpu, request);
+    expect(gpu.decoded).toHaveLength(34 * 3 * 64 * 96);
+    expect(allFinite(gpu.decoded)).toBe(true);
+    const rel = relErr(gpu.decoded, host.decoded);
+    expect(rel, `rel ${rel}`).toBeLessThan(1e-3);
+    let maxDiff = 0;
+    for (let i = 0; i < gpu.rgb.length; i++) maxDiff = Math.max(maxDiff, Math.abs(gpu.rgb[i]! - host.rgb[i]!));
+    expect(maxDiff).toBeLessThanOrEqual(2); // uint8 truncation can flip a level where the floats differ by rounding
+  });
+
+  it('bf16 gives finite frames close to f32 (far closer than unrelated videos)', async () => {
+    const half = await run(bf16, request);
+    const full = await run(f32, request);
+    expect(allFinite(half.decoded)).toBe(true);
+    const rel = relErr(half.decoded, full.decoded);
+    // Random weights through 4 steps, the DiT, the VAE in bf16 (each ~1-7% alone, see the golden
+    // manifest); two unrelated videos are at about sqrt(2).
+    expect(rel, `rel ${rel}`).toBeLessThan(0.5);
+    const other = await run(bf16, { ...request, seed: 32 });
+    expect(relErr(other.decoded, full.decoded)).toBeGreaterThan(2 * rel);
+  });
+
+  it('writes the official 540p crop at the real frame size (544x992 -> 960x540)', async () => {
+    const video = await bf16.generate({ ...request, frames: 17, height: 544, width: 992, steps: 2 });
+    expect(video.info).toMatchObject({ width: 960, height: 540, decodedWidth: 992, decodedHeight: 544 });
+    const file = await video.save(path.join(work, 'crop.y4m'));
+    expect(readFileSync(file).subarray(0, 30).toString('latin1')).toMatch(/^YUV4MPEG2 W960 H540 /);
+  });
+
+  it('frees device memory after a job and after an abort; the next job works', async () => {
+    await cuda.synchronize();
+    const baseline = cuda.memory().bytesInUse;
+    await (await bf16.generate(request)).save(path.join(work, 'a.y4m'));
+    await cuda.synchronize();
+    expect(cuda.memory().bytesInUse).toBe(baseline);
+
+    const controller = new AbortController();
+    const aborted = bf16.generate({ ...request, steps: 50, signal: controller.signal, onProgress: (p) => {
+      if (p.stage === 'denoise' && p.step === 2) controller.abort();
+    } });
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await cuda.synchronize();
+    expect(cuda.memory().bytesInUse).toBe(baseline);
+
+    const decoding = new AbortController();
+    const video = await bf16.generate({ ...request, frames: 51, steps: 1, signal: decoding.signal, onProgress: (p) => {
+      if (p.stage === 'decode' && p.chunk === 1) decoding.abort();
+    } });
+    await expect(video.save(path.join(work, 'b.y4m'))).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await cuda.synchronize();
+    expect(cuda.memory().bytesInUse).toBe(baseline);
+
+    await (await bf16.generate(request)).save(path.join(work, 'c.y4m'));
+    await cuda.synchronize();
+    expect(cuda.memory().bytesInUse).toBe(baseline);
+  });
+
+  it('estimates at least the device memory a job uses, bf16 and f32, at a real frame size', async () => {
+    for (const sv of [bf16, f32]) {
+      const job = { ...request, frames: 34, height: 544, width: 992, steps: 2 };
+      const estimate = sv.estimateMemory(job);
+      await cuda.synchronize();
+      const baseline = cuda.memory().bytesInUse;
+      cuda.resetPeakMemory();
+      const video = await sv.generate(job);
+      const sampled = cuda.memory().peakBytes - baseline;
+      expect(Math.max(estimate.stages.text, estimate.stages.denoise) * SAFETY_MARGIN, `${sv.dtype} sampling`).toBeGreaterThanOrEqual(sampled);
+      await video.save(path.join(work, `estimate-${sv.dtype}.y4m`));
+      const used = cuda.memory().peakBytes - baseline;
+      expect(estimate.peakBytes, `${sv.dtype}: estimate ${estimate.peakBytes}, used ${used}`).toBeGreaterThanOrEqual(used);
+      expect(estimate.peakBytes).toBeLessThan(4 * used);
+    }
+  });
+
+  it('fails fast with ERR_CUDA_OOM when a job cannot fit the free GPU memory', async () => {
+    const error = await bf16.generate({ prompt: 'too large', frames: 204, height: 8192, width: 8192, seed: 1 }).catch((e: unknown) => e);
+    expect(isStepVideoError(error, 'ERR_CUDA_OOM')).toBe(true);
+    expect((error as Error).message).toMatch(/GPU memory on cuda:0 .* it needs about [\d.]+ GiB .* is free/);
+  });
+
+  it('keeps the event loop free (max delay < 50 ms) during a job at the real frame size', async () => {
+    const histogram = monitorEventLoopDelay({ resolution: 5 });
+    histogram.enable();
+    await (await bf16.generate({ ...request, frames: 34, height: 544, width: 992, steps: 10 })).save(path.join(work, 'loop.y4m'));
+    histogram.disable();
+    expect(histogram.max / 1e6).toBeLessThan(50);
+  });
+});
