@@ -11,8 +11,9 @@
 //                              call (the VAE suites), node + app + golden-core another
 //   offline/run.sh             unpacks into /tmp and runs the GPU suite and/or the benchmarks
 //
-// The bundle without golden-vae stays under 60 MiB. Build the addon first (npm install does).
+// The bundle without golden-vae stays under 60 MiB.
 //   node scripts/pack-offline.mjs [--no-golden] [--out offline]
+//   STEPVIDEO_OFFLINE_ARCHS="90a" (default) chooses the CUDA architectures of the packed addon.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -41,9 +42,23 @@ function need(command) {
 need('xz');
 need('tar');
 
-const addon = process.env.STEPVIDEO_ADDON ?? path.join(root, process.env.STEPVIDEO_BUILD_DIR ?? 'build', 'Release', 'stepvideo.node');
+// The addon is built for the target GPU only (default sm_90a, the H200): half the size of the
+// two-architecture build, which matters under the device's 64 MiB carry limit.
+// STEPVIDEO_ADDON=<file> packs a given build instead.
+const offlineArchs = process.env.STEPVIDEO_OFFLINE_ARCHS ?? '90a';
+let addon = process.env.STEPVIDEO_ADDON;
+if (addon === undefined) {
+  step(`building the addon for sm_${offlineArchs} into build-offline/`);
+  const built = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-addon.mjs')], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, STEPVIDEO_BUILD_DIR: 'build-offline', STEPVIDEO_CUDA_ARCHS: offlineArchs },
+  });
+  if (built.status !== 0) process.exit(built.status ?? 1);
+  addon = path.join(root, 'build-offline', 'Release', 'stepvideo.node');
+}
 if (!existsSync(addon)) {
-  console.error(`pack:offline: no built addon at ${addon}; run npm install (or npm run build:addon) first`);
+  console.error(`pack:offline: no built addon at ${addon}`);
   process.exit(1);
 }
 const require = createRequire(import.meta.url);
@@ -186,6 +201,12 @@ for (const file of readdirSync(outDir)) {
   step(`${file}: ${(size / 2 ** 20).toFixed(1)} MiB`);
 }
 step(`bundle without golden-vae: ${(total / 2 ** 20).toFixed(1)} MiB (limit 60 MiB)`);
+if (existsSync(path.join(outDir, 'golden-vae.tar.xz'))) {
+  const size = (file) => statSync(path.join(outDir, file)).size;
+  const vaeCall = size('node.xz') + size('app.tar.xz') + size('golden-vae.tar.xz') + size('run.sh');
+  // The device carries at most 64 MiB per call, the repository's tracked files (~2 MiB) included.
+  step(`VAE call (node + app + golden-vae): ${(vaeCall / 2 ** 20).toFixed(1)} MiB of the 64 MiB carry limit, plus the working tree`);
+}
 if (total > limitBytes) {
   console.error('pack:offline: the bundle exceeds 60 MiB');
   process.exit(1);
