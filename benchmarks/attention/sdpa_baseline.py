@@ -17,6 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+import os
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from torch_timing import cuda_median_ms  # noqa: E402  (benchmarks/lib)
+
 BACKENDS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -29,22 +33,6 @@ def alibi_slopes(heads):
     slopes = [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
     slopes += [2.0 ** (-4.0 * (2 * k + 1) / n) for k in range(heads - n)]
     return torch.tensor(slopes)
-
-
-def time_ms(fn, iterations, warmup=1):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end))
-    samples.sort()
-    return samples[len(samples) // 2]
 
 
 def visible_pairs(s):
@@ -83,7 +71,7 @@ def main():
             try:
                 with sdpa_kernel(backend):
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-                    ms = time_ms(fn, iterations)
+                    ms = cuda_median_ms(fn, iterations, warmup=1)
                 row.update(ms=round(ms, 3), tflops=round(flops / (ms * 1e-3) / 1e12, 1))
             except RuntimeError as error:  # the backend does not take this shape or mask
                 row["unsupported"] = str(error).splitlines()[0][:300]

@@ -6,24 +6,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
+import { RELEASED_DIT_CONFIG } from '../../dist/models/dit/config.js';
+
 /** The released config.json with `layers` blocks. */
 export function releasedConfig(layers) {
-  return {
-    _class_name: 'StepVideoModel',
-    num_attention_heads: 48,
-    attention_head_dim: 128,
-    in_channels: 64,
-    out_channels: 64,
-    num_layers: layers,
-    dropout: 0.0,
-    patch_size: 1,
-    norm_type: 'ada_norm_single',
-    norm_elementwise_affine: false,
-    norm_eps: 1e-6,
-    use_additional_conditions: false,
-    caption_channels: [6144, 1024],
-    attention_type: 'parallel',
-  };
+  return { _class_name: 'StepVideoModel', ...RELEASED_DIT_CONFIG, num_layers: layers };
 }
 
 function bf16Bits(value) {

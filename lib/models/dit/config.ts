@@ -38,8 +38,8 @@ export interface DiTConfig {
   attentionType: string;
 }
 
-/** The official StepVideoModel defaults, used for keys absent from config.json. */
-const DEFAULTS = {
+/** The official StepVideoModel defaults (the released config.json), used for keys absent from config.json. */
+export const RELEASED_DIT_CONFIG = {
   num_attention_heads: 48,
   attention_head_dim: 128,
   in_channels: 64,
@@ -55,7 +55,7 @@ const DEFAULTS = {
   attention_type: 'parallel',
 } as const;
 
-const KNOWN_KEYS = new Set([...Object.keys(DEFAULTS), '_class_name', '_diffusers_version', '_name_or_path']);
+const KNOWN_KEYS = new Set([...Object.keys(RELEASED_DIT_CONFIG), '_class_name', '_diffusers_version', '_name_or_path']);
 
 /** Parses the DiT config object; `file` names it in errors. */
 export function parseDiTConfig(json: unknown, file = 'config.json'): DiTConfig {
@@ -67,8 +67,8 @@ export function parseDiTConfig(json: unknown, file = 'config.json'): DiTConfig {
   if (unknown.length > 0) {
     throw new StepVideoError('ERR_CONFIG', 'DiT config has keys this implementation does not know', { file, got: unknown });
   }
-  const get = <K extends keyof typeof DEFAULTS>(key: K): unknown => (key in raw ? raw[key] : DEFAULTS[key]);
-  const positiveInt = (key: keyof typeof DEFAULTS): number => {
+  const get = <K extends keyof typeof RELEASED_DIT_CONFIG>(key: K): unknown => (key in raw ? raw[key] : RELEASED_DIT_CONFIG[key]);
+  const positiveInt = (key: keyof typeof RELEASED_DIT_CONFIG): number => {
     const value = get(key);
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
       throw new StepVideoError('ERR_CONFIG', `DiT config '${key}' must be a positive integer`, { file, got: value });

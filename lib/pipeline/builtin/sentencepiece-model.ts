@@ -5,16 +5,8 @@
 //
 // Piece order follows what spm_train writes: <unk> <s> </s>, control and user-defined symbols,
 // the 256 byte pieces, then the merged pieces (best first) and the single characters.
+import { ModelType, PieceType } from '../../tokenizers/sentencepiece.js';
 import { STEP_CONTROL_PIECES, STEP_MASK_PIECES } from '../../tokenizers/step-tokenizer.js';
-
-/** ModelProto.SentencePiece.Type values. */
-const NORMAL = 1;
-const UNKNOWN = 2;
-const CONTROL = 3;
-const USER_DEFINED = 4;
-const BYTE = 6;
-/** TrainerSpec.ModelType.BPE. */
-const MODEL_TYPE_BPE = 2;
 
 const SPACE = '\u2581';
 
@@ -132,26 +124,26 @@ export interface SentencePieceModelSummary {
  */
 export function buildStepSentencePieceModel(merges = 300): SentencePieceModelSummary {
   const pieces: Array<{ piece: string; score: number; type: number }> = [
-    { piece: '<unk>', score: 0, type: UNKNOWN },
-    { piece: '<s>', score: 0, type: CONTROL },
-    { piece: '</s>', score: 0, type: CONTROL },
-    ...STEP_CONTROL_PIECES.map((piece) => ({ piece, score: 0, type: CONTROL })),
-    ...STEP_MASK_PIECES.map((piece) => ({ piece, score: 0, type: USER_DEFINED })),
+    { piece: '<unk>', score: 0, type: PieceType.Unknown },
+    { piece: '<s>', score: 0, type: PieceType.Control },
+    { piece: '</s>', score: 0, type: PieceType.Control },
+    ...STEP_CONTROL_PIECES.map((piece) => ({ piece, score: 0, type: PieceType.Control })),
+    ...STEP_MASK_PIECES.map((piece) => ({ piece, score: 0, type: PieceType.UserDefined })),
   ];
   for (let byte = 0; byte < 256; byte++) {
-    pieces.push({ piece: `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`, score: 0, type: BYTE });
+    pieces.push({ piece: `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`, score: 0, type: PieceType.Byte });
   }
   // Scores rank the merges (earlier = higher); single characters score below every merge.
   const learnt = learnMerges(merges);
-  learnt.forEach((piece, i) => pieces.push({ piece, score: -i, type: NORMAL }));
+  learnt.forEach((piece, i) => pieces.push({ piece, score: -i, type: PieceType.Normal }));
   const characters = [SPACE];
   for (let code = 0x21; code <= 0x7e; code++) characters.push(String.fromCharCode(code));
-  characters.forEach((piece, i) => pieces.push({ piece, score: -(learnt.length + i), type: NORMAL }));
+  characters.forEach((piece, i) => pieces.push({ piece, score: -(learnt.length + i), type: PieceType.Normal }));
 
   const model = new ProtoWriter();
   for (const p of pieces) model.message(1, new ProtoWriter().string(1, p.piece).float(2, p.score).uint(3, p.type));
   const trainer = new ProtoWriter()
-    .uint(3, MODEL_TYPE_BPE)
+    .uint(3, ModelType.Bpe)
     .uint(4, pieces.length)
     .uint(35, true) // byte_fallback
     .uint(40, 0) // unk_id
