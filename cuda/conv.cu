@@ -244,6 +244,31 @@ __device__ __forceinline__ void store_pair(T* p, float v0, float v1) {
   }
 }
 
+// Epilogue shared by both tensor-core kernels: an accumulator pair for output channels n, n+1 of
+// output row m, plus bias and residual, stored as a pair when aligned (the second channel only
+// when it exists).
+template <typename T>
+__device__ __forceinline__ void store_output_pair(T* __restrict__ out, const T* __restrict__ bias,
+                                                  const T* __restrict__ residual, int64_t m, int64_t n,
+                                                  int64_t out_ch, float v0, float v1, bool paired_stores) {
+  const int64_t idx = m * out_ch + n;
+  const bool second = n + 1 < out_ch;
+  if (bias) {
+    v0 += to_f32(bias[n]);
+    if (second) v1 += to_f32(bias[n + 1]);
+  }
+  if (residual) {
+    v0 += to_f32(residual[idx]);
+    if (second) v1 += to_f32(residual[idx + 1]);
+  }
+  if (paired_stores && second) {
+    store_pair(out + idx, v0, v1);
+  } else {
+    out[idx] = from_f32<T>(v0);
+    if (second) out[idx + 1] = from_f32<T>(v1);
+  }
+}
+
 // BM × BN output tile per block, WarpsM × WarpsN warps each owning a (BM/WarpsM) × (BN/WarpsN) sub-tile.
 template <int BM, int BN, int WarpsM, int WarpsN, int Stages>
 struct MmaConfig {
@@ -371,23 +396,8 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
       for (int j = 0; j < Cfg::kFragsN; j++) {
         const int64_t n = n0 + warp_n0 + j * 8 + (lane & 3) * 2;
         if (n >= s.out_ch) continue;
-        const int64_t idx = m * s.out_ch + n;
-        float v0 = acc[i][j][half * 2], v1 = acc[i][j][half * 2 + 1];
-        const bool second = n + 1 < s.out_ch;
-        if (bias) {
-          v0 += to_f32(bias[n]);
-          if (second) v1 += to_f32(bias[n + 1]);
-        }
-        if (residual) {
-          v0 += to_f32(residual[idx]);
-          if (second) v1 += to_f32(residual[idx + 1]);
-        }
-        if (paired_stores && second) {
-          store_pair(out + idx, v0, v1);
-        } else {
-          out[idx] = from_f32<T>(v0);
-          if (second) out[idx + 1] = from_f32<T>(v1);
-        }
+        store_output_pair(out, bias, residual, m, n, s.out_ch, acc[i][j][half * 2], acc[i][j][half * 2 + 1],
+                          paired_stores);
       }
     }
   }
@@ -548,23 +558,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     for (int j = 0; j < 16; j++) {
       const int64_t n = n0 + j * 8 + (lane & 3) * 2;
       if (n >= s.out_ch) continue;
-      const int64_t idx = m * s.out_ch + n;
-      float v0 = d[4 * j + 2 * half], v1 = d[4 * j + 2 * half + 1];
-      const bool second = n + 1 < s.out_ch;
-      if (bias) {
-        v0 += to_f32(bias[n]);
-        if (second) v1 += to_f32(bias[n + 1]);
-      }
-      if (residual) {
-        v0 += to_f32(residual[idx]);
-        if (second) v1 += to_f32(residual[idx + 1]);
-      }
-      if (paired_stores && second) {
-        store_pair(out + idx, v0, v1);
-      } else {
-        out[idx] = from_f32<T>(v0);
-        if (second) out[idx + 1] = from_f32<T>(v1);
-      }
+      store_output_pair(out, bias, residual, m, n, s.out_ch, d[4 * j + 2 * half], d[4 * j + 2 * half + 1],
+                        paired_stores);
     }
   }
 #else

@@ -81,7 +81,7 @@ export function convRef(spec: ConvSpec, x: ArrayLike<number>, w: ArrayLike<numbe
   return out;
 }
 
-function convCase(name: string, spec: ConvSpec, seed: number): OpCase {
+export function convCase(name: string, spec: ConvSpec, seed: number): OpCase {
   const rng = new Rng(seed);
   const [B, T, H, W, C] = spec.input;
   const [kt, kh, kw] = spec.kernel;

@@ -6,7 +6,6 @@
 // them on CUDA in f32 and bf16 against the same references and the CPU twin.
 import { swiglu } from '../../lib/kernels/swiglu.js';
 import { attention } from '../../lib/kernels/attention.js';
-import { conv3d, repackConvWeight } from '../../lib/kernels/conv.js';
 import { gatedResidual, groupNorm, layerNorm, rmsNorm } from '../../lib/kernels/norm.js';
 import { type HeadPart, Rope3D, ropeCosSin, splitHeads } from '../../lib/kernels/rope.js';
 import { upsampleResidual } from '../../lib/kernels/vae.js';
@@ -14,7 +13,7 @@ import * as ops from '../../lib/ops.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { Rng, randn, randu } from '../helpers/random.js';
 import { attentionRef } from './attention.js';
-import { type ConvSpec, convOutputShape, convRef } from './conv.js';
+import { convCase } from './conv.js';
 import type { OpCase, OpInput } from './types.js';
 import { groupNormRef, upsampleResidualRef } from './vae.js';
 
@@ -160,37 +159,7 @@ function attentionCase(name: string, s: AttentionSpec, seed: number): OpCase {
 
 // ---- convolution ----
 
-function convCase(name: string, spec: ConvSpec, seed: number): OpCase {
-  const rng = new Rng(seed);
-  const [B, T, H, W, C] = spec.input;
-  const [kt, kh, kw] = spec.kernel;
-  const outShape = convOutputShape(spec);
-  const fan = C * kt * kh * kw;
-  const inputs: OpInput[] = [
-    { shape: [B, T, H, W, C], data: randn(rng, B * T * H * W * C) },
-    { shape: [spec.cout, C, kt, kh, kw], data: randu(rng, spec.cout * fan, -Math.sqrt(3 / fan), Math.sqrt(3 / fan)) },
-  ];
-  if (spec.bias) inputs.push({ shape: [spec.cout], data: randn(rng, spec.cout, 0.3) });
-  if (spec.residual) inputs.push({ shape: outShape, data: randn(rng, count(outShape)) });
-  return {
-    name,
-    inputs,
-    run: ([x, weight, ...rest]) => {
-      using packed = repackConvWeight(weight!);
-      const bias = spec.bias ? rest[0] : undefined;
-      const residual = spec.residual ? rest[spec.bias ? 1 : 0] : undefined;
-      return conv3d(x!, packed, {
-        ...(spec.stride ? { stride: spec.stride } : {}),
-        ...(spec.padding ? { padding: spec.padding } : {}),
-        ...(spec.upsample ? { upsample: spec.upsample } : {}),
-        ...(bias ? { bias } : {}),
-        ...(residual ? { residual } : {}),
-      });
-    },
-    reference: ([x, weight, ...rest]) => convRef(spec, x!, weight!, spec.bias ? rest[0] : undefined, spec.residual ? rest[spec.bias ? 1 : 0] : undefined),
-    tolerance: 1e-5,
-  };
-}
+// Conv edge cases use the conv family's own case builder (test/cases/conv.ts).
 
 // ---- core: matmul, softmax, swiglu ----
 
