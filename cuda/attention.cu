@@ -360,35 +360,44 @@ AttentionMode attention_mode() {
 
 enum class AttentionPath { generic, mma, hopper };
 
+struct PathChoice {
+  AttentionPath path;
+  HopperVariant variant;  // read only when the Hopper kernel is in play
+};
+
 // The kernel attention() runs for this call; a forced kernel that cannot take it is ERR_UNSUPPORTED.
-AttentionPath choose_path(const AttentionArgs& a, const HopperVariant& variant) {
+// The Hopper variables are parsed only where the Hopper kernel could run, so a stray value cannot
+// break the default paths.
+PathChoice choose_path(const AttentionArgs& a) {
   const AttentionMode mode = attention_mode();
-  if (mode == AttentionMode::generic) return AttentionPath::generic;
+  if (mode == AttentionMode::generic) return {AttentionPath::generic, {}};
   use_device(a.out.device);
   if (mode == AttentionMode::hopper) {
+    const HopperVariant variant = hopper_variant();
     const std::string why_not = hopper_unsupported_reason(a, variant);
     SV_CHECK(why_not.empty(), "ERR_UNSUPPORTED",
              "attention: STEPVIDEO_ATTENTION=hopper, but the Hopper kernel does not support this call (" + why_not +
                  "; q " + a.q.shape_string() + ")");
-    return AttentionPath::hopper;
+    return {AttentionPath::hopper, variant};
   }
-  if (mode == AttentionMode::automatic && kHopperValidated && hopper_unsupported_reason(a, variant).empty()) {
-    return AttentionPath::hopper;
+  if (mode == AttentionMode::automatic && kHopperValidated) {
+    const HopperVariant variant = hopper_variant();
+    if (hopper_unsupported_reason(a, variant).empty()) return {AttentionPath::hopper, variant};
   }
   const std::string why_not = mma_unsupported_reason(a);
   if (!why_not.empty()) {
     SV_CHECK(mode != AttentionMode::mma, "ERR_UNSUPPORTED",
              "attention: STEPVIDEO_ATTENTION=mma, but the tensor-core kernel does not support this call (" + why_not +
                  "; q " + a.q.shape_string() + ")");
-    return AttentionPath::generic;
+    return {AttentionPath::generic, {}};
   }
-  return AttentionPath::mma;
+  return {AttentionPath::mma, {}};
 }
 
 }  // namespace
 
 const char* attention_kernel_name(const AttentionArgs& a) {
-  switch (choose_path(a, hopper_variant())) {
+  switch (choose_path(a).path) {
     case AttentionPath::generic: return "generic";
     case AttentionPath::mma: return "mma";
     case AttentionPath::hopper: return "hopper";
@@ -397,11 +406,10 @@ const char* attention_kernel_name(const AttentionArgs& a) {
 }
 
 void attention(const AttentionArgs& a) {
-  const HopperVariant variant = hopper_variant();
-  const AttentionPath path = choose_path(a, variant);
-  if (path == AttentionPath::generic) return attention_rowwise(a);
+  const PathChoice choice = choose_path(a);
+  if (choice.path == AttentionPath::generic) return attention_rowwise(a);
   if (a.batch * a.heads * a.q_len == 0) return;
-  if (path == AttentionPath::hopper) return launch_hopper(a, variant);
+  if (choice.path == AttentionPath::hopper) return launch_hopper(a, choice.variant);
   mma_attention::Params p{};
   p.heads = static_cast<int>(a.heads);
   p.group = static_cast<int>(a.heads / a.kv_heads);

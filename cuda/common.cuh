@@ -17,6 +17,10 @@ namespace sv::cuda {
 
 [[noreturn]] void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line);
 
+// Registers a function that, when a device faults, may explain the fault from what the failing
+// kernel left behind (returns "" when it has nothing to say). Called with no CUDA call allowed.
+void add_fault_explainer(std::string (*explain)());
+
 #define CUDA_CHECK(call)                                                          \
   do {                                                                            \
     cudaError_t status_ = (call);                                                 \

@@ -1,6 +1,7 @@
 // CUDA twins of native/cpu/copy.cc: strided copy with dtype conversion, and fill.
 #include <type_traits>
 
+#include "../native/cast.h"
 #include "../native/kernels.h"
 #include "common.cuh"
 
@@ -14,19 +15,17 @@ struct StridedIndex {
   int64_t dst_strides[kMaxDims];
 };
 
+// One element from S to D by the rules shared with the CPU backend (native/cast.h).
 template <typename S, typename D>
 __device__ __forceinline__ D convert(S value) {
   if constexpr (std::is_same_v<S, D>) {
     return value;
   } else if constexpr (std::is_integral_v<S> && std::is_integral_v<D>) {
-    return static_cast<D>(value);
-  } else if constexpr (std::is_integral_v<D>) {  // float -> integer: truncate, saturate, NaN -> 0
-    float f = to_f32(value);
-    if (!(f == f)) return D(0);
-    double lo = std::is_same_v<D, uint8_t> ? 0.0 : (std::is_same_v<D, int32_t> ? -2147483648.0 : -9.2233720368547758e18);
-    double hi = std::is_same_v<D, uint8_t> ? 255.0 : (std::is_same_v<D, int32_t> ? 2147483647.0 : 9.2233720368547748e18);
-    double d = f < lo ? lo : (f > hi ? hi : static_cast<double>(f));
-    return static_cast<D>(d);
+    return cast::from_integer<D>(static_cast<int64_t>(value));
+  } else if constexpr (std::is_integral_v<D>) {
+    return cast::from_real<D>(to_f32(value));
+  } else if constexpr (std::is_integral_v<S>) {
+    return from_f32<D>(static_cast<float>(value));  // one rounding to f32, like the CPU twin
   } else {
     return from_f32<D>(to_f32(value));
   }
@@ -115,13 +114,16 @@ void fill(const FillArgs& args) {
   cudaStream_t stream = stream_of(args.out);
   dispatch_all(args.out.dtype, [&](auto t) {
     using T = decltype(t);
+    // The f64 value by the shared rules (native/cast.h): saturating for integers, NaN -> 0.
     T value;
-    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if constexpr (std::is_integral_v<T>) {
+      value = cast::from_real<T>(args.value);
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
       value = __float2bfloat16_rn(static_cast<float>(args.value));
     } else if constexpr (std::is_same_v<T, __half>) {
       value = __float2half_rn(static_cast<float>(args.value));
     } else {
-      value = static_cast<T>(args.value);
+      value = static_cast<float>(args.value);
     }
     fill_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(static_cast<T*>(args.out.data), value, n);
     CUDA_CHECK_LAUNCH();

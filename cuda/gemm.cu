@@ -192,14 +192,34 @@ bool autotune_enabled() {
   return mode != nullptr && std::string(mode) == "1";
 }
 
-// The device's cuBLASLt handle and workspace (made on first use); nullptr without cuBLASLt.
+// The device's cuBLASLt handle and workspace (made on first use); nullptr when cuBLASLt cannot
+// serve the call (then the own kernel runs). The handle is kept only when creation succeeded (a
+// failed create may leave garbage in its output), and a failed workspace allocation is retried on
+// the next call instead of leaving a handle without workspace behind or failing the op.
 LtDevice* lt_device(int device, const lt::Api& api) {
   LtDevice& dev = lt_devices[device];
-  if (dev.handle == nullptr && api.create(&dev.handle) != lt::kSuccess) return nullptr;
-  // Separately from the handle: a failed (out-of-memory) allocation is retried on the next call
-  // instead of leaving a handle without workspace behind.
-  if (dev.workspace == nullptr) dev.workspace = alloc(device, kWorkspaceBytes);
+  if (dev.handle == nullptr) {
+    lt::Handle handle = nullptr;
+    if (api.create(&handle) != lt::kSuccess) return nullptr;
+    dev.handle = handle;
+  }
+  if (dev.workspace == nullptr) {
+    try {
+      dev.workspace = alloc(device, kWorkspaceBytes);
+    } catch (const Error& error) {
+      if (error.code() != "ERR_CUDA_OOM") throw;
+      return nullptr;
+    }
+  }
   return &dev;
+}
+
+// cuBLASLt's heuristic looks at the alignment of A, B, C and D only; the kernels it picks may read
+// the bias, a device alpha vector or the FP8 scale vectors 16 bytes at a time. A fused epilogue is
+// used only when those pointers are 16-byte aligned (every per-group pointer, for vectors indexed
+// by group); otherwise the call takes the unfused path.
+bool vector_aligned(const void* base, int64_t stride_bytes = 0) {
+  return base == nullptr || alignment_of(base, stride_bytes) >= 16;
 }
 
 // Asks the heuristic for the plan's candidates (up to 8, best first). The descriptors must be
@@ -373,7 +393,7 @@ Plan& matmul_plan(const MatmulArgs& a, int device, const lt::Api& api, LtDevice&
 // Returns false when cuBLASLt cannot serve this call (then the fallback kernel runs).
 bool matmul_cublaslt(const MatmulArgs& a) {
   const lt::Api* api = lt::api();
-  if (api == nullptr) return false;
+  if (api == nullptr || !vector_aligned(a.bias.data)) return false;
   const int device = a.out.device;
   std::lock_guard<std::mutex> lock(lt_mutex);
   LtDevice* dev = lt_device(device, *api);
@@ -399,6 +419,7 @@ bool linear_residual_cublaslt(const LinearResidualArgs& a, const float* gate_f32
   if (api == nullptr) return false;
   const int device = a.out.device;
   const bool gated = gate_f32 != nullptr;
+  if (!vector_aligned(gate_f32, a.n * static_cast<int64_t>(sizeof(float)))) return false;
   const int64_t rows = gated ? a.rows_per_group : a.rows;
   const int64_t groups = gated ? a.rows / a.rows_per_group : 1;
   const size_t element = dtype_size(a.out.dtype);
@@ -450,7 +471,7 @@ bool gemm_fp8_cublaslt(const TensorRef& out, const TensorRef& x_codes, const Ten
                        const TensorRef& w_codes, const TensorRef& w_scales, int64_t rows, int64_t n, int64_t k,
                        MatmulEpilogue epilogue) {
   const lt::Api* api = lt::api();
-  if (api == nullptr || fallback_forced()) return false;
+  if (api == nullptr || fallback_forced() || !vector_aligned(w_scales.data) || !vector_aligned(x_scales.data)) return false;
   const int device = out.device;
   const bool gelu = epilogue == MatmulEpilogue::gelu_tanh;
   std::lock_guard<std::mutex> lock(lt_mutex);

@@ -1,9 +1,16 @@
 // The CUDA runtime as the rest of the addon sees it: plain C++ declarations, no CUDA headers, so
 // the N-API glue compiles with or without the toolkit. Implemented in cuda/runtime.cu. Every
-// function throws sv::Error (ERR_CUDA, ERR_CUDA_OOM) on failure, with the failing call named.
+// function throws sv::Error (ERR_CUDA, ERR_CUDA_OOM, ERR_CUDA_FAULT) on failure, with the failing
+// call named, except those marked noexcept: they run in destructors and finalizers.
+//
+// Health: a sticky error (a kernel that faulted: illegal address, trap, misaligned access, ...)
+// leaves the device's CUDA context unusable for the rest of the process; CUDA cannot recover it.
+// The first such failure is recorded, and from then on every call on that device fails with
+// ERR_CUDA_FAULT naming it, instead of returning garbage or crashing.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace sv::cuda {
 
@@ -17,31 +24,94 @@ enum class CopyKind : int { host_to_device = 1, device_to_host = 2, device_to_de
 
 // Number of usable CUDA devices; 0 when there is no driver or no GPU (never throws).
 int device_count() noexcept;
-// Why device_count() is 0, for error messages ("no CUDA driver", ...).
+// Why device_count() is 0, for error messages ("no CUDA driver", "driver too old", ...).
 const char* unavailable_reason() noexcept;
 void device_info(int device, DeviceInfo* info);
+
+// The CUDA versions involved: `runtime` is the cudart this addon was built with (e.g. 13000), `driver`
+// the newest CUDA version the installed driver supports (0 without a driver), `driver_release` the
+// kernel module's version from /proc/driver/nvidia/version ("" when unknown), `driver_minimum` the
+// driver release the runtime needs (e.g. "580").
+struct VersionInfo {
+  int runtime = 0, driver = 0;
+  std::string driver_release, driver_minimum;
+};
+VersionInfo versions() noexcept;
+
+// The first sticky failure on `device`, or "" while the device is healthy.
+std::string device_fault(int device) noexcept;
+// Throws ERR_CUDA_FAULT when `device` has had a sticky failure.
+void require_healthy(int device);
+// Enqueues a kernel that traps, as a kernel bug would fault the device (tests of the fault path).
+void launch_fault(int device);
 
 // The device's work stream (a cudaStream_t). All kernels, copies and stream-ordered frees of the
 // addon go through it, so program order is execution order.
 void* stream(int device);
 
-// Stream-ordered device memory (cudaMallocAsync from the device's pool).
+// Stream-ordered device memory (cudaMallocAsync from the device's pool). When the pool cannot
+// serve a request, the device is synchronised and the pool's free memory returned to the driver
+// before one retry (the pool keeps freed blocks for reuse, which fragments); a second failure is
+// ERR_CUDA_OOM naming the request and the pool's and the driver's figures.
 void* alloc(int device, size_t bytes);
+// Waits for the device and returns the pool's unused memory to the driver, so that the driver's
+// free figure is what a new allocation of any size can get.
+void trim_pool(int device);
 void free_async(int device, void* ptr);
 void memset_async(int device, void* ptr, int value, size_t bytes);
 void copy_async(int device, void* dst, const void* src, size_t bytes, CopyKind kind);
 
-// Page-locked host staging buffers for copies. A released buffer is reused only after the work
-// queued on `device`'s stream so far has completed (device < 0: reusable at once).
+// Page-locked host staging buffers for copies, cached for reuse.
 void* staging_acquire(size_t bytes);
-void staging_release(void* buffer, int device);
+// Returns a buffer to the cache, reusable once the work queued on `device`'s stream so far has
+// completed (device < 0: at once).
+void staging_release(void* buffer, int device) noexcept;
+// Returns a buffer to the cache, reusable once `event` (from event_record, taken over) has
+// completed: the event of the buffer's last copy, so later work does not delay its reuse.
+void staging_release_after(void* buffer, void* event) noexcept;
 
 // Events: recorded on the device stream; host waits block only the calling (worker) thread.
 void* event_record(int device);
 void event_wait(void* event);
-void event_destroy(void* event);
+void event_destroy(void* event) noexcept;
 // Whether the work before `event` has finished (never blocks; a failure of that work throws).
 bool event_done(void* event);
+enum class EventState { pending, done, failed };
+// The same question without throwing: `failed` when that work (or the device) failed.
+EventState event_state(void* event) noexcept;
+
+// A staging buffer lent to one copy, released when the holder goes (after the copy's event when
+// one was recorded), whatever happened in between: constructors and workers that fail part-way
+// cannot leak it, and the release never throws.
+class StagingHold {
+ public:
+  explicit StagingHold(size_t bytes) : buffer_(staging_acquire(bytes)) {}
+  StagingHold(const StagingHold&) = delete;
+  StagingHold& operator=(const StagingHold&) = delete;
+  ~StagingHold() {
+    if (event_ != nullptr) {
+      staging_release_after(buffer_, event_);
+    } else {
+      staging_release(buffer_, device_);  // device_ < 0: no copy was enqueued, reusable at once
+    }
+  }
+  void* data() const { return buffer_; }
+  // Call right after enqueueing the copy that reads or writes the buffer on `device`: records the
+  // copy's event (wait on it with event()). Should recording fail, the release still waits for
+  // everything queued on `device`.
+  void copied_on(int device) {
+    device_ = device;
+    event_destroy(event_);
+    event_ = nullptr;
+    event_ = event_record(device);
+  }
+  void* event() const { return event_; }
+
+ private:
+  void* buffer_;
+  void* event_ = nullptr;
+  int device_ = -1;
+};
 
 void synchronize(int device);
 

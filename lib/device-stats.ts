@@ -38,6 +38,7 @@ interface StatsNative {
   cpuPendingJobs(): number;
   cudaPoolStats(device: number): CudaPoolStats;
   cudaResetPoolHigh(device: number): void;
+  cudaTrimPool(device: number): Promise<void>;
   gemmPlans(): GemmPlan[];
 }
 const n = native as unknown as StatsNative;
@@ -62,6 +63,17 @@ export function resetCudaPoolHigh(device?: DeviceSpec): void {
   const target = getDevice(device);
   if (!target.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU has no CUDA memory pool', { expected: 'a CUDA device', got: target.name });
   n.cudaResetPoolHigh(target.index);
+}
+
+/**
+ * Waits for the device, then returns the memory pool's unused blocks to the driver: afterwards the
+ * device's free memory (`device.info().freeBytes`) is what a new allocation of any size can get.
+ * (Freed blocks stay in the pool for reuse, and pieces of the wrong size cannot serve a request.)
+ */
+export async function trimCudaPool(device?: DeviceSpec): Promise<void> {
+  const target = getDevice(device);
+  if (!target.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU has no CUDA memory pool', { expected: 'a CUDA device', got: target.name });
+  await n.cudaTrimPool(target.index);
 }
 
 /** Every cuBLASLt plan made so far (none on the CPU or without cuBLASLt). */

@@ -116,19 +116,46 @@ export function defaultDevice(): Device {
   return cudaAvailable() ? Device.cuda(0) : Device.cpu;
 }
 
+/** CUDA versions: the runtime this addon carries and what the installed driver supports. */
+export interface CudaVersions {
+  /** The addon's CUDA runtime, e.g. '13.0' ('' in builds without CUDA). */
+  runtime: string;
+  /** The newest CUDA version the installed driver supports ('' without a driver). */
+  driver: string;
+  /** The NVIDIA kernel module's release, e.g. '580.65.06' ('' when unknown). */
+  driverRelease: string;
+  /** The driver release the runtime needs, e.g. '580'. */
+  driverMinimum: string;
+}
+
+function versionText(version: number): string {
+  return version > 0 ? `${Math.floor(version / 1000)}.${Math.floor((version % 1000) / 10)}` : '';
+}
+
 /** What this build and host can do, for diagnostics (`stepvideo info`). */
 export function backendInfo(): {
   cudaCompiled: boolean;
   cudaArchitectures: string;
   cudaDevices: number;
   cudaUnavailableReason: string;
+  cudaVersions: CudaVersions;
   cpuThreads: number;
 } {
+  const v = native.cudaVersions();
   return {
     cudaCompiled: native.build.cuda,
     cudaArchitectures: native.build.cudaArchitectures,
     cudaDevices: cudaDeviceCount(),
     cudaUnavailableReason: cudaUnavailableReason(),
+    cudaVersions: { runtime: versionText(v.runtime), driver: versionText(v.driver), driverRelease: v.driverRelease, driverMinimum: v.driverMinimum },
     cpuThreads: native.cpuThreadCount(),
   };
+}
+
+/**
+ * The first GPU fault that left the device unusable ('' while it is healthy). After a fault every
+ * call on the device fails with ERR_CUDA_FAULT naming it; only a new process recovers.
+ */
+export function deviceFault(device: Device): string {
+  return device.isCuda ? native.cudaDeviceFault(device.index) : '';
 }

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'ERR_TOKENIZER' // a tokenizer model or vocabulary is malformed
   | 'ERR_CUDA' // a CUDA call or kernel failed
   | 'ERR_CUDA_OOM' // GPU memory exhausted
+  | 'ERR_CUDA_FAULT' // a kernel faulted: the device is unusable until the process restarts
   | 'ERR_OOM' // host memory exhausted
   | 'ERR_DISPOSED' // a tensor or model was used after dispose()
   | 'ERR_ABORTED' // the caller's AbortSignal fired

@@ -43,6 +43,8 @@ export interface NativeAddon {
   cudaDeviceCount(): number;
   cudaUnavailableReason(): string;
   cudaDeviceInfo(device: number): NativeDeviceInfo;
+  cudaVersions(): { runtime: number; driver: number; driverRelease: string; driverMinimum: string };
+  cudaDeviceFault(device: number): string;
   memoryStats(device: number): NativeMemoryStats;
   resetPeak(device: number): void;
   synchronize(device: number): Promise<void>;

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,9 +48,11 @@ class DeviceWait {
 #endif
     }
   }
+  DeviceWait(const DeviceWait&) = delete;
+  DeviceWait& operator=(const DeviceWait&) = delete;
   ~DeviceWait() {
 #ifdef SV_WITH_CUDA
-    if (event_) cuda::event_destroy(event_);
+    cuda::event_destroy(event_);
 #endif
   }
   // Blocks the calling (worker) thread; rethrows a failure of the queued work.
@@ -82,6 +85,7 @@ class SyncWorker : public napi::PromiseWorker {
 
 // Reads a tensor into a fresh ArrayBuffer. The device-to-host copy is enqueued at call time (so
 // it is ordered after the ops that produce the tensor); the worker thread only waits and copies.
+// On CUDA the copy goes through a pinned staging buffer, released with the copy's own event.
 class ReadWorker : public napi::PromiseWorker {
  public:
   ReadWorker(Napi::Env env, NativeTensor* tensor) : PromiseWorker(env), storage_(tensor->storage()) {
@@ -103,18 +107,11 @@ class ReadWorker : public napi::PromiseWorker {
     } else {
 #ifdef SV_WITH_CUDA
       device_ = ref.device;
-      staging_ = cuda::staging_acquire(bytes_);
-      cuda::copy_async(ref.device, staging_, ref.data, bytes_, cuda::CopyKind::device_to_host);
-      event_ = cuda::event_record(ref.device);
+      staging_ = std::make_unique<cuda::StagingHold>(bytes_);
+      cuda::copy_async(ref.device, staging_->data(), ref.data, bytes_, cuda::CopyKind::device_to_host);
+      staging_->copied_on(ref.device);
 #endif
     }
-  }
-  ~ReadWorker() override {
-#ifdef SV_WITH_CUDA
-    // The worker has waited on event_ (or never ran); either way release after queued work.
-    if (staging_) cuda::staging_release(staging_, device_);
-    if (event_) cuda::event_destroy(event_);
-#endif
   }
 
  protected:
@@ -124,8 +121,8 @@ class ReadWorker : public napi::PromiseWorker {
       fence_.get();  // surfaces a failure of an op that produced this tensor
     } else {
 #ifdef SV_WITH_CUDA
-      cuda::event_wait(event_);
-      std::memcpy(target_, staging_, bytes_);
+      cuda::event_wait(staging_->event());
+      std::memcpy(target_, staging_->data(), bytes_);
 #endif
     }
   }
@@ -143,8 +140,9 @@ class ReadWorker : public napi::PromiseWorker {
   void* target_ = nullptr;
   int device_ = kCpuDevice;
   std::future<void> ready_, fence_;
-  void* staging_ = nullptr;
-  void* event_ = nullptr;
+#ifdef SV_WITH_CUDA
+  std::unique_ptr<cuda::StagingHold> staging_;
+#endif
 };
 
 // Copies a tensor to a tensor of the same dtype and size on another device.
@@ -154,17 +152,11 @@ class TransferWorker : public napi::PromiseWorker {
       : PromiseWorker(env), dst_(dst->ref()), src_(src->ref()), keep_dst_(dst->storage()), keep_src_(src->storage()),
         src_wait_(src->device()) {
 #ifdef SV_WITH_CUDA
-    if (src_.device != kCpuDevice) staging_ = cuda::staging_acquire(src_.bytes());
     if (src_.device != kCpuDevice) {
-      cuda::copy_async(src_.device, staging_, src_.data, src_.bytes(), cuda::CopyKind::device_to_host);
-      copied_ = cuda::event_record(src_.device);
+      staging_ = std::make_unique<cuda::StagingHold>(src_.bytes());
+      cuda::copy_async(src_.device, staging_->data(), src_.data, src_.bytes(), cuda::CopyKind::device_to_host);
+      staging_->copied_on(src_.device);
     }
-#endif
-  }
-  ~TransferWorker() override {
-#ifdef SV_WITH_CUDA
-    if (staging_) cuda::staging_release(staging_, src_.device);
-    if (copied_) cuda::event_destroy(copied_);
 #endif
   }
 
@@ -173,23 +165,22 @@ class TransferWorker : public napi::PromiseWorker {
     src_wait_.wait();
 #ifdef SV_WITH_CUDA
     if (src_.device != kCpuDevice) {
-      cuda::event_wait(copied_);
+      cuda::event_wait(staging_->event());
       if (dst_.device == kCpuDevice) {
-        std::memcpy(dst_.data, staging_, src_.bytes());
+        std::memcpy(dst_.data, staging_->data(), src_.bytes());
       } else {
-        cuda::copy_async(dst_.device, dst_.data, staging_, src_.bytes(), cuda::CopyKind::host_to_device);
-        cuda::synchronize(dst_.device);
+        cuda::copy_async(dst_.device, dst_.data, staging_->data(), src_.bytes(), cuda::CopyKind::host_to_device);
+        staging_->copied_on(dst_.device);
+        cuda::event_wait(staging_->event());
       }
       return;
     }
     if (dst_.device != kCpuDevice) {  // host to device through a staging buffer
-      void* staging = cuda::staging_acquire(src_.bytes());
-      std::memcpy(staging, src_.data, src_.bytes());
-      cuda::copy_async(dst_.device, dst_.data, staging, src_.bytes(), cuda::CopyKind::host_to_device);
-      void* event = cuda::event_record(dst_.device);
-      cuda::event_wait(event);
-      cuda::event_destroy(event);
-      cuda::staging_release(staging, -1);
+      cuda::StagingHold staging(src_.bytes());
+      std::memcpy(staging.data(), src_.data, src_.bytes());
+      cuda::copy_async(dst_.device, dst_.data, staging.data(), src_.bytes(), cuda::CopyKind::host_to_device);
+      staging.copied_on(dst_.device);
+      cuda::event_wait(staging.event());
       return;
     }
 #endif
@@ -200,8 +191,9 @@ class TransferWorker : public napi::PromiseWorker {
   TensorRef dst_, src_;
   std::shared_ptr<Storage> keep_dst_, keep_src_;
   DeviceWait src_wait_;
-  void* staging_ = nullptr;
-  void* copied_ = nullptr;
+#ifdef SV_WITH_CUDA
+  std::unique_ptr<cuda::StagingHold> staging_;
+#endif
 };
 
 }  // namespace
@@ -226,10 +218,10 @@ SV_EXPORT(tensor_write) {
     enqueue_on_cpu({tensor}, [copy, ref, src_dtype] { cpu::convert(ref.data, ref.dtype, copy->data(), src_dtype, ref.numel()); });
   } else {
 #ifdef SV_WITH_CUDA
-    void* staging = cuda::staging_acquire(ref.bytes());
-    cpu::convert(staging, ref.dtype, data, src_dtype, ref.numel());
-    cuda::copy_async(ref.device, ref.data, staging, ref.bytes(), cuda::CopyKind::host_to_device);
-    cuda::staging_release(staging, ref.device);
+    cuda::StagingHold staging(ref.bytes());
+    cpu::convert(staging.data(), ref.dtype, data, src_dtype, ref.numel());
+    cuda::copy_async(ref.device, ref.data, staging.data(), ref.bytes(), cuda::CopyKind::host_to_device);
+    staging.copied_on(ref.device);
 #else
     fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
 #endif
@@ -289,6 +281,25 @@ SV_EXPORT(cuda_unavailable_reason) {
 #endif
 }
 
+// cudaVersions() -> { runtime, driver, driverRelease, driverMinimum }: CUDA versions as numbers
+// (13000 = 13.0; driver 0 = no driver), the kernel module's release and the one the runtime needs.
+SV_EXPORT(cuda_versions) {
+  Napi::Object result = Napi::Object::New(info.Env());
+#ifdef SV_WITH_CUDA
+  const cuda::VersionInfo v = cuda::versions();
+  result.Set("runtime", Napi::Number::New(info.Env(), v.runtime));
+  result.Set("driver", Napi::Number::New(info.Env(), v.driver));
+  result.Set("driverRelease", Napi::String::New(info.Env(), v.driver_release));
+  result.Set("driverMinimum", Napi::String::New(info.Env(), v.driver_minimum));
+#else
+  result.Set("runtime", Napi::Number::New(info.Env(), 0));
+  result.Set("driver", Napi::Number::New(info.Env(), 0));
+  result.Set("driverRelease", Napi::String::New(info.Env(), ""));
+  result.Set("driverMinimum", Napi::String::New(info.Env(), ""));
+#endif
+  return result;
+}
+
 SV_EXPORT(cuda_device_info) {
   int device = static_cast<int>(napi::arg_int(info, 0, "device"));
 #ifdef SV_WITH_CUDA
@@ -329,6 +340,7 @@ void register_device_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDeviceCount", Napi::Function::New(env, cuda_device_count));
   exports.Set("cudaUnavailableReason", Napi::Function::New(env, cuda_unavailable_reason));
   exports.Set("cudaDeviceInfo", Napi::Function::New(env, cuda_device_info));
+  exports.Set("cudaVersions", Napi::Function::New(env, cuda_versions));
   exports.Set("setPoison", Napi::Function::New(env, set_poison_flag));
   exports.Set("cpuThreadCount", Napi::Function::New(env, cpu_thread_count));
   exports.Set("setErrorFactory", Napi::Function::New(env, set_error_factory_fn));

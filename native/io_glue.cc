@@ -143,11 +143,14 @@ class LoadWorker : public napi::PromiseWorker {
                          static_cast<size_t>(n * dst_size), cuda::CopyKind::host_to_device);
         done[slot] = cuda::event_record(entry.dst.device);
       }
+      // Resolve once the data is on the device (loads are timed and awaited as complete).
+      for (void* event : done)
+        if (event) cuda::event_wait(event);
     } catch (...) {
-      release(staging, done);
+      release(staging, done, entry.dst.device);
       throw;
     }
-    release(staging, done);
+    release(staging, done, entry.dst.device);
 #else
     (void)fd;
     (void)entry;
@@ -156,11 +159,18 @@ class LoadWorker : public napi::PromiseWorker {
   }
 
 #ifdef SV_WITH_CUDA
-  static void release(void* staging[2], void* done[2]) {
+  // Returns both buffers to the staging cache, each reusable once its last upload has finished
+  // (never throws: this also runs while an error propagates).
+  static void release(void* staging[2], void* done[2], int device) noexcept {
     for (int i = 0; i < 2; i++) {
-      if (done[i]) cuda::event_wait(done[i]);
-      if (done[i]) cuda::event_destroy(done[i]);
-      if (staging[i]) cuda::staging_release(staging[i], -1);
+      if (staging[i] && done[i]) {
+        cuda::staging_release_after(staging[i], done[i]);
+      } else if (staging[i]) {
+        cuda::staging_release(staging[i], device);  // an upload may be queued without its event
+      } else {
+        cuda::event_destroy(done[i]);
+      }
+      staging[i] = done[i] = nullptr;
     }
   }
 #endif

@@ -4,6 +4,7 @@
 // stream).
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -41,13 +42,12 @@ struct PendingUpload {
 std::mutex pending_mutex;
 std::vector<PendingUpload> pending_uploads;
 
-void prune_uploads() {
+// Drops the uploads that have finished, or failed (a device fault: the source will never be read
+// again, and the fault is reported by the next call on the device). Never throws.
+void prune_uploads() noexcept {
   std::lock_guard<std::mutex> lock(pending_mutex);
-  std::vector<PendingUpload> still;
-  for (PendingUpload& p : pending_uploads) {
-    if (!cuda::event_done(p.done->event)) still.push_back(std::move(p));
-  }
-  pending_uploads.swap(still);
+  auto finished = [](const PendingUpload& p) { return cuda::event_state(p.done->event) != cuda::EventState::pending; };
+  pending_uploads.erase(std::remove_if(pending_uploads.begin(), pending_uploads.end(), finished), pending_uploads.end());
 }
 #endif
 
@@ -90,6 +90,52 @@ SV_EXPORT(cuda_reset_pool_high) {
   int device = checked_device(info, 0);
   SV_CHECK(device >= 0, "ERR_DEVICE", "cudaResetPoolHigh: the CPU has no CUDA memory pool");
   SV_CUDA_ONLY(cuda::reset_pool_high(device));
+  return info.Env().Undefined();
+}
+
+#ifdef SV_WITH_CUDA
+class TrimWorker : public napi::PromiseWorker {
+ public:
+  TrimWorker(Napi::Env env, int device) : PromiseWorker(env), device_(device) {}
+
+ protected:
+  void run() override { cuda::trim_pool(device_); }
+
+ private:
+  int device_;
+};
+#endif
+
+// cudaTrimPool(device) -> Promise: waits for the device (on a worker thread), then returns the
+// pool's unused memory to the driver, so the driver's free figure is what an allocation of any
+// size can get.
+SV_EXPORT(cuda_trim_pool) {
+  int device = checked_device(info, 0);
+  SV_CHECK(device >= 0, "ERR_DEVICE", "cudaTrimPool: the CPU has no CUDA memory pool");
+#ifdef SV_WITH_CUDA
+  return napi::start(new TrimWorker(info.Env(), device));
+#else
+  fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
+#endif
+}
+
+// cudaDeviceFault(device) -> the first GPU fault that made the device unusable, or "" (healthy).
+SV_EXPORT(cuda_device_fault) {
+  int device = checked_device(info, 0);
+#ifdef SV_WITH_CUDA
+  return Napi::String::New(info.Env(), device >= 0 ? cuda::device_fault(device) : "");
+#else
+  return Napi::String::New(info.Env(), "");
+#endif
+}
+
+// debugFaultDevice(device): launches a kernel that traps, the way a kernel bug faults a GPU. The
+// device is unusable for the rest of the process afterwards: only for tests of the fault path,
+// in a process of their own.
+SV_EXPORT(debug_fault_device) {
+  int device = checked_device(info, 0);
+  SV_CHECK(device >= 0, "ERR_DEVICE", "debugFaultDevice: needs a CUDA device");
+  SV_CUDA_ONLY(cuda::launch_fault(device));
   return info.Env().Undefined();
 }
 
@@ -174,6 +220,9 @@ void register_perf_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuPendingJobs", Napi::Function::New(env, cpu_pending_jobs));
   exports.Set("cudaPoolStats", Napi::Function::New(env, cuda_pool_stats));
   exports.Set("cudaResetPoolHigh", Napi::Function::New(env, cuda_reset_pool_high));
+  exports.Set("cudaTrimPool", Napi::Function::New(env, cuda_trim_pool));
+  exports.Set("cudaDeviceFault", Napi::Function::New(env, cuda_device_fault));
+  exports.Set("debugFaultDevice", Napi::Function::New(env, debug_fault_device));
   exports.Set("gemmPlans", Napi::Function::New(env, gemm_plans));
   exports.Set("streamUpload", Napi::Function::New(env, stream_upload));
   exports.Set("streamWait", Napi::Function::New(env, stream_wait));

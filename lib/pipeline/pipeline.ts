@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { cudaPoolStats } from '../device-stats.js';
+import { trimCudaPool } from '../device-stats.js';
 import { type Device, type DeviceSpec, getDevice } from '../device.js';
 import { StepVideoError, isStepVideoError, throwIfAborted } from '../errors.js';
 import type { HostTensor } from '../io/safetensors.js';
@@ -164,7 +164,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
         vae: 2 * specBytes(decoderWeightSpec(dims.vae), bytes.model),
       };
       const total = Object.values(weights).reduce((a, b) => a + b, 0);
-      requireMemory('the model weights', Math.ceil(total * 1.1), weights, device, freeBytes(device));
+      requireMemory('the model weights', Math.ceil(total * 1.1), weights, device, await freeBytes(device));
     }
 
     const loadProgress = (part: ModelPart) => (p: { loadedBytes: number; totalBytes: number }) =>
@@ -213,10 +213,6 @@ export class StepVideo implements Disposable, AsyncDisposable {
     for (const warning of job.warnings) onWarning?.(warning);
     const { frames, height, width } = job.size;
     const guidance = job.settings.cfgScale > 1;
-    if (this.#checkMemory) {
-      const estimate = estimateJobMemory(this.dims, { ...job.size, guidance }, computeBytes(this.dtype), this.#queue);
-      requireMemory(`a ${frames}-frame ${width}x${height} video`, estimate.peakBytes, estimate.stages, this.device, freeBytes(this.device));
-    }
     const tokens = this.text.stepTokenizer.tokenize(job.captionRows[0]!).length;
     if (tokens > LLM_TOKENS - 2) onWarning?.(`the prompt (with the positive magic) is ${tokens} Step-LLM tokens long: only the first ${LLM_TOKENS - 2} are used`);
 
@@ -225,6 +221,11 @@ export class StepVideo implements Disposable, AsyncDisposable {
     try {
       throwIfAborted(signal, 'generation');
       this.#requireLive();
+      // Checked once the device is ours (the jobs before this one have freed their memory), before any work.
+      if (this.#checkMemory) {
+        const estimate = estimateJobMemory(this.dims, { ...job.size, guidance }, computeBytes(this.dtype), this.#queue);
+        requireMemory(`a ${frames}-frame ${width}x${height} video`, estimate.peakBytes, estimate.stages, this.device, await freeBytes(this.device));
+      }
       const textStarted = performance.now();
       onProgress?.({ stage: 'text', done: false, elapsedMs: 0, fraction: 0 });
       const captions = await this.text.encodePrompts(job.captionRows, signal ? { signal } : {});
@@ -315,7 +316,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const W = w * SPATIAL_FACTOR;
     if (this.#checkMemory) {
       const estimate = estimateJobMemory(this.dims, { frames, height: H, width: W, guidance: false }, computeBytes(this.dtype), this.#queue);
-      requireMemory(`decoding ${frames} frames of ${W}x${H}`, B * estimate.stages.decode, { decode: B * estimate.stages.decode }, this.device, freeBytes(this.device));
+      requireMemory(`decoding ${frames} frames of ${W}x${H}`, B * estimate.stages.decode, { decode: B * estimate.stages.decode }, this.device, await freeBytes(this.device));
     }
     const out = new Float32Array(B * frames * 3 * H * W);
     using input = Tensor.from(latents, [...shape], { dtype: 'f32', device: this.device });
@@ -388,18 +389,13 @@ export class StepVideo implements Disposable, AsyncDisposable {
 
 /**
  * Memory a new allocation can use: the host's available memory, or on a GPU the driver's free
- * memory plus what the allocator's pool holds unused (it serves allocations before the driver).
+ * memory once the allocator's pool has returned its unused blocks (waits for the device). Pooled
+ * free memory is not counted as such: it may be in pieces too small for the request.
  */
-function freeBytes(device: Device): number {
+async function freeBytes(device: Device): Promise<number> {
   if (!device.isCuda) return os.freemem();
-  let pooled = 0;
-  try {
-    const pool = cudaPoolStats(device);
-    pooled = Math.max(0, pool.reservedBytes - pool.usedBytes);
-  } catch {
-    // No pool statistics from this build: the driver's figure alone (the check only gets stricter).
-  }
-  return device.info().freeBytes + pooled;
+  await trimCudaPool(device);
+  return device.info().freeBytes;
 }
 
 function computeBytes(dtype: ComputeDType): ComputeBytes {

@@ -3,7 +3,9 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
+#include "../cast.h"
 #include "../dtype.h"
 #include "../error.h"
 #include "../tensor_ref.h"
@@ -42,31 +44,30 @@ template <>
 inline f16_t from_double<f16_t>(double v) {
   return f16_t{f32_to_f16(static_cast<float>(v))};
 }
-// Float-to-integer conversions truncate toward zero and saturate, with NaN -> 0, so a bad value
-// can never be undefined behaviour.
-template <typename I>
-inline I saturate(double v) {
-  if (!(v == v)) return 0;
-  if (v <= static_cast<double>(INT64_MIN)) return static_cast<I>(INT64_MIN);
-  if (v >= 9.2233720368547748e18) return static_cast<I>(INT64_MAX);
-  return static_cast<I>(static_cast<int64_t>(v));
-}
+// Float-to-integer conversions follow native/cast.h: truncation toward zero, saturation, NaN -> 0.
 template <>
 inline int32_t from_double<int32_t>(double v) {
-  if (!(v == v)) return 0;
-  if (v <= -2147483648.0) return INT32_MIN;
-  if (v >= 2147483647.0) return INT32_MAX;
-  return static_cast<int32_t>(v);
+  return cast::from_real<int32_t>(v);
 }
 template <>
 inline int64_t from_double<int64_t>(double v) {
-  return saturate<int64_t>(v);
+  return cast::from_real<int64_t>(v);
 }
 template <>
 inline uint8_t from_double<uint8_t>(double v) {
-  if (!(v == v) || v <= 0.0) return 0;
-  if (v >= 255.0) return 255;
-  return static_cast<uint8_t>(v);
+  return cast::from_real<uint8_t>(v);
+}
+
+// One element from S to D by the shared conversion rules (native/cast.h).
+template <typename S, typename D>
+inline D convert_value(S v) {
+  if constexpr (std::is_integral_v<S> && std::is_integral_v<D>) {
+    return cast::from_integer<D>(static_cast<int64_t>(v));
+  } else if constexpr (std::is_integral_v<S>) {
+    return from_double<D>(static_cast<float>(v));  // one rounding to f32 (not via f64: no double rounding)
+  } else {
+    return from_double<D>(to_double(v));  // float values are exact in f64
+  }
 }
 
 // Calls fn(T{}) with T the storage type of `dtype`.

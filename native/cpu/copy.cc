@@ -14,7 +14,7 @@ void copy_typed(const CopyArgs& a) {
   D* dst = static_cast<D*>(a.dst.data) + a.dst_offset;
   const int nd = a.ndim;
   if (nd == 0) {
-    dst[0] = from_double<D>(to_double(src[0]));
+    dst[0] = convert_value<S, D>(src[0]);
     return;
   }
   const int64_t inner = a.shape[nd - 1];
@@ -39,7 +39,7 @@ void copy_typed(const CopyArgs& a) {
           continue;
         }
       }
-      for (int64_t j = 0; j < inner; j++) d[j * d_inner] = from_double<D>(to_double(s[j * s_inner]));
+      for (int64_t j = 0; j < inner; j++) d[j * d_inner] = convert_value<S, D>(s[j * s_inner]);
     }
   });
 }
@@ -93,7 +93,7 @@ void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64
       using D = decltype(d);
       const S* in = static_cast<const S*>(src);
       D* out = static_cast<D*>(dst);
-      for (int64_t i = 0; i < count; i++) out[i] = from_double<D>(to_double(in[i]));
+      for (int64_t i = 0; i < count; i++) out[i] = convert_value<S, D>(in[i]);
     });
   });
 }

@@ -1,5 +1,5 @@
 // `stepvideo info`: what this build and host can do.
-import { backendInfo, cudaDeviceCount, getDevice } from '../../device.js';
+import { backendInfo, cudaDeviceCount, deviceFault, getDevice } from '../../device.js';
 import type { CommandContext } from './types.js';
 
 export async function infoCommand(argv: readonly string[], context: CommandContext): Promise<number> {
@@ -7,13 +7,23 @@ export async function infoCommand(argv: readonly string[], context: CommandConte
   const lines = [
     `stepvideo ${process.versions.node ? `on Node ${process.versions.node}` : ''}`,
     `CPU backend: ${info.cpuThreads} threads`,
-    `CUDA backend compiled: ${info.cudaCompiled ? `yes (${info.cudaArchitectures})` : 'no'}`,
+    `CUDA backend compiled: ${info.cudaCompiled ? `yes (${info.cudaArchitectures}, runtime ${info.cudaVersions.runtime})` : 'no'}`,
   ];
+  if (info.cudaCompiled) {
+    const { driver, driverRelease, driverMinimum } = info.cudaVersions;
+    const release = driverRelease ? `driver ${driverRelease}, ` : '';
+    lines.push(`NVIDIA driver: ${driver ? `${release}CUDA ${driver}` : 'not found'} (the runtime needs driver ${driverMinimum} or later)`);
+  }
   const count = cudaDeviceCount();
   if (count === 0) {
     lines.push(`CUDA devices: none (${info.cudaUnavailableReason})`);
   } else {
     for (let i = 0; i < count; i++) {
+      const fault = deviceFault(getDevice(`cuda:${i}`));
+      if (fault) {
+        lines.push(`cuda:${i}: unusable after a GPU fault (${fault})`);
+        continue;
+      }
       const d = getDevice(`cuda:${i}`).info();
       lines.push(`cuda:${i}: ${d.name}, sm_${d.computeCapability.replace('.', '')}, ${d.multiprocessors} SMs, ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB (${(d.freeBytes / 2 ** 30).toFixed(1)} GiB free)`);
     }

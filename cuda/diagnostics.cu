@@ -1,0 +1,19 @@
+// A kernel that faults on purpose, so tests can prove what a GPU fault does to the process: the
+// device becomes unusable (a sticky error), every later call says why, and nothing crashes.
+#include "common.cuh"
+
+namespace sv::cuda {
+namespace {
+
+__global__ void trap_kernel() { __trap(); }
+
+}  // namespace
+
+void launch_fault(int device) {
+  require_healthy(device);
+  use_device(device);
+  trap_kernel<<<1, 1, 0, static_cast<cudaStream_t>(stream(device))>>>();
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sv::cuda
