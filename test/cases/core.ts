@@ -1,6 +1,7 @@
 // The foundation ops as test cases (see ./types.ts).
+import type { DType } from '../../lib/dtype.js';
 import * as ops from '../../lib/ops.js';
-import type { Tensor } from '../../lib/tensor.js';
+import { Tensor } from '../../lib/tensor.js';
 import { Rng, randn, randu } from '../helpers/random.js';
 
 import type { OpCase, OpInput } from './types.js';
@@ -210,7 +211,7 @@ export function coreCases(): OpCase[] {
       });
     }
   }
-  // Data movement: permute, slice, concat, expand, cast round trip.
+  // Data movement: permute, slice, concat, expand: exact by construction on every backend.
   {
     const shape = [2, 3, 5, 7];
     const rng = new Rng(70);
@@ -229,7 +230,7 @@ export function coreCases(): OpCase[] {
         }
         return r;
       },
-      tolerance: 0,
+      exact: true,
     });
     cases.push({
       name: 'slice middle axis',
@@ -245,7 +246,7 @@ export function coreCases(): OpCase[] {
         }
         return r;
       },
-      tolerance: 0,
+      exact: true,
     });
     cases.push({
       name: 'concat axis 1',
@@ -261,7 +262,7 @@ export function coreCases(): OpCase[] {
             for (let k = 0; k < 4; k++) r[i * 32 + j * 4 + k] = j < 3 ? a![i * 12 + j * 4 + k]! : b![i * 20 + (j - 3) * 4 + k]!;
         return r;
       },
-      tolerance: 0,
+      exact: true,
     });
     cases.push({
       name: 'expand',
@@ -275,10 +276,122 @@ export function coreCases(): OpCase[] {
         }
         return r;
       },
-      tolerance: 0,
+      exact: true,
     });
   }
-  return cases;
+  return [...cases, ...castAndFillCases()];
+}
+
+// ---- casts and fills: one conversion rule on both backends ----
+// float -> integer: truncate toward zero, saturate to the range, NaN -> 0. integer -> integer:
+// saturate. integer -> float: round to nearest even into f32, then (bf16, f16) round to nearest
+// even again, i.e. through f32. float -> float: round to nearest even (overflow to infinity, NaN
+// stays NaN). Filling an integer tensor converts its (double) value by the float -> integer rule.
+// Expected values are written out by hand from the rule; i64 results are read as their two i32
+// words (low first), so every bit is compared.
+
+const I32_MAX = 2147483647;
+const I32_MIN = -2147483648;
+const I64_MAX = (1n << 63n) - 1n;
+const I64_MIN = -(1n << 63n);
+
+/** The case's one input only says where to run (its device). */
+const anchor: OpInput = { shape: [1], data: new Float32Array(1) };
+
+function i64Words(values: ReadonlyArray<number | bigint>): Float64Array {
+  return Float64Array.from(values.flatMap((v) => [Number(BigInt.asIntN(32, BigInt(v))), Number(BigInt.asIntN(32, BigInt(v) >> 32n))]));
+}
+
+/** An i64 result as an [n, 2] i32 view of its words; other dtypes as they are. */
+function asWords(t: Tensor): Tensor {
+  if (t.dtype !== 'i64') return t;
+  using wide = t;
+  return wide.viewAs([wide.numel, 2], 'i32', 0);
+}
+
+function hostArray(dtype: DType, values: ReadonlyArray<number | bigint>): Float32Array | Int32Array | BigInt64Array | Uint8Array {
+  if (dtype === 'i64') return BigInt64Array.from(values, (v) => BigInt(v));
+  if (dtype === 'i32') return Int32Array.from(values, Number);
+  if (dtype === 'u8') return Uint8Array.from(values, Number);
+  return Float32Array.from(values, Number); // f32, or bf16/f16-representable values converted exactly on upload
+}
+
+function expectedValues(dtype: DType, values: ReadonlyArray<number | bigint>): Float64Array {
+  return dtype === 'i64' ? i64Words(values) : Float64Array.from(values, Number);
+}
+
+function castCase(from: DType, to: DType, pairs: Array<[number | bigint, number | bigint]>, what: string): OpCase {
+  const source = hostArray(from, pairs.map(([x]) => x));
+  return {
+    name: `cast ${from} -> ${to}: ${what}`,
+    inputs: [anchor],
+    run: ([where]) => {
+      using x = Tensor.from(source, [source.length], { dtype: from, device: where!.device });
+      return asWords(ops.cast(x, to));
+    },
+    reference: () => expectedValues(to, pairs.map(([, y]) => y)),
+    exact: true,
+    bf16: false, // the case names its own dtypes
+  };
+}
+
+function fillCase(dtype: DType, value: number, expected: number | bigint, what: string): OpCase {
+  return {
+    name: `fill ${dtype} with ${value}: ${what}`,
+    inputs: [anchor],
+    run: ([where]) => asWords(Tensor.full([3], value, dtype, where!.device)),
+    reference: () => expectedValues(dtype, [expected, expected, expected]),
+    exact: true,
+    bf16: false,
+  };
+}
+
+function castAndFillCases(): OpCase[] {
+  const f32Below2to31 = 2147483520; // the largest f32 below 2^31
+  const f32Below2to63 = 2 ** 63 - 2 ** 39; // the largest f32 below 2^63
+  const trap = 2n ** 60n + 2n ** 36n + 1n; // to f32 directly: 2^60 + 2^37; through a double first: 2^60 (a tie)
+  return [
+    castCase('f32', 'i32', [[0.9, 0], [-0.9, 0], [2.5, 2], [-2.5, -2], [-7.99, -7], [16777216, 16777216], [f32Below2to31, f32Below2to31],
+      [2 ** 31, I32_MAX], [-(2 ** 31), I32_MIN], [-(2 ** 31) - 256, I32_MIN], [1e10, I32_MAX], [-1e10, I32_MIN], [Infinity, I32_MAX], [-Infinity, I32_MIN], [NaN, 0]],
+    'truncates toward zero, saturates, NaN -> 0'),
+    castCase('bf16', 'i32', [[-3.5, -3], [2.75, 2], [2 ** 31, I32_MAX], [-(2 ** 31), I32_MIN], [2 ** 32, I32_MAX], [-(2 ** 40), I32_MIN], [NaN, 0], [-Infinity, I32_MIN]],
+      'the same rule from bf16'),
+    castCase('f32', 'u8', [[0.99, 0], [1, 1], [254.9, 254], [255.5, 255], [256, 255], [1000, 255], [-0.5, 0], [-1, 0], [-1000, 0], [NaN, 0], [Infinity, 255], [-Infinity, 0]],
+      'saturates to [0, 255]'),
+    castCase('f32', 'i64', [[2 ** 62, 2n ** 62n], [-(2 ** 62), -(2n ** 62n)], [f32Below2to63, BigInt(f32Below2to63)], [2 ** 63, I64_MAX], [-(2 ** 63), I64_MIN],
+      [1e19, I64_MAX], [-1e19, I64_MIN], [1e30, I64_MAX], [1.5, 1], [-1.5, -1], [NaN, 0], [Infinity, I64_MAX], [-Infinity, I64_MIN]],
+    'exact below 2^63, saturates at and beyond it'),
+    castCase('i32', 'u8', [[I32_MIN, 0], [-1, 0], [0, 0], [255, 255], [256, 255], [I32_MAX, 255]], 'saturates, never wraps'),
+    castCase('i32', 'i64', [[I32_MIN, I32_MIN], [-1, -1], [0, 0], [I32_MAX, I32_MAX]], 'sign-extends'),
+    castCase('i64', 'i32', [[I64_MIN, I32_MIN], [-(2n ** 31n) - 1n, I32_MIN], [-(2n ** 31n), I32_MIN], [-1n, -1], [2n ** 31n - 1n, I32_MAX], [2n ** 31n, I32_MAX], [2n ** 40n, I32_MAX], [I64_MAX, I32_MAX]],
+      'saturates, never wraps'),
+    castCase('i64', 'u8', [[-1n, 0], [0n, 0], [255n, 255], [256n, 255], [I64_MAX, 255], [I64_MIN, 0]], 'saturates'),
+    castCase('u8', 'i32', [[0, 0], [127, 127], [128, 128], [255, 255]], 'unsigned'),
+    castCase('i32', 'f32', [[16777217, 16777216], [16777219, 16777220], [-16777217, -16777216], [I32_MAX, 2 ** 31], [I32_MIN, -(2 ** 31)]], 'round to nearest even'),
+    castCase('i64', 'f32', [[trap, 2 ** 60 + 2 ** 37], [-trap, -(2 ** 60 + 2 ** 37)], [2n ** 53n + 1n, 2 ** 53], [I64_MAX, 2 ** 63], [I64_MIN, -(2 ** 63)], [16777219n, 16777220]],
+      'one rounding to f32 (never through a double)'),
+    castCase('i32', 'bf16', [[257, 256], [259, 260], [2 ** 24 + 2 ** 16 + 1, 2 ** 24], [-(2 ** 24 + 2 ** 16 + 1), -(2 ** 24)], [65535, 65536]],
+      'through f32: 2^24 + 2^16 + 1 -> 2^24 + 2^16 -> 2^24 (a tie), not 2^24 + 2^17'),
+    castCase('i64', 'bf16', [[2n ** 40n + 2n ** 32n + 1n, 2 ** 40], [trap, 2 ** 60]], 'through f32'),
+    castCase('i32', 'f16', [[2049, 2048], [2051, 2052], [65504, 65504], [100000, Infinity], [-100000, -Infinity]], 'through f32, overflow to infinity'),
+    castCase('f32', 'bf16', [[1 + 2 ** -8, 1], [1 + 3 * 2 ** -8, 1 + 2 ** -6], [-(1 + 2 ** -8), -1], [3.4e38, Infinity], [-0, -0], [NaN, NaN], [-Infinity, -Infinity]],
+      'round to nearest even'),
+    castCase('bf16', 'f32', [[1 + 2 ** -7, 1 + 2 ** -7], [-0, -0], [3.3895313892515355e38, 3.3895313892515355e38], [NaN, NaN]], 'exact'),
+    castCase('f32', 'f16', [[2049, 2048], [65519, 65504], [65520, Infinity], [-65520, -Infinity], [1 + 2 ** -11, 1]], 'round to nearest even, overflow to infinity'),
+    fillCase('i32', NaN, 0, 'NaN -> 0'),
+    fillCase('i32', 3e9, I32_MAX, 'saturates'),
+    fillCase('i32', -3e9, I32_MIN, 'saturates'),
+    fillCase('i32', -7.9, -7, 'truncates toward zero'),
+    fillCase('u8', -5, 0, 'saturates'),
+    fillCase('u8', 300, 255, 'saturates'),
+    fillCase('u8', NaN, 0, 'NaN -> 0'),
+    fillCase('i64', 1e30, I64_MAX, 'saturates'),
+    fillCase('i64', -Infinity, I64_MIN, 'saturates'),
+    fillCase('i64', NaN, 0, 'NaN -> 0'),
+    fillCase('i64', 2 ** 53, 2n ** 53n, 'exact'),
+    fillCase('bf16', 0.1, 0.10009765625, 'round to nearest even'),
+    fillCase('f32', -0, -0, 'keeps the sign of zero'),
+  ];
 }
 
 /** Abramowitz-Stegun 7.1.26 is too coarse for a reference; use a series/continued fraction. */

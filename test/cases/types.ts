@@ -20,6 +20,18 @@ export interface OpCase {
   reference(inputs: Array<ArrayLike<number>>): Float64Array;
   /** Relative tolerance of the f32 backends against the float64 reference (default 2e-6). */
   tolerance?: number;
+  /**
+   * The result is exact by construction (data movement, gathers, exact casts, fills): every backend
+   * must equal the reference value for value (Object.is: -0 and +0 differ), f32 and bf16 runs
+   * alike; `tolerance` is then unused.
+   */
+  exact?: boolean;
+  /**
+   * f32 tolerance on CUDA where its arithmetic differs from f32 by design (FP8 tensor cores), called
+   * after the run so it can depend on the path taken; default: `tolerance`, at least 1e-5.
+   * docs/TOLERANCES.md says which path each bound covers.
+   */
+  cudaF32Tolerance?: () => number;
   /** False where a bf16 variant is meaningless. */
   bf16?: boolean;
 }
@@ -39,6 +51,13 @@ export interface LargeCase {
   sample(output: Float32Array): Float32Array;
   /** Relative tolerance for f32 and bf16 runs against the CPU twin. */
   tolerance: { f32: number; bf16: number };
+  /**
+   * Exact by construction: the sample must equal the CPU twin's values as the output dtype stores
+   * them (bf16 outputs against the twin's values rounded to bf16), value for value.
+   */
+  exact?: boolean;
+  /** Overrides `tolerance.f32`, called after the run (the path taken may set it; see OpCase). */
+  cudaF32Tolerance?: () => number;
   /** The dtypes the GPU suite runs (default both): f32 may be left out where it takes minutes. */
   dtypes?: ReadonlyArray<'f32' | 'bf16'>;
 }

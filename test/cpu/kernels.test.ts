@@ -1,19 +1,24 @@
-// Every kernel case (test/cases) on the CPU backend against its float64 reference.
+// Every kernel case (test/cases) on the CPU backend against its float64 reference: within the
+// case's tolerance, or value for value where the case is exact by construction.
 import { describe, expect, it } from 'vitest';
 
 import { Tensor } from '../../lib/tensor.js';
 import { allCases } from '../cases/index.js';
-import { expectRelErr } from '../helpers/compare.js';
+import { exactValues, expectIdentical, expectRelErr } from '../helpers/compare.js';
 
 describe('kernels on the CPU backend vs float64 references', () => {
   for (const testCase of allCases()) {
     it(testCase.name, async () => {
       const inputs = testCase.inputs.map((input) => Tensor.from(input.data, input.shape, { device: 'cpu', ...(input.dtype ? { dtype: input.dtype } : {}) }));
       const out = testCase.run(inputs);
-      const got = await out.toFloat32();
       const ref = testCase.reference(testCase.inputs.map((input) => input.data));
-      expect(got.length).toBe(ref.length);
-      expectRelErr(got, ref, testCase.tolerance ?? 2e-6, testCase.name);
+      if (testCase.exact) {
+        expectIdentical(await exactValues(out), ref, testCase.name);
+      } else {
+        const got = await out.toFloat32();
+        expect(got.length).toBe(ref.length);
+        expectRelErr(got, ref, testCase.tolerance ?? 2e-6, testCase.name);
+      }
       for (const t of [...inputs, out]) t.dispose();
     });
   }

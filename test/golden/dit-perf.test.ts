@@ -20,6 +20,7 @@ import { allFinite, relErr } from '../helpers/compare.js';
 import { readDiTCase, runDiTCase, uploadDiTInputs } from '../helpers/dit-golden.js';
 import { contextBytes, estimateFor, inputsAtGrid, measureForwardPeak, opsOfOneBlock, withDrainedCpuQueue, writeFp8RoundTripTransformer } from '../helpers/dit-perf.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
+import { MEASURED, isAsRecorded } from '../helpers/tolerances.js';
 
 const transformerDir = path.join(tinyModelDir, 'transformer');
 const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-dit-perf-'));
@@ -181,6 +182,21 @@ describe.runIf(requireGolden())('DiT performance plumbing on the CPU (golden tin
     using clip = host('encoder_hidden_states_2', golden);
     const yMask = Array.from(golden.get('encoder_attention_mask')!.data as Float32Array);
     const expected = samplerCase.get('latents_final')!.data as Float32Array;
+    // The reference distances the FP8 GPU bounds rest on, with the official numerics (docs/TOLERANCES.md).
+    {
+      const bf16Weights = await writeFp8RoundTripTransformer(path.join(work, 'fp8-bf16-weights'), { bf16Weights: true });
+      const official = async (dir: string, options: DiTLoadOptions) => {
+        using model = await StepVideoDiT.load(dir, { device: 'cpu', numerics: 'bf16-official', ...options });
+        return (await runDiTCase(model, golden)).output.data;
+      };
+      const weightsOnly = await official(transformerDir, { weights: 'fp8', fp8Activations: 'none' });
+      const dAct = relErr(await official(transformerDir, { weights: 'fp8', fp8Activations: 'per-row' }), weightsOnly);
+      const dW = relErr(await official(bf16Weights, {}), weightsOnly);
+      console.log(`FP8 DiT, official numerics: dAct ${dAct.toExponential(4)}, dW ${dW.toExponential(4)}`);
+      expect(isAsRecorded(dAct, MEASURED.ditFp8ActivationEffect), `dAct ${dAct}: update docs/TOLERANCES.md and MEASURED`).toBe(true);
+      expect(isAsRecorded(dW, MEASURED.ditFp8Bf16Weights), `dW ${dW}: update docs/TOLERANCES.md and MEASURED`).toBe(true);
+    }
+
     const errors: string[] = [];
     for (const [label, model] of [['FP8 weights', fp8], ['FP8 weights + activations', fp8Rows]] as const) {
       using out = await sample(model, { latents, text: { y, yMask, clip }, steps: 3, cfgScale: 9, timeShift: 13 });

@@ -1,5 +1,5 @@
 // The whole pipeline on CUDA with the built-in test model: f32 against its CPU twin, bf16 finite
-// and close to f32, the official 540p crop at the real frame size, device memory back to its
+// and close to f32 (bounds derived in docs/TOLERANCES.md, "Pipeline on CUDA"), the official 540p crop at the real frame size, device memory back to its
 // baseline after a job and after an abort, the memory estimate against the measured peak, the
 // fail-fast check against the GPU's free memory, and the event loop staying free.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { Device, getDevice } from '../../lib/device.js';
 import { isStepVideoError } from '../../lib/errors.js';
 import { SAFETY_MARGIN } from '../../lib/pipeline/memory.js';
 import { StepVideo } from '../../lib/pipeline/pipeline.js';
-import { allFinite, relErr } from '../helpers/compare.js';
+import { allFinite, maxAbsErr, relErr } from '../helpers/compare.js';
 import { describeGpu, gpuAvailable } from '../helpers/gpu.js';
 import { testCacheDir } from '../helpers/pipeline.js';
 
@@ -40,6 +40,22 @@ async function run(sv: StepVideo, request: Parameters<StepVideo['generate']>[0])
 }
 
 const request = { prompt: 'a paper boat on a river', frames: 34, height: 64, width: 96, steps: 4, seed: 31 };
+
+// The bounds for this request (docs/TOLERANCES.md, "Pipeline on CUDA"). The amplifications were
+// measured on the CPU for this request: a relative perturbation of the DiT's velocity at every call
+// reaches the decoded video x8.4 (4 steps, guidance 9), one of the text states x2.1, one of the
+// latents before decoding x1.5.
+// f32: each stage's f32 error as measured on the goldens (DiT 3.6e-6 per call, Step-LLM 4.9e-7,
+// VAE decode 6.8e-7), the GPU's own at most 4x the CPU's, so 5x between them:
+// 8.4·5·3.6e-6 + 2.1·5·4.9e-7 + 5·6.8e-7 = 1.6e-4.
+const F32_VS_CPU_TWIN = 2e-4;
+// bf16 against f32: the official quantisation points of the bf16 path (measured on the CPU for this
+// request: 7.63e-2), plus each stage's bf16 noise allowance: the DiT's rho (8.5e-3) and the bf16
+// guidance (1.66e-3) per call x8.4, Step-LLM's 1.25 x 6.0e-3 x2.1, the VAE's 1.25 x 1.49e-2 and its
+// bf16 latents (1.66e-3) x1.5, plus the f32 bound: 0.199.
+const BF16_VS_F32 = 0.2;
+// One RGB level is 1/127.5 of the decoded range: floats closer than that truncate at most one level apart.
+const RGB_LEVEL = 1 / 127.5;
 
 describeGpu('pipeline on CUDA (built-in model)', () => {
   let bf16: StepVideo;
@@ -73,10 +89,14 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect(gpu.decoded).toHaveLength(34 * 3 * 64 * 96);
     expect(allFinite(gpu.decoded)).toBe(true);
     const rel = relErr(gpu.decoded, host.decoded);
-    expect(rel, `rel ${rel}`).toBeLessThan(1e-3);
+    const worst = maxAbsErr(gpu.decoded, host.decoded);
+    console.log(`pipeline f32 CUDA vs CPU twin: decoded rel ${rel.toExponential(3)} (bound ${F32_VS_CPU_TWIN}), max abs ${worst.toExponential(3)}`);
+    expect(rel, `rel ${rel}`).toBeLessThanOrEqual(F32_VS_CPU_TWIN);
+    // f32 differences are rounding-sized everywhere: far inside one RGB level, so truncation moves a pixel by one level at most.
+    expect(worst).toBeLessThan(RGB_LEVEL);
     let maxDiff = 0;
     for (let i = 0; i < gpu.rgb.length; i++) maxDiff = Math.max(maxDiff, Math.abs(gpu.rgb[i]! - host.rgb[i]!));
-    expect(maxDiff).toBeLessThanOrEqual(2); // uint8 truncation can flip a level where the floats differ by rounding
+    expect(maxDiff).toBeLessThanOrEqual(1);
   });
 
   it('bf16 gives finite frames close to f32 (far closer than unrelated videos)', async () => {
@@ -84,9 +104,8 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     const full = await run(f32, request);
     expect(allFinite(half.decoded)).toBe(true);
     const rel = relErr(half.decoded, full.decoded);
-    // Random weights through 4 steps, the DiT, the VAE in bf16 (each ~1-7% alone, see the golden
-    // manifest); two unrelated videos are at about sqrt(2).
-    expect(rel, `rel ${rel}`).toBeLessThan(0.5);
+    console.log(`pipeline bf16 vs f32 on CUDA: decoded rel ${rel.toExponential(3)} (bound ${BF16_VS_F32})`);
+    expect(rel, `rel ${rel}`).toBeLessThanOrEqual(BF16_VS_F32);
     const other = await run(bf16, { ...request, seed: 32 });
     expect(relErr(other.decoded, full.decoded)).toBeGreaterThan(2 * rel);
   });

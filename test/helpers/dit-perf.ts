@@ -10,6 +10,7 @@ import { type HostTensor, readSafetensors, writeSafetensors } from '../../lib/io
 import { type DiTContext, type DiTMemoryEstimate, FP8_BLOCK_LINEARS, type StepVideoDiT, crossAttentionLengths, estimateDiTMemory } from '../../lib/models/dit/index.js';
 import { native } from '../../lib/native.js';
 import { Tensor } from '../../lib/tensor.js';
+import { roundArrayBf16 } from './compare.js';
 import { roundTripRows } from './fp8.js';
 import { tinyModelDir } from './golden.js';
 import { Rng, randn } from './random.js';
@@ -112,9 +113,11 @@ export function goldenKeys(golden: Map<string, HostTensor>, numerics: 'exact' | 
 /**
  * Writes a transformer/ folder whose block Linear weights are the FP8 round trip of the golden
  * ones (per output channel, computed by the independent reference), stored as f32: the model an
- * FP8 DiT claims to compute.
+ * FP8 DiT claims to compute. With `bf16Weights` the round trip is rounded to bf16 as well: the
+ * weights CUDA multiplies by where it dequantizes into a bf16 temporary (FP8 weights without FP8
+ * activations, or without an FP8 GEMM).
  */
-export async function writeFp8RoundTripTransformer(dir: string): Promise<string> {
+export async function writeFp8RoundTripTransformer(dir: string, options: { bf16Weights?: boolean } = {}): Promise<string> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'config.json'), readFileSync(path.join(tinyModelDir, 'transformer', 'config.json')));
   const tensors = await readSafetensors(path.join(tinyModelDir, 'transformer', 'diffusion_pytorch_model.safetensors'));
@@ -127,7 +130,8 @@ export async function writeFp8RoundTripTransformer(dir: string): Promise<string>
     }
     const [rows, cols] = t.shape as [number, number];
     const values = t.dtype === 'bf16' ? Float32Array.from(t.data as Uint16Array, (bits) => new Float32Array(new Uint32Array([bits << 16]).buffer)[0]!) : (t.data as Float32Array);
-    out.set(name, { dtype: 'f32', shape: [rows, cols], data: Float32Array.from(roundTripRows(values, rows, cols)) });
+    const roundTrip = Float32Array.from(roundTripRows(values, rows, cols));
+    out.set(name, { dtype: 'f32', shape: [rows, cols], data: options.bf16Weights ? roundArrayBf16(roundTrip) : roundTrip });
   }
   await writeSafetensors(path.join(dir, 'diffusion_pytorch_model.safetensors'), out);
   return dir;
