@@ -1,17 +1,20 @@
 #!/usr/bin/env node
-// `npm run pack:offline`: a self-contained bundle for an air-gapped GPU host (Ubuntu 24.04, CUDA 13
-// driver, no Node, no npm, no network). Written into offline/ (git-ignored):
+// `npm run pack:offline`: the bundle for the air-gapped GPU host (Ubuntu 24.04, CUDA 13 driver, no
+// Node, no npm, no network), written into offline/ (git-ignored) and carried by one device call:
 //
-//   offline/node.xz            this machine's node binary (debug symbols stripped), xz-compressed
-//   offline/app.tar.xz         compiled JS, the built addon, lib/ and test/ sources, the test
-//                              runner (vitest and its dependencies), benchmarks
-//   offline/golden-core.tar.xz the golden references except the VAE ones
-//   offline/golden-vae.tar.xz  the VAE golden weights (40 MB raw) and case, separate because a
-//                              device call carries at most 64 MiB: node + app + golden-vae is one
-//                              call (the VAE suites), node + app + golden-core another
-//   offline/run.sh             unpacks into /tmp and runs the GPU suite and/or the benchmarks
+//   offline/node.xz          this machine's node binary (debug symbols stripped), xz-compressed
+//   offline/app.tar.xz       compiled JS, the built addon, lib/ and test/ sources, the test runner
+//                            (vitest and its dependencies), benchmarks
+//   offline/golden.tar.xz    the golden references, except the VAE's (40 MB of weights, 30 MB
+//                            packed, which would not fit): the CPU VAE golden suite runs in CI
+//                            here, and the GPU VAE suite must compare with the CPU twin on the host
+//   offline/check.mjs        the GPU check (scripts/gpu-check.mjs) and its vitest reporter
+//   offline/check-reporter.mjs   (scripts/check-reporter.mjs), outside the app: `check --plan` unpacks nothing
+//   offline/bundle.json      what was packed: commit, the addon's architectures and CUDA runtime
+//   offline/run.sh           unpacks into /tmp and runs `check` (default), `test` or `bench`
 //
-// The bundle without golden-vae stays under 60 MiB.
+// A device call carries at most 64 MiB, the repository's working tree included: every part's
+// size is printed and the script fails if the total passes that.
 //   node scripts/pack-offline.mjs [--no-golden] [--out offline]
 //   STEPVIDEO_OFFLINE_ARCHS="90a" (default) chooses the CUDA architectures of the packed addon.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -25,7 +28,8 @@ const args = process.argv.slice(2);
 const outDir = path.resolve(root, args.includes('--out') ? args[args.indexOf('--out') + 1] : 'offline');
 const withGolden = !args.includes('--no-golden');
 const goldenRoot = process.env.STEPVIDEO_GOLDEN_DIR ? path.resolve(process.env.STEPVIDEO_GOLDEN_DIR) : path.resolve(root, '..', 'shared', 'golden');
-const limitBytes = 60 * 1024 * 1024;
+// What one device call may carry: offline/ plus the working tree (tracked and untracked files).
+const carryLimitBytes = 64 * 2 ** 20;
 
 function step(message) {
   console.log(`pack:offline: ${message}`);
@@ -46,7 +50,7 @@ need('tar');
 // two-architecture build, which matters under the device's 64 MiB carry limit.
 // STEPVIDEO_ADDON=<file> packs a given build instead.
 const offlineArchs = process.env.STEPVIDEO_OFFLINE_ARCHS ?? '90a';
-let addon = process.env.STEPVIDEO_ADDON;
+let addon = process.env.STEPVIDEO_ADDON && path.resolve(process.env.STEPVIDEO_ADDON);
 if (addon === undefined) {
   step(`building the addon for sm_${offlineArchs} into build-offline/`);
   const built = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-addon.mjs')], {
@@ -62,12 +66,20 @@ if (!existsSync(addon)) {
   process.exit(1);
 }
 const require = createRequire(import.meta.url);
-const build = require(addon).build;
+const addonModule = require(addon);
+const build = addonModule.build;
 if (!build.cuda) {
   console.error('pack:offline: the addon was built without the CUDA backend (nvcc missing?); the bundle is for GPU hosts');
   process.exit(1);
 }
-step(`addon ${path.relative(root, addon)} (CUDA architectures ${build.cudaArchitectures})`);
+if (build.cudaEmulated === true) {
+  console.error('pack:offline: the addon runs CUDA on an emulator; the bundle is for a real GPU');
+  process.exit(1);
+}
+// The CUDA runtime is linked statically: its version is the addon's, whatever the host has.
+const runtime = addonModule.cudaVersions?.().runtime;
+const cudart = runtime > 0 ? `${Math.floor(runtime / 1000)}.${Math.floor((runtime % 1000) / 10)}` : 'unknown';
+step(`addon ${path.relative(root, addon)} (CUDA architectures ${build.cudaArchitectures}, cudart ${cudart})`);
 
 step('compiling TypeScript');
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
@@ -85,10 +97,13 @@ for (const item of ['package.json', 'vitest.config.ts', 'tsconfig.json', 'dist',
 }
 mkdirSync(path.join(app, 'build', 'Release'), { recursive: true });
 copyFileSync(addon, path.join(app, 'build', 'Release', 'stepvideo.node'));
+// The benchmarks and the check read COMMIT (there is no .git on the GPU host); -dirty marks a
+// bundle made from uncommitted changes, whose figures no commit reproduces.
+let commit = 'unknown';
 try {
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root }).toString().trim();
-  writeFileSync(path.join(app, 'COMMIT'), `${commit}\n`);
+  commit = execFileSync('git', ['describe', '--always', '--dirty', '--abbrev=7'], { cwd: root }).toString().trim();
 } catch {}
+writeFileSync(path.join(app, 'COMMIT'), `${commit}\n`);
 
 // ---- runtime node_modules: vitest and bindings with everything they depend on ----
 function packageDir(name, from) {
@@ -136,7 +151,7 @@ if (spawnSync('strip', ['--strip-all', nodeCopy]).status !== 0) step('strip unav
 execFileSync('sh', ['-c', `xz -T0 -9 -c '${nodeCopy}' > '${path.join(outDir, 'node.xz')}'`], { stdio: 'inherit' });
 
 if (withGolden && existsSync(path.join(goldenRoot, 'stepvideo-tiny', 'manifest.json'))) {
-  step('compressing the golden references');
+  step('compressing the golden references (without the VAE weights and case)');
   const tiny = 'stepvideo-tiny';
   const all = [];
   const walk = (dir) => {
@@ -147,67 +162,99 @@ if (withGolden && existsSync(path.join(goldenRoot, 'stepvideo-tiny', 'manifest.j
     }
   };
   walk(tiny);
-  // The VAE pack is self-sufficient for the VAE suites (weights, case, manifest), so a device call
-  // can carry node + app + golden-vae alone and stay under the 64 MiB carry limit.
-  const vaeOnly = [path.join(tiny, 'vae', 'vae_v2.safetensors'), path.join(tiny, 'cases', 'vae_case.safetensors')];
-  const shared = [path.join(tiny, 'manifest.json'), path.join(tiny, 'README.md'), path.join(tiny, 'vae', 'config.json')];
-  xzTar(path.join(outDir, 'golden-core.tar.xz'), goldenRoot, all.filter((f) => !vaeOnly.includes(f)));
-  xzTar(path.join(outDir, 'golden-vae.tar.xz'), goldenRoot, [...vaeOnly, ...shared.filter((f) => all.includes(f))]);
+  // Not carried (30 of the 37 MB packed): the check leaves out test/golden/vae.test.ts (CPU only,
+  // run in CI here); test/gpu/vae.test.ts must compare the GPU with the CPU twin on the device.
+  const notCarried = [path.join(tiny, 'vae', 'vae_v2.safetensors'), path.join(tiny, 'cases', 'vae_case.safetensors')];
+  xzTar(path.join(outDir, 'golden.tar.xz'), goldenRoot, all.filter((f) => !notCarried.includes(f)));
 } else if (withGolden) {
   step(`no golden references at ${goldenRoot}: bundle made without them`);
 }
 
+// ---- the check, outside the app: `run.sh check --plan` reads nothing else ----
+copyFileSync(path.join(root, 'scripts', 'gpu-check.mjs'), path.join(outDir, 'check.mjs'));
+copyFileSync(path.join(root, 'scripts', 'check-reporter.mjs'), path.join(outDir, 'check-reporter.mjs'));
+writeFileSync(path.join(outDir, 'bundle.json'), `${JSON.stringify({ commit, cudaArchitectures: build.cudaArchitectures, cudart, node: process.version, packed: new Date().toISOString() }, null, 1)}\n`);
+
 // ---- the runner ----
+// Thin: it unpacks and hands over to check.mjs (or vitest, or benchmarks/run.mjs). Unpacking is
+// timed, not stopped: cutting it short would leave nothing to run.
 const runner = `#!/bin/bash
-# Unpacks the stepvideo offline bundle and runs the GPU suite and/or the benchmarks.
-#   bash offline/run.sh [test|bench|all] [extra vitest arguments, e.g. test/gpu]
-#   STEPVIDEO_BENCH="attention dit" bash offline/run.sh bench   (default: every benchmark)
-# Results go to $OUT when set (the device tool's output folder), else to ./offline-results.
+# The stepvideo offline bundle (scripts/pack-offline.mjs); docs/GPU-RUN.md. From the repository root:
+#   bash offline/run.sh check [--plan] [--only a,b] [--budget step=s,...] [--keep-going]
+#                                  the GPU check: $OUT/report.json, $OUT/summary.md (default mode)
+#   bash offline/run.sh test [vitest arguments]      vitest, with a GPU and the goldens required
+#   bash offline/run.sh bench [suite ...]            benchmarks/run.mjs (or STEPVIDEO_BENCH="suite ...")
+# Results go to $OUT (the device tool's output folder), else to ./offline-results.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=\${STEPVIDEO_OFFLINE_WORK:-/tmp/stepvideo-offline}
 RESULTS=\${OUT:-$PWD/offline-results}
-MODE=\${1:-all}
+MODE=\${1:-check}
 [ $# -gt 0 ] && shift
-mkdir -p "$WORK/golden" "$RESULTS"
-if [ ! -x "$WORK/node" ]; then xz -dc "$HERE/node.xz" > "$WORK/node"; chmod +x "$WORK/node"; fi
-rm -rf "$WORK/app"
+case "$MODE" in
+  check | test | bench) ;;
+  *) echo "usage: bash offline/run.sh check|test|bench [arguments]" >&2; exit 2 ;;
+esac
+mkdir -p "$WORK" "$RESULTS"
+
+unpack_node() {
+  if [ ! -x "$WORK/node" ]; then
+    xz -dc "$HERE/node.xz" > "$WORK/node.part" && chmod +x "$WORK/node.part" && mv "$WORK/node.part" "$WORK/node"
+  fi
+}
+
+# The plan needs only check.mjs and a node: the one on PATH if there is one.
+if [ "$MODE" = check ] && [[ " $* " == *" --plan "* ]]; then
+  if command -v node > /dev/null; then exec node "$HERE/check.mjs" "$@"; fi
+  unpack_node
+  exec "$WORK/node" "$HERE/check.mjs" "$@"
+fi
+
+START=$EPOCHREALTIME
+trap 'echo "run.sh: unpacking the bundle failed (line $LINENO)" | tee "$RESULTS/summary.md" >&2' ERR
+unpack_node
+rm -rf "$WORK/app" "$WORK/golden"
+mkdir -p "$WORK/golden"
 xz -dc "$HERE/app.tar.xz" | tar -xf - -C "$WORK"
-for pack in "$HERE"/golden-*.tar.xz; do
-  [ -f "$pack" ] && xz -dc "$pack" | tar -xf - -C "$WORK/golden"
-done
+if [ -f "$HERE/golden.tar.xz" ]; then xz -dc "$HERE/golden.tar.xz" | tar -xf - -C "$WORK/golden"; fi
+trap - ERR
+UNPACK_SECONDS=$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+echo "run.sh: unpacked in $UNPACK_SECONDS s into $WORK"
+
 export PATH="$WORK:$PATH"
 export STEPVIDEO_GOLDEN_DIR="$WORK/golden"
-export STEPVIDEO_POISON=1
 cd "$WORK/app"
-"$WORK/node" -e "const a=require('./build/Release/stepvideo.node'); console.log('addon', JSON.stringify(a.build), 'cuda devices', a.cudaDeviceCount(), a.cudaUnavailableReason())" | tee "$RESULTS/environment.txt"
-status=0
-if [ "$MODE" = test ] || [ "$MODE" = all ]; then
-  "$WORK/node" node_modules/vitest/vitest.mjs run --reporter=verbose "$@" 2>&1 | tee "$RESULTS/tests.log" || status=1
-fi
-if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
-  STEPVIDEO_POISON=0 "$WORK/node" benchmarks/run.mjs --out "$RESULTS/benchmarks.jsonl" \${STEPVIDEO_BENCH:-} 2>&1 | tee "$RESULTS/benchmarks.log" || status=1
-fi
-exit $status
+case "$MODE" in
+  check)
+    exec "$WORK/node" "$HERE/check.mjs" --app "$WORK/app" --out "$RESULTS" --unpack-seconds "$UNPACK_SECONDS" "$@" ;;
+  test)
+    STEPVIDEO_POISON=1 STEPVIDEO_REQUIRE_GPU=1 STEPVIDEO_REQUIRE_GOLDEN=1 \\
+      "$WORK/node" node_modules/vitest/vitest.mjs run --reporter=verbose "$@" 2>&1 | tee "$RESULTS/tests.log" ;;
+  bench)
+    # shellcheck disable=SC2086  (STEPVIDEO_BENCH is a list of suite names)
+    STEPVIDEO_POISON=0 "$WORK/node" benchmarks/run.mjs --out "$RESULTS/benchmarks.jsonl" \${STEPVIDEO_BENCH:-} "$@" 2>&1 | tee "$RESULTS/benchmarks.log" ;;
+esac
 `;
 writeFileSync(path.join(outDir, 'run.sh'), runner);
 chmodSync(path.join(outDir, 'run.sh'), 0o755);
 rmSync(stage, { recursive: true, force: true });
 
-let total = 0;
-for (const file of readdirSync(outDir)) {
-  const size = statSync(path.join(outDir, file)).size;
-  if (file !== 'golden-vae.tar.xz') total += size;
-  step(`${file}: ${(size / 2 ** 20).toFixed(1)} MiB`);
+// ---- what a device call carries ----
+const sizes = readdirSync(outDir).map((file) => ({ file: `${path.basename(outDir)}/${file}`, bytes: statSync(path.join(outDir, file)).size }));
+let worktree = 0;
+try {
+  // The device tool carries the working tree too: tracked files and untracked ones git does not ignore.
+  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, maxBuffer: 1 << 26 }).toString().split('\0').filter(Boolean);
+  for (const file of files) if (existsSync(path.join(root, file))) worktree += statSync(path.join(root, file)).size;
+} catch {
+  step('git unavailable: the working tree is not counted');
 }
-step(`bundle without golden-vae: ${(total / 2 ** 20).toFixed(1)} MiB (limit 60 MiB)`);
-if (existsSync(path.join(outDir, 'golden-vae.tar.xz'))) {
-  const size = (file) => statSync(path.join(outDir, file)).size;
-  const vaeCall = size('node.xz') + size('app.tar.xz') + size('golden-vae.tar.xz') + size('run.sh');
-  // The device carries at most 64 MiB per call, the repository's tracked files (~2 MiB) included.
-  step(`VAE call (node + app + golden-vae): ${(vaeCall / 2 ** 20).toFixed(1)} MiB of the 64 MiB carry limit, plus the working tree`);
-}
-if (total > limitBytes) {
-  console.error('pack:offline: the bundle exceeds 60 MiB');
+const MiB = (bytes) => `${(bytes / 2 ** 20).toFixed(2).padStart(6)} MiB`;
+for (const { file, bytes } of sizes) step(`${file.padEnd(28)} ${MiB(bytes)}`);
+step(`${'working tree (git ls-files)'.padEnd(28)} ${MiB(worktree)}`);
+const total = sizes.reduce((sum, p) => sum + p.bytes, 0) + worktree;
+step(`carried by a device call with carry ["${path.relative(root, outDir)}"]: ${MiB(total)} of ${MiB(carryLimitBytes)}`);
+if (total > carryLimitBytes) {
+  console.error(`pack:offline: FAILED: ${MiB(total)} is more than the ${MiB(carryLimitBytes)} a device call carries; see the sizes above`);
   process.exit(1);
 }

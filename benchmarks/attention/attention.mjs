@@ -4,6 +4,8 @@
 // bf16 GEMM ceiling, bytes over the copy ceiling) and the ratio to each baseline and to the mma kernel.
 //   node benchmarks/attention/attention.mjs [--only=dit|cross|llm|vae] [--no-baseline] [--python=python3]
 //     [--iterations=5] [--generic]   (--generic also times the generic kernel where it is affordable)
+//     [--tokens=75888,...]           only these DiT self-attention lengths (default: all four)
+//     [--baselines=cudnn,flash]      the torch SDPA backends to time (default: cudnn, flash, efficient)
 //     [--hopper=all|default|none]    Hopper kernel variants on the shapes it takes, on compute capability
 //                                    9.0 (default all: every schedule x ring depth, one line each)
 //     [--smoke]   shapes / 64 on the default device (f32 on the CPU): checks the script anywhere
@@ -32,6 +34,7 @@ const shapes = [
   { group: 'vae', name: 'vae-mid N=42160 causal D=512', B: 1, H: 1, Hkv: 1, Nq: 42_160, Nk: 42_160, D: 512, causal: true, alibi: false, generic: true },
 ]
   .filter((s) => flags.only === undefined || String(flags.only).split(',').includes(s.group))
+  .filter((s) => flags.tokens === undefined || s.group !== 'dit' || String(flags.tokens).split(',').map(Number).includes(s.Nq))
   .map((s) => (smoke ? { ...s, B: 1, H: 4, Hkv: s.Hkv === s.H ? 4 : 2, Nq: Math.ceil(s.Nq / 64), Nk: Math.ceil(s.Nk / 64) } : s));
 
 function visiblePairs(s) {
@@ -108,7 +111,8 @@ const baseline = new Map();
 if (!flags['no-baseline'] && !smoke) {
   const python = flags.python ?? 'python3';
   const script = path.join(root, 'benchmarks', 'attention', 'sdpa_baseline.py');
-  const result = spawnSync(python, [script, JSON.stringify(shapes), String(iterations)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const backends = flags.baselines ? [String(flags.baselines)] : [];
+  const result = spawnSync(python, [script, JSON.stringify(shapes), String(iterations), ...backends], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (result.error || result.status !== 0) {
     report({ benchmark: 'attention-baseline', error: String(result.error ?? result.stderr).slice(-2000) });
   } else {

@@ -7,7 +7,7 @@ per (shape, backend); a backend that refuses a shape (head dim 512, a float bias
 ALiBi-sqrt shapes pass the bias as a float mask with -inf above the diagonal (flash and cuDNN
 refuse it; memory-efficient takes it). GQA is expanded with repeat_interleave (what the model means).
 Layout note: torch returns [B, H, N, D]; ours writes [B, N, H, D] for the output projection.
-    python3 sdpa_baseline.py '<shapes json>' [iterations]
+    python3 sdpa_baseline.py '<shapes json>' [iterations] [backends, e.g. cudnn,flash (default: all three)]
 """
 import json
 import math
@@ -45,6 +45,7 @@ def visible_pairs(s):
 def main():
     shapes = json.loads(sys.argv[1])
     iterations = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    wanted = sys.argv[3].split(",") if len(sys.argv) > 3 else list(BACKENDS)
     torch.manual_seed(0)
     dev = torch.device("cuda")
     print(json.dumps({"name": "environment", "backend": "torch", "torch": torch.__version__,
@@ -66,7 +67,7 @@ def main():
             mask = bias.masked_fill(j > i, float("-inf")).to(torch.bfloat16)[None]
             causal = False
         flops = 4 * B * H * visible_pairs(s) * D
-        for name, backend in BACKENDS.items():
+        for name, backend in ((n, b) for n, b in BACKENDS.items() if n in wanted):
             row = {"name": s["name"], "backend": name}
             try:
                 with sdpa_kernel(backend):

@@ -135,6 +135,8 @@ def main():
     result = {
         "benchmark": "dit-block-torch",
         "gpu": torch.cuda.get_device_name(),
+        "frames": FR,
+        "tokens": N,
         "torch": torch.__version__,
         "blockMs": round(block_ms, 2),
         "blockMsSamples": [round(t, 2) for t in times],

@@ -7,11 +7,19 @@
 // delay during the step.
 //   node benchmarks/step/step.mjs [--weights=model|fp8] [--stream] [--fused] [--budget-gb=24]
 //                                 [--layers=48] [--runs=1] [--dir=/tmp]
+//                                 [--frames=36|fit] latent frames (36 = 204 video frames); fit: the
+//                                     most (a multiple of 3) whose memory-model estimate fits the device
+//                                 [--warmup=1] warm-up steps before the timed ones (0: the timed step
+//                                     includes the one-off setup; the block times after block 0 do not)
+//                                 [--torch-block=FILE] block_torch.py's result: the same-run baseline
+//                                     (layers x its block time) when it measured the same tokens
+//                                 [--block-report-after=K] also print the median of the first K block
+//                                     times as soon as they exist (a figure even if the step is cut short)
 // Weights: one block of random bf16 weights is written once, and the checkpoint index names that
 // block's bytes for every one of the 48 blocks (identical blocks cost exactly what distinct ones
 // do); the global tensors are random too. Nothing is downloaded.
 // (--device=cpu --frames=1 --height=2 --width=3 --layers=2 is a quick check of the script, in f32.)
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -22,6 +30,7 @@ import { H200, environment, library, parseFlags, report, root } from '../lib/har
 const flags = parseFlags();
 const layers = Number(flags.layers ?? 48);
 const runs = Number(flags.runs ?? 1);
+const warmupSteps = Number(flags.warmup ?? 1);
 const weights = flags.weights ?? 'model';
 const streaming = Boolean(flags.stream);
 const fusedResidual = Boolean(flags.fused);
@@ -35,11 +44,28 @@ const dtype = device.isCuda ? 'bf16' : 'f32';
 const env = environment(device);
 const GB = 1e9;
 
-const [B, F, C, H, W] = [2, Number(flags.frames ?? 36), 64, Number(flags.height ?? 34), Number(flags.width ?? 62)];
-const N = F * H * W;
-const D = 6144;
+const [B, C, H, W] = [2, 64, Number(flags.height ?? 34), Number(flags.width ?? 62)];
 const [llmTokens, clipTokens] = [320, 77];
 const validLlm = [320, 120];
+const freeAtStart = device.isCuda ? device.info().freeBytes : os.freemem();
+
+/** --frames=fit: the most latent frames whose memory-model estimate fits the free memory. */
+function largestFittingFrames() {
+  const config = dit.parseDiTConfig(releasedConfig(layers));
+  const available = flags['budget-gb'] ? Math.min(freeAtStart, Number(flags['budget-gb']) * GB) : freeAtStart;
+  for (let frames = 36; frames >= 3; frames -= 3) {
+    const estimate = dit.estimateDiTMemory({
+      config, batch: B, latent: [frames, H, W], text: { llm: llmTokens, clip: clipTokens }, dtype,
+      backend: device.isCuda ? 'cuda' : 'cpu', execution: { weights, streaming, fusedResidual },
+    });
+    // 5 % + 1 GB beyond the model's count: cuBLASLt workspace, the pool's rounding, fragmentation.
+    if (estimate.totalBytes * 1.05 + GB <= available) return frames;
+  }
+  throw new Error(`step: not even 3 latent frames fit in ${(available / GB).toFixed(1)} GB`);
+}
+const F = flags.frames === 'fit' ? largestFittingFrames() : Number(flags.frames ?? 36);
+const N = F * H * W;
+const D = 6144;
 
 // FLOPs of one block (multiply-add = 2) and the step's floor over the measured H200 ceilings.
 const keys = clipTokens + llmTokens;
@@ -47,6 +73,9 @@ const linearFlops = 2 * B * N * D * (3 * D + D + D + D + 2 * 4 * D);
 const attentionFlops = 4 * B * N * N * D + 4 * B * N * keys * D;
 const blockFloorMs = (linearFlops / H200.bf16GemmFlops + attentionFlops / H200.sdpaCudnnFlops) * 1e3;
 const OFFICIAL_STEP_S = 40.1; // the official code (cuDNN attention) on this GPU
+// The PyTorch block measured in the same run (block_torch.py), when it ran these tokens.
+const torchBlock = flags['torch-block'] && existsSync(flags['torch-block']) ? JSON.parse(readFileSync(flags['torch-block'], 'utf8')) : undefined;
+const torchBlockMs = torchBlock && torchBlock.tokens === N ? torchBlock.blockMs : null;
 const GOAL_STEP_S = 32;
 
 /** Host and device cost of one op: many tiny adds enqueued back to back. */
@@ -133,9 +162,12 @@ try {
   // Warm-up step: cuBLASLt plans and autotuning, the pool's growth, the streamed slots' first fill.
   const poolBefore = device.isCuda ? sv.cudaPoolStats(device) : undefined;
   const firstStart = performance.now();
-  await step();
-  const firstSeconds = (performance.now() - firstStart) / 1000;
-  const poolAfterFirst = device.isCuda ? sv.cudaPoolStats(device) : undefined;
+  for (let i = 0; i < warmupSteps; i++) await step();
+  const firstSeconds = warmupSteps > 0 ? (performance.now() - firstStart) / 1000 / warmupSteps : null;
+  const poolAfterFirst = device.isCuda && warmupSteps > 0 ? sv.cudaPoolStats(device) : undefined;
+  const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  const earlyReport = Number(flags['block-report-after'] ?? 0);
+  const shape = { batch: B, tokens: N, dim: D, layers, latent: [B, F, C, H, W] };
 
   const stepSeconds = [];
   const blockMs = [];
@@ -151,7 +183,13 @@ try {
     const stamps = [];
     delay.enable();
     const start = performance.now();
-    await step(() => stamps.push(performance.now()));
+    await step(() => {
+      stamps.push(performance.now());
+      if (run === 0 && stamps.length === earlyReport + 1) {
+        const first = stamps.slice(1).map((t, i) => t - stamps[i]);
+        report({ benchmark: 'dit-block', ...env, source: `step.mjs, blocks 1-${earlyReport} of the timed step`, shape, blockMs: Number(median(first).toFixed(1)), torchBlockMs, ratioToTorch: torchBlockMs ? Number((median(first) / torchBlockMs).toFixed(3)) : null });
+      }
+    });
     stepSeconds.push((performance.now() - start) / 1000);
     delay.disable();
     opsPerStep = sv.opCount(device) - ops;
@@ -173,10 +211,14 @@ try {
     ...env,
     mode: `${weights}${streaming ? ' streamed' : ' resident'}${fusedResidual ? ' fused-residual' : ''}`,
     budgetGB: flags['budget-gb'] ? Number(flags['budget-gb']) : null,
-    shape: { batch: B, tokens: N, dim: D, layers, latent: [B, F, C, H, W], textKeys: Math.max(...context.kvLengths) },
+    shape: { ...shape, textKeys: Math.max(...context.kvLengths) },
+    videoFrames: (17 * F) / 3,
+    framesChosen: flags.frames === 'fit' ? 'fit: the most whose memory-model estimate fits the free memory' : 'flag',
+    freeGBAtStart: Number((freeAtStart / GB).toFixed(2)),
+    warmupSteps,
     stepSeconds: Number(seconds.toFixed(2)),
     stepSecondsSamples: stepSeconds.map((s) => Number(s.toFixed(2))),
-    firstStepSeconds: Number(firstSeconds.toFixed(2)),
+    firstStepSeconds: firstSeconds === null ? null : Number(firstSeconds.toFixed(2)),
     steps50Seconds: Number((50 * seconds + contextSeconds).toFixed(1)),
     turbo15Seconds: Number((15 * seconds + contextSeconds).toFixed(1)),
     contextSeconds: Number(contextSeconds.toFixed(2)),
@@ -187,6 +229,9 @@ try {
     ratioToFloor: Number(((seconds * 1e3) / (layers * blockFloorMs)).toFixed(3)),
     officialStepSeconds: OFFICIAL_STEP_S,
     speedupOverOfficial: Number((OFFICIAL_STEP_S / seconds).toFixed(3)),
+    torchBlockMs,
+    torchStepSeconds: torchBlockMs ? Number(((layers * torchBlockMs) / 1e3).toFixed(2)) : null,
+    ratioToTorchBlocks: torchBlockMs ? Number(((seconds * 1e3) / (layers * torchBlockMs)).toFixed(3)) : null,
     goalStepSeconds: GOAL_STEP_S,
     meetsGoal: seconds <= GOAL_STEP_S,
     // Launch overhead: ops per block x the host's cost per op, against the block's time. The
@@ -205,7 +250,7 @@ try {
     modelPredictedPeakGB: Number((estimate.totalBytes / GB).toFixed(2)),
     modelPredictedStepPeakGB: Number((estimate.forwardPeakBytes / GB).toFixed(2)),
     poolReservedHighGB: pool ? Number(((pool.reservedHighBytes - ballastBytes) / GB).toFixed(2)) : null,
-    poolGrewAfterFirstStep: pool && poolAfterFirst ? pool.reservedHighBytes > poolAfterFirst.reservedBytes : null,
+    poolGrewAfterFirstStep: pool && poolAfterFirst ? pool.reservedHighBytes > poolAfterFirst.reservedBytes : null, // null without a warm-up step
     poolReservedBeforeGB: poolBefore ? Number((poolBefore.reservedBytes / GB).toFixed(2)) : null,
     driverUsedGB: device.isCuda ? Number(((info.totalBytes - info.freeBytes - ballastBytes) / GB).toFixed(2)) : null,
     goalPeakGB: streaming ? Number(flags['budget-gb'] ?? 24) : 80,
