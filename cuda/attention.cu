@@ -18,9 +18,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "../native/attention.h"
+#include "../native/storage.h"
 #include "attention_mma.cuh"
 #include "attention_sm90.cuh"
 #include "common.cuh"
@@ -104,10 +106,9 @@ void launch_rowwise(const AttentionArgs& a, const AttentionParams& p) {
   const int threads = 128;  // 4 rows per block
   const int64_t blocks = (rows * 32 + threads - 1) / threads;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "attention: problem too large for one launch");
-  attention_rowwise_kernel<T, PerLane><<<static_cast<unsigned>(blocks), threads, 0, stream_of(a.out)>>>(
-      a.q.as<const T>(), a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(),
-      a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr, p, rows);
-  CUDA_CHECK_LAUNCH();
+  launch(SV_HERE, attention_rowwise_kernel<T, PerLane>, static_cast<unsigned>(blocks), threads, 0, stream_of(a.out),
+         a.q.as<const T>(), a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(),
+         a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr, p, rows);
 }
 
 }  // namespace
@@ -166,10 +167,9 @@ void launch_mma(const AttentionArgs& a, const mma_attention::Params& p) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     const dim3 grid(static_cast<unsigned>((a.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), static_cast<unsigned>(a.heads),
                     static_cast<unsigned>(a.batch));
-    kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream_of(a.out)>>>(
-        a.q.as<const T>(), a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(),
-        a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr, p);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream_of(a.out), a.q.as<const T>(),
+           a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(), a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr,
+           p);
   });
   SV_CHECK(known, "ERR_UNSUPPORTED", "attention: no tensor-core kernel for head dim " + std::to_string(a.head_dim));
 }
@@ -304,6 +304,48 @@ CUtensorMap head_major_tensor_map(const TensorRef& t, int64_t rows, int64_t slab
   return map;
 }
 
+// The Hopper kernel's hang report (attention_sm90.cuh): page-locked host memory mapped into every
+// device, so it survives the trap that ends a hung launch; the runtime's fault message includes it.
+sm90_attention::HangReport* hang_report = nullptr;
+int hang_report_stages = 2;  // the ring depth of the last launch, to name the barrier
+
+std::string explain_hang() {
+  const sm90_attention::HangReport* r = hang_report;
+  if (r == nullptr || r->hit == 0) return "";
+  const int s = hang_report_stages, i = static_cast<int>(r->barrier);
+  std::string name = "mbarrier #" + std::to_string(i);
+  if (i == 0) {
+    name = "full_q";
+  } else if (i <= 4 * s) {
+    static const char* const kinds[] = {"full_k", "full_v", "empty_k", "empty_v"};
+    name = std::string(kinds[(i - 1) / s]) + "[" + std::to_string((i - 1) % s) + "]";
+  } else if (i <= 4 * s + 2) {
+    name = "turn[" + std::to_string(i - 4 * s - 1) + "]";
+  }
+  return "the Hopper attention kernel trapped after waiting " + std::to_string(sm90_attention::kHangNanoseconds / 1000000000) +
+         " s on mbarrier " + name + " (parity " + std::to_string(r->parity) + ") in block (" + std::to_string(r->block_x) +
+         ", " + std::to_string(r->block_y) + ", " + std::to_string(r->block_z) + "), thread " + std::to_string(r->thread) +
+         ": a hang in its producer/consumer protocol";
+}
+
+void prepare_hang_report(int device) {
+  static std::mutex mutex;
+  static bool prepared[kMaxCudaDevices] = {};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (prepared[device]) return;
+  if (hang_report == nullptr) {
+    void* host = nullptr;
+    CUDA_CHECK(cudaHostAlloc(&host, sizeof(sm90_attention::HangReport), cudaHostAllocMapped | cudaHostAllocPortable));
+    std::memset(host, 0, sizeof(sm90_attention::HangReport));
+    hang_report = static_cast<sm90_attention::HangReport*>(host);
+    add_fault_explainer(&explain_hang);
+  }
+  void* mapped = nullptr;
+  CUDA_CHECK(cudaHostGetDevicePointer(&mapped, hang_report, 0));
+  CUDA_CHECK(cudaMemcpyToSymbol(sm90_attention::hang_report, &mapped, sizeof(mapped)));
+  prepared[device] = true;
+}
+
 template <int Stages, bool kOverlap, bool kPingPong>
 void launch_hopper_variant(const AttentionArgs& a, const CUtensorMap& q_map, const CUtensorMap& k_map,
                            const CUtensorMap& v_map, const sm90_attention::Params& p) {
@@ -312,11 +354,12 @@ void launch_hopper_variant(const AttentionArgs& a, const CUtensorMap& q_map, con
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const int64_t m_blocks = (a.q_len + sm90_attention::kBlockM - 1) / sm90_attention::kBlockM;
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  kernel<<<grid, sm90_attention::kThreads, smem, stream_of(a.out)>>>(q_map, k_map, v_map, p);
-  CUDA_CHECK_LAUNCH();
+  launch(SV_HERE, kernel, grid, sm90_attention::kThreads, smem, stream_of(a.out), q_map, k_map, v_map, p);
 }
 
 void launch_hopper(const AttentionArgs& a, const HopperVariant& variant) {
+  prepare_hang_report(a.out.device);
+  hang_report_stages = variant.stages;
   const CUtensorMap q_map = head_major_tensor_map(a.q, a.q_len, a.batch * a.heads, "q");
   const CUtensorMap k_map = head_major_tensor_map(a.k, a.kv_len_max, a.batch * a.kv_heads, "k");
   const CUtensorMap v_map = head_major_tensor_map(a.v, a.kv_len_max, a.batch * a.kv_heads, "v");

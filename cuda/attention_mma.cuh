@@ -24,62 +24,25 @@
 
 #include <cstdint>
 
+#include "common.cuh"
+#include "ptx.cuh"
+
 namespace sv::cuda::mma_attention {
+
+using ptx::cp_async_16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
+using ptx::exp2_approx;
+using ptx::ldmatrix_x4;
+using ptx::ldmatrix_x4_trans;
+using ptx::mma_m16n8k16;
+using ptx::smem_u32;
 
 struct Params {
   int heads, group, q_len, kv_len_max, offset;  // offset = Nk - Nq (causal alignment)
   float scale_log2;                             // softmax scale · log2(e)
   bool causal;
 };
-
-// ---- PTX wrappers (sm_80+) ----
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global->shared copy; with valid == false nothing is read and the 16 bytes are zeroed.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int Pending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-// d += a·b for one m16n8k16 tile; a: 4 registers (16x16 row-major), b: 2 (16x8 col-major).
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Two floats as one register of two 16-bit values (lo in the low half), rounded to nearest even.
 template <typename T>
@@ -93,13 +56,6 @@ template <>
 __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
-}
-
-// 2^x with the special-function unit (2 ulp); 2^-inf = +0, which is what masked logits need.
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 }
 
 __device__ __forceinline__ float alibi_slope(int head, int heads) {
@@ -129,7 +85,7 @@ __device__ __forceinline__ void load_tile_async(T* tile, const T* __restrict__ s
     const int row = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
     const bool valid = row0 + row < valid_rows;
     const T* from = valid ? src + static_cast<int64_t>(row0 + row) * D + col : src;
-    cp_async_16(smem_u32(tile + swizzled<D>(row, col)), from, valid);
+    cp_async_16(smem_u32(tile + swizzled<D>(row, col)), from, valid ? 16 : 0);
   }
 }
 
@@ -158,11 +114,11 @@ template <typename T, typename Cfg, bool kAlibi>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     flash_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                            T* __restrict__ out, const int32_t* __restrict__ kv_len, Params p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if SV_ARCH_SM80
   constexpr int D = Cfg::kHeadDim, BM = Cfg::kBlockM, BN = Cfg::kBlockN, DW = Cfg::kSliceD;
   constexpr int kWarpsM = Cfg::kWarpsM, kWarpsD = Cfg::kWarpsD, kStages = Cfg::kStages, kThreads = Cfg::kThreads;
 
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  SV_DYNAMIC_SHARED(unsigned char, smem_raw, 128);
   T* q_tile = reinterpret_cast<T*>(smem_raw);
   T* kv_ring = reinterpret_cast<T*>(smem_raw + Cfg::kQBytes);  // stage s: K at 2s, V at 2s + 1
 
@@ -248,8 +204,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         const int key = np * 16 + (lane & 7) + (lane >> 4) * 8;
         const int col = warp_d * DW + kk * 16 + ((lane >> 3) & 1) * 8;
         ldmatrix_x4(k_frag, smem_u32(k_tile + swizzled<D>(key, col)));
-        mma_16816<T>(s_acc[2 * np], q_frag[kk], k_frag[0], k_frag[1]);
-        mma_16816<T>(s_acc[2 * np + 1], q_frag[kk], k_frag[2], k_frag[3]);
+        mma_m16n8k16<T>(s_acc[2 * np], q_frag[kk], k_frag[0], k_frag[1]);
+        mma_m16n8k16<T>(s_acc[2 * np + 1], q_frag[kk], k_frag[2], k_frag[3]);
       }
     }
     if constexpr (kWarpsD > 1) {
@@ -331,8 +287,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
         const int col = warp_d * DW + dp * 16 + (lane >> 4) * 8;
         ldmatrix_x4_trans(v_frag, smem_u32(v_tile + swizzled<D>(key, col)));
-        mma_16816<T>(o_acc[2 * dp], p_frag, v_frag[0], v_frag[1]);
-        mma_16816<T>(o_acc[2 * dp + 1], p_frag, v_frag[2], v_frag[3]);
+        mma_m16n8k16<T>(o_acc[2 * dp], p_frag, v_frag[0], v_frag[1]);
+        mma_m16n8k16<T>(o_acc[2 * dp + 1], p_frag, v_frag[2], v_frag[3]);
       }
     }
     __syncthreads();  // every warp is done with this stage (and with the exchange buffer)

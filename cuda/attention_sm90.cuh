@@ -46,6 +46,9 @@
 
 #include <cstdint>
 
+#include "common.cuh"
+#include "ptx.cuh"
+
 namespace sv::cuda::sm90_attention {
 
 constexpr int kHeadDim = 128;
@@ -59,11 +62,8 @@ constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
 // setmaxnreg: 24·128 + 240·256 = 64,512 of the SM's 65,536 registers.
 constexpr int kProducerRegisters = 24;
 constexpr int kConsumerRegisters = 240;
-// Any mbarrier wait longer than this is a protocol bug: the waiting thread stores to address 0, so
-// the launch fails with cudaErrorIllegalAddress ("an illegal memory access was encountered")
-// instead of hanging the process. Legitimate waits last one tile's work, microseconds. (Not __trap:
-// a trap in the consumer region stops ptxas from giving it the registers setmaxnreg.inc asks for,
-// and the wgmma pipeline is then serialized and spilled.)
+// Any mbarrier wait longer than this is a protocol bug (see mbarrier_wait): legitimate waits last
+// one tile's work, microseconds.
 constexpr uint64_t kHangNanoseconds = 10ull * 1000 * 1000 * 1000;
 
 static_assert(kBlockM == kBlockN, "Q, K and V tiles share one panel size");
@@ -100,164 +100,89 @@ struct Params {
 constexpr int kBarrierConsumers = 1;      // both consumer warpgroups (256 threads)
 constexpr int kBarrierWarpgroup0 = 2;     // + consumer index: one warpgroup (128 threads)
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// What a timed-out mbarrier wait leaves behind for the host: written (first writer wins, roughly)
+// to page-locked host memory mapped into the device, so it can still be read after the trap has
+// made the device unusable. attention.cu turns it into the fault's message.
+struct HangReport {
+  uint32_t hit;                          // nonzero once written
+  uint32_t block_x, block_y, block_z, thread;
+  uint32_t barrier;                      // the barrier's index among the kernel's mbarriers
+  uint32_t parity;
+};
+// Set by the host before the first launch (one per process: the pointer is the same on every device).
+__device__ HangReport* hang_report;
 
-// ---- PTX wrappers (sm_90a) ----
+#if SV_ARCH_SM90A
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+using ptx::fence_barrier_init;
+using ptx::fence_operands;
+using ptx::fence_proxy_async;
+using ptx::mbarrier_arrive;
+using ptx::mbarrier_arrive_expect_tx;
+using ptx::mbarrier_init;
+using ptx::named_barrier_sync;
+using ptx::prefetch_tensor_map;
+using ptx::registers_decrease;
+using ptx::registers_increase;
+using ptx::smem_u32;
+using ptx::tma_load_3d;
+using ptx::wgmma_commit;
+using ptx::wgmma_fence;
+using ptx::wgmma_wait;
+using ptx::exp2_approx;
 
-// mbarrier (9.7.13.15). The default semantics of arrive / try_wait are release / acquire at CTA
-// scope, which is what makes TMA-written data visible to the threads that saw the phase complete.
-__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t arrivals) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
+// Records which barrier a timed-out wait was on (HangReport), then traps: the launch fails with a
+// message naming the barrier instead of hanging the process. Kept out of line: a trap inlined into
+// the consumer region stops ptxas from giving it the registers setmaxnreg.inc asks for (the wgmma
+// pipeline is then serialized).
+__device__ __noinline__ void report_hang(uint32_t bar, uint32_t parity) {
+  HangReport* report = hang_report;
+  if (report != nullptr && report->hit == 0) {
+    report->block_x = blockIdx.x;
+    report->block_y = blockIdx.y;
+    report->block_z = blockIdx.z;
+    report->thread = threadIdx.x;
+    report->barrier = (bar & 1023u) / 8u;  // the barriers sit at a 1024-byte-aligned offset
+    report->parity = parity;
+    __threadfence_system();
+    report->hit = 1;
+    __threadfence_system();
+  }
+  __trap();
 }
-// Makes the initialisations visible to the async proxy (TMA's complete_tx) before first use.
-__device__ __forceinline__ void fence_barrier_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// Arrives and raises the phase's expected transaction count by `bytes` (the TMA copies that follow
-// complete it): the phase ends when the arrival and all the bytes are in.
-__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-// True once the phase with the given parity has completed: the current phase if it has the parity,
-// else the immediately preceding one (complete by definition), 9.7.13.15.16.
-__device__ __forceinline__ bool mbarrier_try_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done;
-  asm volatile(
-      "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(bar), "r"(parity)
-      : "memory");
-  return done != 0;
-}
-__device__ __forceinline__ uint64_t global_timer_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
-  return t;
-}
+
+// Waits for the phase of `bar` with the given parity; a wait longer than kHangNanoseconds is a
+// protocol bug (report_hang). On the emulated device a hang is reported by the emulator's deadlock
+// detection first.
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
-  if (mbarrier_try_wait(bar, parity)) return;
-  const uint64_t start = global_timer_ns();
-  while (!mbarrier_try_wait(bar, parity)) {
-    if (global_timer_ns() - start > kHangNanoseconds) {
-      asm volatile("st.global.u32 [%0], %1;\n" ::"l"(0ull), "r"(0u) : "memory");  // see kHangNanoseconds
-    }
+  if (ptx::mbarrier_try_wait(bar, parity)) return;
+  const uint64_t start = ptx::global_timer_ns();
+  while (!ptx::mbarrier_try_wait(bar, parity)) {
+    if (ptx::global_timer_ns() - start > kHangNanoseconds) report_hang(bar, parity);
   }
 }
 
-// TMA (9.7.9.25): a {64 columns, rows, 1} box of a 3-D tensor map into shared memory, completing
-// `bytes` on the mbarrier. Coordinates are {column, row, slab}; out-of-bounds elements become 0.
-__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int column, int row,
-                                            int slab) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
-          "r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(column), "r"(row), "r"(slab), "r"(bar)
-      : "memory");
-}
-__device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
-  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
-}
-
-// Register reallocation between warpgroups (9.7.19, setmaxnreg): executed by every thread of a warpgroup.
-template <int Registers>
-__device__ __forceinline__ void registers_decrease() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Registers));
-}
-template <int Registers>
-__device__ __forceinline__ void registers_increase() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Registers));
-}
-
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-// Orders this thread's generic-proxy shared-memory writes before later async-proxy accesses
-// (wgmma operand reads, TMA writes) of the same locations (9.7.13.4).
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
-// wgmma.fence / commit_group / wait_group (9.7.15.7): the fence orders this warpgroup's register
-// writes (accumulators, A fragments) before the next wgmma.mma_async reads them; a group's
-// accumulators and A registers may be touched again only after a wait_group that covers it.
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int Pending>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
-}
-// Pins registers an asynchronous wgmma reads or writes: the compiler may not move other accesses
-// to them across this point (it cannot see into the asynchronous instruction).
-template <int N>
-__device__ __forceinline__ void fence_operands(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void fence_operands(uint32_t (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
-}
-
-// Shared-memory matrix descriptor (9.7.15.5.1.2.2): bits 0-13 start address >> 4, 16-29 leading
-// dimension byte offset >> 4, 32-45 stride dimension byte offset >> 4, 49-51 base offset (0: the
-// swizzle pattern starts on a 1024-byte boundary), 62-63 swizzle mode (1 = 128-byte).
-__device__ __forceinline__ uint64_t matrix_descriptor(uint32_t start, uint32_t leading_bytes, uint32_t stride_bytes) {
-  return static_cast<uint64_t>((start & 0x3FFFF) >> 4) | static_cast<uint64_t>((leading_bytes & 0x3FFFF) >> 4) << 16 |
-         static_cast<uint64_t>((stride_bytes & 0x3FFFF) >> 4) << 32 | 1ull << 62;
-}
 // K-major, 128-byte swizzle (canonical ((8,m),(T,2k)):((8T,SBO),(1,T)), 9.7.15.5.1.2.1): 8-row
 // groups `stride` = 1024 bytes apart; the leading offset is unused for swizzled K-major layouts
 // ("assumed 1"). A k16 step inside the 128-byte row is +32 bytes on the start address: the hardware
 // applies the swizzle to the full address, exactly as TMA did when it wrote the tile.
-__device__ __forceinline__ uint64_t k_major_descriptor(uint32_t start) { return matrix_descriptor(start, 16, 1024); }
+__device__ __forceinline__ uint64_t k_major_descriptor(uint32_t start) { return ptx::matrix_descriptor_128b(start, 16, 1024); }
 // N-major (transposed B), 128-byte swizzle (canonical ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO))): a
 // 64-column (128-byte) block of N per atom, the next 64 columns `leading` bytes away (the next
 // panel, 16 KiB), the next 8 rows of K `stride` = 1024 bytes away.
 __device__ __forceinline__ uint64_t n_major_descriptor(uint32_t start) {
-  return matrix_descriptor(start, kPanelBytes, 1024);
+  return ptx::matrix_descriptor_128b(start, kPanelBytes, 1024);
 }
 
-// The 64 f32 accumulators of one m64n128 tile as asm operands.
-#define SV_SM90_ACC8(d, i)                                                                                       \
-  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
-      "+f"(d[i + 7])
-#define SV_SM90_ACC64(d)                                                                                       \
-  SV_SM90_ACC8(d, 0), SV_SM90_ACC8(d, 8), SV_SM90_ACC8(d, 16), SV_SM90_ACC8(d, 24), SV_SM90_ACC8(d, 32),     \
-      SV_SM90_ACC8(d, 40), SV_SM90_ACC8(d, 48), SV_SM90_ACC8(d, 56)
-#define SV_SM90_D64                                                                                            \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, " \
-  "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "  \
-  "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-
-// d (+)= A·B, m64n128k16, bf16 in, f32 accumulate, both operands from shared memory, both K-major
-// (imm-trans-a = imm-trans-b = 0). scale_d = 0 ignores d's previous contents (9.7.15.5.2).
+// d (+)= A·B, m64n128k16, both operands from shared memory, both K-major. scale_d = 0 ignores d.
 __device__ __forceinline__ void wgmma_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SV_SM90_D64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-               : SV_SM90_ACC64(d)
-               : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+  ptx::wgmma_m64n128k16_ss<__nv_bfloat16>(d, desc_a, desc_b, scale_d);
 }
-// d += A·B, m64n128k16, A from registers (four bf16x2 registers per thread, the m64nNk16 A fragment
-// layout), B from shared memory N-major (imm-trans-b = 1). scale-d is a predicate operand, always
-// true here (O accumulates from zero-initialised registers).
+// d += A·B, A from registers, B from shared memory N-major.
 __device__ __forceinline__ void wgmma_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SV_SM90_D64
-               ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-               : SV_SM90_ACC64(d)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+  ptx::wgmma_m64n128k16_rs_bf16_b_nmajor(d, a, desc_b);
 }
-#undef SV_SM90_D64
-#undef SV_SM90_ACC64
-#undef SV_SM90_ACC8
 
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
   return *reinterpret_cast<uint32_t*>(&v);
@@ -377,23 +302,23 @@ __device__ __forceinline__ void zero_v_rows(uint32_t v_tile, int first_row, int 
   for (int i = consumer_thread; i < chunks; i += 128 * kConsumerWarpgroups) {
     const int row = first_row + i / (kPanels * 8), panel = (i / 8) % kPanels, chunk = i % 8;
     const uint32_t at = v_tile + panel * kPanelBytes + row * 128 + chunk * 16;
-    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(at), "r"(0u) : "memory");
+    ptx::st_shared_v4_u32(at, 0u, 0u, 0u, 0u);
   }
   fence_proxy_async();
   named_barrier_sync(kBarrierConsumers, 128 * kConsumerWarpgroups);
 }
 
-#endif  // __CUDA_ARCH__ && __CUDA_ARCH_FEAT_SM90_ALL
+#endif  // SV_ARCH_SM90A
 
 // Grid: (ceil(Nq / 128), H, B). Dynamic shared memory: SmemLayout<Stages>::kBytes.
 template <int Stages, bool kOverlap, bool kPingPong>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
                           const __grid_constant__ CUtensorMap v_map, Params p) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if SV_ARCH_SM90A
   static_assert(!kPingPong || kOverlap, "the pingpong schedule is built on the overlapped one");
   using L = SmemLayout<Stages>;
-  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  SV_DYNAMIC_SHARED(unsigned char, smem_raw, 1024);
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
 
   const int m0 = blockIdx.x * kBlockM, h = blockIdx.y, b = blockIdx.z;
@@ -569,7 +494,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int row = 16 * warp + g + 8 * r;  // within the warpgroup's 64 rows
       const uint32_t at = q_rows + (c / 8) * kPanelBytes + row * 128 + (((c % 8) ^ (row % 8)) * 16) + t * 4;
       const uint32_t value = pack_bf16x2(o[4 * c + 2 * r] * inv[r], o[4 * c + 2 * r + 1] * inv[r]);
-      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(value) : "memory");
+      ptx::st_shared_u32(at, value);
     }
   }
   named_barrier_sync(kBarrierWarpgroup0 + consumer, 128);
@@ -580,11 +505,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int query = m0 + 64 * consumer + row;
     if (query < p.q_len) {
       const uint32_t at = q_rows + (c / 8) * kPanelBytes + row * 128 + (((c % 8) ^ (row % 8)) * 16);
-      uint4 chunk;
-      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                   : "=r"(chunk.x), "=r"(chunk.y), "=r"(chunk.z), "=r"(chunk.w)
-                   : "r"(at)
-                   : "memory");
+      const uint4 chunk = ptx::ld_shared_v4_u32(at);
       __nv_bfloat16* dst = p.out + ((static_cast<int64_t>(b) * p.q_len + query) * p.heads + h) * kHeadDim + c * 8;
       *reinterpret_cast<uint4*>(dst) = chunk;
     }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "../native/error.h"
 #include "../native/tensor_ref.h"
@@ -27,9 +28,49 @@ void add_fault_explainer(std::string (*explain)());
     if (status_ != cudaSuccess) ::sv::cuda::throw_cuda_error(status_, #call, __FILE__, __LINE__); \
   } while (0)
 
-// After every kernel launch: configuration errors are reported at once; execution errors surface
-// at the next synchronising call.
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// Where a kernel is launched from, for error messages (and the emulator's reports).
+struct LaunchSite {
+  const char* file;
+  int line;
+  const char* function;
+};
+#define SV_HERE (::sv::cuda::LaunchSite{__FILE__, __LINE__, __func__})
+
+// Launches `kernel` on `stream` with the arguments converted to its parameters. Configuration
+// errors are reported at once, naming the launch site; execution errors surface at the next
+// synchronising call. On the emulated device (STEPVIDEO_CUDA=emulate) the same kernel runs on the
+// CPU's SIMT emulator (cuda/emulator).
+template <typename... Params, typename... Args>
+void launch(LaunchSite site, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+            Args&&... args) {
+#if defined(SV_CUDA_EMULATED)
+  const auto status = static_cast<cudaError_t>(
+      emu::launch(kernel, grid, block, shared_bytes, stream, emu::LaunchSite{site.file, site.line, site.function},
+                  std::forward<Args>(args)...));
+#else
+  kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+  const cudaError_t status = cudaGetLastError();
+#endif
+  if (status != cudaSuccess) throw_cuda_error(status, "kernel launch", site.file, site.line);
+}
+
+// Shared-memory declarations, one spelling for both builds: plain __shared__ variables on a GPU;
+// on the emulated device per-block storage made where the declaration is reached (cuda/emulator).
+//   SV_SHARED(float, scratch, [32]);                  __shared__ float scratch[32];
+//   SV_SHARED_ALIGNED(32, T, tile, [64][40]);         __shared__ __align__(32) T tile[64][40];
+//   SV_DYNAMIC_SHARED(unsigned char, smem, 128);      extern __shared__ __align__(128) unsigned char smem[];
+#if defined(SV_CUDA_EMULATED)
+#define SV_SHARED_ALIGNED(align, type, name, dims)                                                              \
+  static constexpr char sv_shared_key_##name = 0;                                                               \
+  type(&name) dims = *static_cast<type(*) dims>(::sv::emu::static_shared(                                       \
+      &sv_shared_key_##name, sizeof(type dims), (align) > alignof(type dims) ? (align) : alignof(type dims), #name))
+#define SV_SHARED(type, name, dims) SV_SHARED_ALIGNED(alignof(type), type, name, dims)
+#define SV_DYNAMIC_SHARED(type, name, align) type* const name = static_cast<type*>(::sv::emu::dynamic_shared(align))
+#else
+#define SV_SHARED_ALIGNED(align, type, name, dims) __shared__ __align__(align) type name dims
+#define SV_SHARED(type, name, dims) __shared__ type name dims
+#define SV_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
+#endif
 
 inline cudaStream_t stream_of(const TensorRef& t) { return static_cast<cudaStream_t>(stream(t.device)); }
 

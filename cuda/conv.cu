@@ -20,6 +20,7 @@
 
 #include "../native/conv.h"
 #include "common.cuh"
+#include "ptx.cuh"
 
 namespace sv::cuda {
 namespace {
@@ -128,9 +129,9 @@ template <typename T>
 __global__ void __launch_bounds__(kSimtThreads) conv_simt_kernel(ConvShape s, const T* __restrict__ x,
                                                                   const T* __restrict__ w, const T* __restrict__ bias,
                                                                   const T* __restrict__ residual, T* __restrict__ out) {
-  __shared__ float a_tile[kSimtK][kSimtTile + 1];
-  __shared__ float b_tile[kSimtK][kSimtTile + 1];
-  __shared__ RowOrigin rows[kSimtTile];
+  SV_SHARED(float, a_tile, [kSimtK][kSimtTile + 1]);
+  SV_SHARED(float, b_tile, [kSimtK][kSimtTile + 1]);
+  SV_SHARED(RowOrigin, rows, [kSimtTile]);
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kSimtTile, n0 = static_cast<int64_t>(blockIdx.y) * kSimtTile;
   if (threadIdx.x < kSimtTile) rows[threadIdx.x] = row_origin(s, m0 + threadIdx.x);
   __syncthreads();
@@ -198,43 +199,6 @@ constexpr int kChunksPerRow = kMmaK / 8;
 // and r + 2 would collide without the swizzle).
 __device__ __forceinline__ int swizzled(int row, int chunk) { return row * kMmaK + ((chunk ^ ((row >> 1) & 3)) << 3); }
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global→shared copy; src_bytes 0 writes zeros and reads nothing.
-__device__ __forceinline__ void copy_16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void copy_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int Pending>
-__device__ __forceinline__ void copy_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
-
-__device__ __forceinline__ void load_matrix_x4(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-template <typename T>
-__device__ __forceinline__ void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
 template <typename T>
 __device__ __forceinline__ void store_pair(T* p, float v0, float v1) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -293,7 +257,7 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
     conv_mma_kernel(ConvShape s, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                     const T* __restrict__ residual, T* __restrict__ out, int64_t n_tiles, bool paired_stores) {
   using Cfg = MmaConfig<BM, BN, WarpsM, WarpsN, Stages>;
-  extern __shared__ __align__(128) unsigned char shared_raw[];
+  SV_DYNAMIC_SHARED(unsigned char, shared_raw, 128);
   T* shared = reinterpret_cast<T*>(shared_raw);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -316,7 +280,7 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
       const int row = (tid + i * Cfg::kThreads) / kChunksPerRow;
       const int64_t offset = tap_offset(s, a_rows[i], cursor.dt, cursor.dh, cursor.dw);
       const T* src = offset >= 0 ? x + offset + cursor.ci0 + a_chunk * 8 : x;
-      copy_16(shared_address(a_tile + swizzled(row, a_chunk)), src, offset >= 0 ? 16 : 0);
+      ptx::cp_async_16(ptx::smem_u32(a_tile + swizzled(row, a_chunk)), src, offset >= 0 ? 16 : 0);
     }
 #pragma unroll
     for (int i = 0; i < Cfg::kBPerThread; i++) {
@@ -325,7 +289,7 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
         const int row = c / kChunksPerRow, chunk = c % kChunksPerRow;
         const bool inside = n0 + row < s.out_ch;
         const T* src = inside ? w + (n0 + row) * s.K + k0 + chunk * 8 : w;
-        copy_16(shared_address(b_tile + swizzled(row, chunk)), src, inside ? 16 : 0);
+        ptx::cp_async_16(ptx::smem_u32(b_tile + swizzled(row, chunk)), src, inside ? 16 : 0);
       }
     }
     cursor.advance(s, kMmaK);  // Cin % 32 == 0: a K-slice never straddles two taps
@@ -345,15 +309,15 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
 #pragma unroll
   for (int stage = 0; stage < Stages - 1; stage++) {
     if (stage < k_tiles) load_stage(stage, stage);
-    copy_commit();
+    ptx::cp_async_commit();
   }
 
   for (int64_t kt = 0; kt < k_tiles; kt++) {
-    copy_wait<Stages - 2>();  // stage kt has landed (for this thread) ...
+    ptx::cp_async_wait<Stages - 2>();  // stage kt has landed (for this thread) ...
     __syncthreads();          // ... for every thread, and everyone is done reading stage kt - 1
     const int64_t next = kt + Stages - 1;
     if (next < k_tiles) load_stage(static_cast<int>(next % Stages), next);
-    copy_commit();
+    ptx::cp_async_commit();
 
     const T* a_tile = shared + (kt % Stages) * Cfg::kStageElems;
     const T* b_tile = a_tile + BM * kMmaK;
@@ -364,14 +328,14 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
       for (int i = 0; i < Cfg::kFragsM; i++) {
         // Lanes 0-15 address rows 0-15 at k 0-7, lanes 16-31 the same rows at k 8-15: a0..a3 of m16n8k16.
         const int row = warp_m0 + i * 16 + (lane & 15);
-        load_matrix_x4(a_frag[i], shared_address(a_tile + swizzled(row, kk * 2 + (lane >> 4))));
+        ptx::ldmatrix_x4(a_frag[i], ptx::smem_u32(a_tile + swizzled(row, kk * 2 + (lane >> 4))));
       }
 #pragma unroll
       for (int j = 0; j < Cfg::kFragsN / 2; j++) {
         // Matrices: (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15): b0b1 / b2b3 of two n8 tiles.
         const int row = warp_n0 + j * 16 + (lane & 7) + ((lane >> 4) << 3);
         uint32_t r[4];
-        load_matrix_x4(r, shared_address(b_tile + swizzled(row, kk * 2 + ((lane >> 3) & 1))));
+        ptx::ldmatrix_x4(r, ptx::smem_u32(b_tile + swizzled(row, kk * 2 + ((lane >> 3) & 1))));
         b_frag[2 * j][0] = r[0];
         b_frag[2 * j][1] = r[1];
         b_frag[2 * j + 1][0] = r[2];
@@ -380,10 +344,10 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
 #pragma unroll
       for (int i = 0; i < Cfg::kFragsM; i++)
 #pragma unroll
-        for (int j = 0; j < Cfg::kFragsN; j++) mma_16x8x16<T>(acc[i][j], a_frag[i], b_frag[j][0], b_frag[j][1]);
+        for (int j = 0; j < Cfg::kFragsN; j++) ptx::mma_m16n8k16<T>(acc[i][j], a_frag[i], b_frag[j][0], b_frag[j][1]);
     }
   }
-  copy_wait<0>();
+  ptx::cp_async_wait<0>();
 
   // Epilogue: c0,c1 are (row g, cols 2t, 2t+1) and c2,c3 (row g + 8, same cols), g = lane / 4, t = lane % 4.
 #pragma unroll
@@ -414,10 +378,9 @@ void launch_mma(const Conv3dArgs& a, const ConvShape& s) {
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "conv3d: output too large for one launch");
   // Paired (4-byte) stores need an even channel count and 4-byte aligned out / residual.
   const bool paired = s.out_ch % 2 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 4 == 0;
-  kernel<<<static_cast<unsigned>(blocks), Cfg::kThreads, Cfg::kSharedBytes, stream_of(a.out)>>>(
-      s, a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
-      a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
-  CUDA_CHECK_LAUNCH();
+  launch(SV_HERE, kernel, static_cast<unsigned>(blocks), Cfg::kThreads, Cfg::kSharedBytes, stream_of(a.out), s,
+         a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
+         a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
 }
 
 // =============================================================================================
@@ -434,62 +397,21 @@ constexpr int kWgRows = 128, kWgCols = 128, kWgK = 64, kWgStages = 4, kWgThreads
 constexpr uint32_t kWgTileBytes = kWgRows * kWgK * 2;  // 16 KiB per operand tile
 constexpr size_t kWgSharedBytes = static_cast<size_t>(kWgStages) * 2 * kWgTileBytes + 1024;  // + alignment slack
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if SV_ARCH_SM90A
 __device__ __forceinline__ uint32_t swizzled_128(uint32_t row, uint32_t chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
 
-// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 1024 bytes between 8-row atoms.
-__device__ __forceinline__ uint64_t wgmma_descriptor(uint32_t address) {
-  uint64_t d = (address & 0x3FFFF) >> 4;          // start address
-  d |= static_cast<uint64_t>(16 >> 4) << 16;      // leading byte offset (unused when swizzled)
-  d |= static_cast<uint64_t>(1024 >> 4) << 32;    // stride byte offset: the next 8 rows
-  d |= 1ull << 62;                                // 128-byte swizzle
-  return d;
-}
-
-#define SV_ACC8(i)                                                                                             \
-  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
-      "+f"(d[i + 7])
-#define SV_WGMMA_128(types)                                                                                     \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                    \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." types " "                                        \
-               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "              \
-               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "              \
-               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "             \
-               "%64, %65, p, 1, 1, 0, 0;\n}\n"                                                                 \
-               : SV_ACC8(0), SV_ACC8(8), SV_ACC8(16), SV_ACC8(24), SV_ACC8(32), SV_ACC8(40), SV_ACC8(48),      \
-                 SV_ACC8(56)                                                                                   \
-               : "l"(desc_a), "l"(desc_b), "r"(1))
-
-// d[64] += A(64×16, K-major) · B(128×16, K-major)ᵀ for one warpgroup.
-template <typename T>
-__device__ __forceinline__ void wgmma_64x128x16(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    SV_WGMMA_128("bf16.bf16");
-  } else {
-    SV_WGMMA_128("f16.f16");
-  }
-}
-#undef SV_WGMMA_128
-#undef SV_ACC8
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int Pending>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
-}
-// Makes this thread's completed shared-memory writes (generic proxy) visible to wgmma (async proxy).
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 1024 bytes between 8-row atoms (the
+// leading offset is unused for swizzled K-major layouts).
+__device__ __forceinline__ uint64_t wgmma_descriptor(uint32_t address) { return ptx::matrix_descriptor_128b(address, 16, 1024); }
 #endif
 
 template <typename T>
 __global__ void __launch_bounds__(kWgThreads, 1)
     conv_wgmma_kernel(ConvShape s, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                       const T* __restrict__ residual, T* __restrict__ out, int64_t n_tiles, bool paired_stores) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ __align__(128) unsigned char shared_raw[];
-  const uint32_t raw = shared_address(shared_raw);
+#if SV_ARCH_SM90A
+  SV_DYNAMIC_SHARED(unsigned char, shared_raw, 128);
+  const uint32_t raw = ptx::smem_u32(shared_raw);
   const uint32_t base = (raw + 1023u) & ~1023u;  // swizzle atoms are addressed by absolute bits 7-9
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2, warp_in_group = warp & 3;
@@ -511,10 +433,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
       const uint32_t row = (tid >> 3) + 32 * i;
       const int64_t offset = tap_offset(s, a_rows[i], cursor.dt, cursor.dh, cursor.dw);
       const T* src = offset >= 0 ? x + offset + cursor.ci0 + chunk * 8 : x;
-      copy_16(a_tile + swizzled_128(row, chunk), src, offset >= 0 ? 16 : 0);
+      ptx::cp_async_16(a_tile + swizzled_128(row, chunk), src, offset >= 0 ? 16 : 0);
       const bool inside = n0 + row < s.out_ch;
       const T* wsrc = inside ? w + (n0 + row) * s.K + k0 + chunk * 8 : w;
-      copy_16(b_tile + swizzled_128(row, chunk), wsrc, inside ? 16 : 0);
+      ptx::cp_async_16(b_tile + swizzled_128(row, chunk), wsrc, inside ? 16 : 0);
     }
     cursor.advance(s, kWgK);  // Cin % 64 == 0: a K-slice never straddles two taps
   };
@@ -526,27 +448,27 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #pragma unroll
   for (int stage = 0; stage < kWgStages - 1; stage++) {
     if (stage < k_tiles) load_stage(stage, stage);
-    copy_commit();
+    ptx::cp_async_commit();
   }
   for (int64_t kt = 0; kt < k_tiles; kt++) {
-    copy_wait<kWgStages - 2>();  // this thread's copies of stage kt have landed
-    fence_proxy_async();
+    ptx::cp_async_wait<kWgStages - 2>();  // this thread's copies of stage kt have landed
+    ptx::fence_proxy_async();
     __syncthreads();             // everyone's have, and are visible to wgmma
     const uint32_t stage_base = base + static_cast<uint32_t>(kt % kWgStages) * 2 * kWgTileBytes;
     const uint32_t a_tile = stage_base + group * 64 * 128, b_tile = stage_base + kWgTileBytes;
-    wgmma_fence();
+    ptx::wgmma_fence();
 #pragma unroll
     for (int k16 = 0; k16 < kWgK / 16; k16++)  // 16 halves = 32 bytes further along K inside the swizzled rows
-      wgmma_64x128x16<T>(d, wgmma_descriptor(a_tile + k16 * 32), wgmma_descriptor(b_tile + k16 * 32));
-    wgmma_commit();
-    wgmma_wait<1>();  // this warpgroup's group kt − 1 is done ...
+      ptx::wgmma_m64n128k16_ss<T>(d, wgmma_descriptor(a_tile + k16 * 32), wgmma_descriptor(b_tile + k16 * 32), 1);
+    ptx::wgmma_commit();
+    ptx::wgmma_wait<1>();  // this warpgroup's group kt − 1 is done ...
     __syncthreads();  // ... and every warpgroup's: stage (kt − 1) % Stages may be overwritten
     const int64_t next = kt + kWgStages - 1;
     if (next < k_tiles) load_stage(static_cast<int>(next % kWgStages), next);
-    copy_commit();
+    ptx::cp_async_commit();
   }
-  wgmma_wait<0>();
-  copy_wait<0>();
+  ptx::wgmma_wait<0>();
+  ptx::cp_async_wait<0>();
 
   // Accumulator layout: warp q of a warpgroup owns rows 16q..16q+15; for columns 8j..8j+7,
   // d[4j], d[4j+1] are (row lane/4, cols 2·(lane%4) + 0/1) and d[4j+2], d[4j+3] the row 8 below.
@@ -575,10 +497,9 @@ void launch_wgmma(const Conv3dArgs& a, const ConvShape& s) {
   const int64_t blocks = n_tiles * m_tiles;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "conv3d: output too large for one launch");
   const bool paired = s.out_ch % 2 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 4 == 0;
-  kernel<<<static_cast<unsigned>(blocks), kWgThreads, kWgSharedBytes, stream_of(a.out)>>>(
-      s, a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
-      a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
-  CUDA_CHECK_LAUNCH();
+  launch(SV_HERE, kernel, static_cast<unsigned>(blocks), kWgThreads, kWgSharedBytes, stream_of(a.out), s,
+         a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
+         a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
 }
 
 // The wgmma kernel needs an sm_90a build, a compute-capability 9.0 device, and is opt-in until it has
@@ -634,11 +555,10 @@ void conv3d(const Conv3dArgs& a) {
     SV_CHECK(m_tiles <= 2147483647LL && n_tiles <= 65535, "ERR_SHAPE", "conv3d: output too large for one launch");
     dispatch_float(a.out.dtype, "conv3d", [&](auto t) {
       using T = decltype(t);
-      conv_simt_kernel<T><<<dim3(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles)), kSimtThreads, 0,
-                            stream_of(a.out)>>>(s, a.x.as<const T>(), a.weight.as<const T>(),
-                                                a.bias.data ? a.bias.as<const T>() : nullptr,
-                                                a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>());
-      CUDA_CHECK_LAUNCH();
+      launch(SV_HERE, conv_simt_kernel<T>, dim3(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles)),
+             kSimtThreads, 0, stream_of(a.out), s, a.x.as<const T>(), a.weight.as<const T>(),
+             a.bias.data ? a.bias.as<const T>() : nullptr, a.residual.data ? a.residual.as<const T>() : nullptr,
+             a.out.as<T>());
     });
     return;
   }

@@ -99,10 +99,9 @@ void copy(const CopyArgs& args) {
     dispatch_all(args.dst.dtype, [&](auto d) {
       using S = decltype(s);
       using D = decltype(d);
-      copy_strided_kernel<S, D><<<grid_for(n, 256), 256, 0, stream>>>(
-          static_cast<const S*>(args.src.data) + args.src_offset, static_cast<D*>(args.dst.data) + args.dst_offset,
-          index, n);
-      CUDA_CHECK_LAUNCH();
+      launch(SV_HERE, copy_strided_kernel<S, D>, grid_for(n, 256), 256, 0, stream,
+             static_cast<const S*>(args.src.data) + args.src_offset, static_cast<D*>(args.dst.data) + args.dst_offset,
+             index, n);
     });
   });
 }
@@ -125,8 +124,7 @@ void fill(const FillArgs& args) {
     } else {
       value = static_cast<float>(args.value);
     }
-    fill_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(static_cast<T*>(args.out.data), value, n);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, fill_kernel<T>, grid_for(n, 256), 256, 0, stream, static_cast<T*>(args.out.data), value, n);
   });
 }
 

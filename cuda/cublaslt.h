@@ -70,4 +70,7 @@ struct Api {
 // The loaded API, or nullptr when libcublasLt could not be found (then `why` says what was tried).
 const Api* api(const char** why = nullptr);
 
+// The emulated device's reference implementation (cuda/emulator/cublaslt.cc).
+const Api* emulated_api();
+
 }  // namespace sv::cuda::lt

@@ -12,8 +12,7 @@ __global__ void trap_kernel() { __trap(); }
 void launch_fault(int device) {
   require_healthy(device);
   use_device(device);
-  trap_kernel<<<1, 1, 0, static_cast<cudaStream_t>(stream(device))>>>();
-  CUDA_CHECK_LAUNCH();
+  launch(SV_HERE, trap_kernel, 1, 1, 0, static_cast<cudaStream_t>(stream(device)));
 }
 
 }  // namespace sv::cuda

@@ -79,9 +79,8 @@ void binary(const BinaryArgs& args) {
   }
   dispatch_float(args.out.dtype, "binary", [&](auto t) {
     using T = decltype(t);
-    binary_kernel<T><<<grid_for(n, 256), 256, 0, stream_of(args.out)>>>(
-        args.a.as<const T>(), args.b.as<const T>(), args.out.as<T>(), args.op, index, n);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, binary_kernel<T>, grid_for(n, 256), 256, 0, stream_of(args.out), args.a.as<const T>(),
+           args.b.as<const T>(), args.out.as<T>(), args.op, index, n);
   });
 }
 
@@ -91,9 +90,8 @@ void unary(const UnaryArgs& args) {
   if (n == 0) return;
   dispatch_float(args.out.dtype, "unary", [&](auto t) {
     using T = decltype(t);
-    unary_kernel<T><<<grid_for(n, 256), 256, 0, stream_of(args.out)>>>(args.x.as<const T>(), args.out.as<T>(), args.op,
-                                                                         args.alpha, args.beta, n);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, unary_kernel<T>, grid_for(n, 256), 256, 0, stream_of(args.out), args.x.as<const T>(),
+           args.out.as<T>(), args.op, args.alpha, args.beta, n);
   });
 }
 

@@ -22,13 +22,12 @@ template <typename T>
 void launch(const EmbeddingArgs& a) {
   const int64_t n = a.rows * a.dim;
   if (a.ids.dtype == DType::i64) {
-    embedding_kernel<T, int64_t><<<grid_for(n, 256), 256, 0, stream_of(a.out)>>>(
-        a.table.as<const T>(), a.ids.as<const int64_t>(), a.out.as<T>(), a.rows, a.dim, a.vocab);
+    launch(SV_HERE, embedding_kernel<T, int64_t>, grid_for(n, 256), 256, 0, stream_of(a.out), a.table.as<const T>(),
+           a.ids.as<const int64_t>(), a.out.as<T>(), a.rows, a.dim, a.vocab);
   } else {
-    embedding_kernel<T, int32_t><<<grid_for(n, 256), 256, 0, stream_of(a.out)>>>(
-        a.table.as<const T>(), a.ids.as<const int32_t>(), a.out.as<T>(), a.rows, a.dim, a.vocab);
+    launch(SV_HERE, embedding_kernel<T, int32_t>, grid_for(n, 256), 256, 0, stream_of(a.out), a.table.as<const T>(),
+           a.ids.as<const int32_t>(), a.out.as<T>(), a.rows, a.dim, a.vocab);
   }
-  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

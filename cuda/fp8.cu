@@ -41,7 +41,7 @@ __device__ float block_max(float value, float* shared) {
 template <typename T>
 __global__ void quantize_rows_kernel(const T* __restrict__ x, uint8_t* __restrict__ codes, float* __restrict__ scales,
                                      int64_t cols) {
-  __shared__ float shared[kQuantizeThreads / 32];
+  SV_SHARED(float, shared, [kQuantizeThreads / 32]);
   const int64_t row = blockIdx.x;
   const T* xr = x + row * cols;
   uint8_t* cr = codes + row * cols;
@@ -70,9 +70,8 @@ void launch_quantize(const TensorRef& x, uint8_t* codes, float* scales, int64_t 
   SV_CHECK(rows <= 2147483647LL, "ERR_SHAPE", "fp8_quantize: too many rows for one launch");
   dispatch_float(x.dtype, "fp8_quantize", [&](auto t) {
     using T = decltype(t);
-    quantize_rows_kernel<T><<<static_cast<unsigned>(rows), kQuantizeThreads, 0, stream_of(x)>>>(x.as<const T>(), codes,
-                                                                                                scales, cols);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, quantize_rows_kernel<T>, static_cast<unsigned>(rows), kQuantizeThreads, 0, stream_of(x),
+           x.as<const T>(), codes, scales, cols);
   });
 }
 
@@ -81,8 +80,8 @@ void launch_dequantize(const uint8_t* codes, const float* scales, const TensorRe
   if (total == 0) return;
   dispatch_float(out.dtype, "fp8_dequantize", [&](auto t) {
     using T = decltype(t);
-    dequantize_kernel<T><<<grid_for(total, 256), 256, 0, stream_of(out)>>>(codes, scales, out.as<T>(), total, cols);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, dequantize_kernel<T>, grid_for(total, 256), 256, 0, stream_of(out), codes, scales, out.as<T>(),
+           total, cols);
   });
 }
 

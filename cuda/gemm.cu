@@ -68,6 +68,10 @@ bool bind(void* library, const char* symbol, F* target) {
 }  // namespace
 
 const Api* api(const char** why) {
+#if defined(SV_CUDA_EMULATED)
+  if (why) *why = "";
+  return emulated_api();  // the reference implementation (cuda/emulator/cublaslt.cc)
+#endif
   static Api table;
   static const Api* loaded = [] () -> const Api* {
     void* library = open_library();
@@ -564,9 +568,9 @@ __global__ void gemm_wmma_kernel(const T* __restrict__ a, const T* __restrict__ 
                                  T* __restrict__ out, int64_t m, int64_t n, int64_t k, int64_t a_stride,
                                  int64_t b_stride, bool trans_b, float alpha, bool gelu) {
   using namespace nvcuda;
-  __shared__ __align__(32) T as[BM][BK + PAD];
-  __shared__ __align__(32) T bs[BN][BK + PAD];
-  __shared__ __align__(32) float cs[BM][BN + 4];
+  SV_SHARED_ALIGNED(32, T, as, [BM][BK + PAD]);
+  SV_SHARED_ALIGNED(32, T, bs, [BN][BK + PAD]);
+  SV_SHARED_ALIGNED(32, float, cs, [BM][BN + 4]);
   const int64_t batch = blockIdx.z;
   a += batch * a_stride;
   b += batch * b_stride;
@@ -617,8 +621,8 @@ __global__ void gemm_wmma_kernel(const T* __restrict__ a, const T* __restrict__ 
 __global__ void gemm_f32_kernel(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
                                 float* __restrict__ out, int64_t m, int64_t n, int64_t k, int64_t a_stride,
                                 int64_t b_stride, bool trans_b, float alpha, bool gelu) {
-  __shared__ float as[BK][BM + 1];
-  __shared__ float bs[BK][BN + 1];
+  SV_SHARED(float, as, [BK][BM + 1]);
+  SV_SHARED(float, bs, [BK][BN + 1]);
   const int64_t batch = blockIdx.z;
   a += batch * a_stride;
   b += batch * b_stride;
@@ -664,23 +668,20 @@ void matmul_fallback(const MatmulArgs& a) {
   cudaStream_t s = stream_of(a.out);
   const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
   if (a.out.dtype == DType::f32) {
-    gemm_f32_kernel<<<grid, 256, 0, s>>>(a.a.as<const float>(), a.b.as<const float>(),
-                                         a.bias.data ? a.bias.as<const float>() : nullptr, a.out.as<float>(), a.m, a.n,
-                                         a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha, gelu);
+    launch(SV_HERE, gemm_f32_kernel, grid, 256, 0, s, a.a.as<const float>(), a.b.as<const float>(),
+           a.bias.data ? a.bias.as<const float>() : nullptr, a.out.as<float>(), a.m, a.n, a.k, a.a_batch_stride,
+           a.b_batch_stride, a.trans_b, a.alpha, gelu);
   } else if (a.out.dtype == DType::bf16) {
-    gemm_wmma_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(
-        a.a.as<const __nv_bfloat16>(), a.b.as<const __nv_bfloat16>(),
-        a.bias.data ? a.bias.as<const __nv_bfloat16>() : nullptr, a.out.as<__nv_bfloat16>(), a.m, a.n, a.k,
-        a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha, gelu);
+    launch(SV_HERE, gemm_wmma_kernel<__nv_bfloat16>, grid, 128, 0, s, a.a.as<const __nv_bfloat16>(),
+           a.b.as<const __nv_bfloat16>(), a.bias.data ? a.bias.as<const __nv_bfloat16>() : nullptr,
+           a.out.as<__nv_bfloat16>(), a.m, a.n, a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha, gelu);
   } else if (a.out.dtype == DType::f16) {
-    gemm_wmma_kernel<__half><<<grid, 128, 0, s>>>(a.a.as<const __half>(), a.b.as<const __half>(),
-                                                  a.bias.data ? a.bias.as<const __half>() : nullptr, a.out.as<__half>(),
-                                                  a.m, a.n, a.k, a.a_batch_stride, a.b_batch_stride, a.trans_b, a.alpha,
-                                                  gelu);
+    launch(SV_HERE, gemm_wmma_kernel<__half>, grid, 128, 0, s, a.a.as<const __half>(), a.b.as<const __half>(),
+           a.bias.data ? a.bias.as<const __half>() : nullptr, a.out.as<__half>(), a.m, a.n, a.k, a.a_batch_stride,
+           a.b_batch_stride, a.trans_b, a.alpha, gelu);
   } else {
     fail("ERR_DTYPE", std::string("matmul: CUDA computes on f32, bf16 or f16, got ") + dtype_name(a.out.dtype));
   }
-  CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
@@ -698,9 +699,8 @@ void empty_product(const MatmulArgs& a) {
   const bool gelu = a.epilogue == MatmulEpilogue::gelu_tanh;
   dispatch_float(a.out.dtype, "matmul", [&](auto t) {
     using T = decltype(t);
-    empty_product_kernel<T><<<grid_for(rows * a.n, 256), 256, 0, stream_of(a.out)>>>(
-        a.bias.data ? a.bias.as<const T>() : nullptr, a.out.as<T>(), rows, a.n, gelu);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, empty_product_kernel<T>, grid_for(rows * a.n, 256), 256, 0, stream_of(a.out),
+           a.bias.data ? a.bias.as<const T>() : nullptr, a.out.as<T>(), rows, a.n, gelu);
   });
 }
 

@@ -23,7 +23,7 @@ __device__ float block_sum(float v, float* scratch) {
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  float total = threadIdx.x < warps ? scratch[threadIdx.x] : 0.0f;
+  float total = static_cast<int>(threadIdx.x) < warps ? scratch[threadIdx.x] : 0.0f;
   if (warp == 0) {
     total = warp_sum(total);
     if (lane == 0) scratch[0] = total;
@@ -62,7 +62,7 @@ __global__ void layer_norm_vec_kernel(const T* __restrict__ x, T* __restrict__ o
                                       const T* __restrict__ bias, const T* __restrict__ scale,
                                       const T* __restrict__ shift, int64_t dim, int64_t rows_per_group, float eps) {
   constexpr int E = kVecElems<T>;
-  __shared__ float scratch[32];
+  SV_SHARED(float, scratch, [32]);
   const int64_t row = blockIdx.x;
   const int64_t vectors = dim / E;
   const T* xr = x + row * dim;
@@ -159,7 +159,7 @@ template <typename T>
 __global__ void layer_norm_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
                                   const T* __restrict__ bias, const T* __restrict__ scale, const T* __restrict__ shift,
                                   int64_t dim, int64_t rows_per_group, float eps) {
-  __shared__ float scratch[32];
+  SV_SHARED(float, scratch, [32]);
   const int64_t row = blockIdx.x;
   const T* xr = x + row * dim;
   float sum = 0.0f;
@@ -186,7 +186,7 @@ __global__ void layer_norm_kernel(const T* __restrict__ x, T* __restrict__ out, 
 template <typename T>
 __global__ void rms_norm_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight, int64_t dim,
                                 float eps) {
-  __shared__ float scratch[32];
+  SV_SHARED(float, scratch, [32]);
   const T* xr = x + blockIdx.x * dim;
   float sq = 0.0f;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
@@ -207,7 +207,7 @@ template <typename T>
 __global__ void group_norm_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
                                   const T* __restrict__ bias, int64_t pixels, int64_t channels, int64_t groups,
                                   float eps, bool silu) {
-  __shared__ float scratch[32];
+  SV_SHARED(float, scratch, [32]);
   const int64_t frame = blockIdx.x / groups, group = blockIdx.x % groups;
   const int64_t per_group = channels / groups, c0 = group * per_group, count = pixels * per_group;
   const T* xf = x + frame * pixels * channels;
@@ -264,7 +264,7 @@ __device__ __forceinline__ void merge_moments(float& count_a, float& mean_a, flo
 template <typename T, int Vec>
 __global__ void __launch_bounds__(kGnThreads) gn_partial_kernel(const T* __restrict__ x, float2* __restrict__ partial,
                                                                 GnLayout l) {
-  extern __shared__ float gn_shared[];  // sums [rows][channels], then squares [rows][channels]
+  SV_DYNAMIC_SHARED(float, gn_shared, 16);  // sums [rows][channels], then squares [rows][channels]
   float* sums = gn_shared;
   float* squares = gn_shared + static_cast<int64_t>(l.rows) * l.channels;
   const int64_t frame = blockIdx.x / l.chunks, chunk = blockIdx.x % l.chunks;
@@ -377,17 +377,14 @@ void launch_group_norm_fast(const GroupNormArgs& a, int vectors) {
   cudaStream_t s = stream_of(a.out);
   try {
     const size_t shared_bytes = 2 * static_cast<size_t>(l.rows) * a.channels * sizeof(float);
-    gn_partial_kernel<T, Vec><<<static_cast<unsigned>(partial_blocks), kGnThreads, shared_bytes, s>>>(
-        a.x.as<const T>(), partial, l);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, gn_partial_kernel<T, Vec>, static_cast<unsigned>(partial_blocks), kGnThreads, shared_bytes, s,
+           a.x.as<const T>(), partial, l);
     const int64_t warps = a.frames * l.groups;
-    gn_finalize_kernel<<<grid_for(warps * 32, 256, 2147483647LL), 256, 0, s>>>(partial, stats, l, a.frames, a.eps);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, gn_finalize_kernel, grid_for(warps * 32, 256, 2147483647LL), 256, 0, s, partial, stats, l, a.frames,
+           a.eps);
     const int64_t packs = a.frames * a.pixels * a.channels / Vec;
-    gn_apply_kernel<T, Vec><<<grid_for(packs, 256), 256, 0, s>>>(a.x.as<const T>(), a.out.as<T>(),
-                                                                a.weight.as<const T>(), a.bias.as<const T>(), stats,
-                                                                l, packs, a.silu);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, gn_apply_kernel<T, Vec>, grid_for(packs, 256), 256, 0, s, a.x.as<const T>(), a.out.as<T>(),
+           a.weight.as<const T>(), a.bias.as<const T>(), stats, l, packs, a.silu);
   } catch (...) {
     free_async(device, scratch);
     throw;
@@ -432,9 +429,8 @@ void layer_norm(const LayerNormArgs& a) {
     cudaStream_t stream = stream_of(a.out);
     const unsigned blocks = static_cast<unsigned>(a.rows);
     auto launch_vec = [&](auto kernel) {
-      kernel<<<blocks, threads, 0, stream>>>(a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight),
-                                             ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale), ptr_or_null<T>(a.shift),
-                                             a.dim, a.rows_per_group, a.eps);
+      launch(SV_HERE, kernel, blocks, threads, 0, stream, a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight),
+             ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale), ptr_or_null<T>(a.shift), a.dim, a.rows_per_group, a.eps);
     };
     if (vectorisable && items == 1) {
       launch_vec(layer_norm_vec_kernel<T, 1>);
@@ -443,11 +439,10 @@ void layer_norm(const LayerNormArgs& a) {
     } else if (vectorisable && items <= 4) {
       launch_vec(layer_norm_vec_kernel<T, 4>);
     } else {
-      layer_norm_kernel<T><<<blocks, threads_for(a.dim), 0, stream>>>(
-          a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight), ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale),
-          ptr_or_null<T>(a.shift), a.dim, a.rows_per_group, a.eps);
+      launch(SV_HERE, layer_norm_kernel<T>, blocks, threads_for(a.dim), 0, stream, a.x.as<const T>(), a.out.as<T>(),
+             ptr_or_null<T>(a.weight), ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale), ptr_or_null<T>(a.shift), a.dim,
+             a.rows_per_group, a.eps);
     }
-    CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -457,9 +452,8 @@ void rms_norm(const RmsNormArgs& a) {
   SV_CHECK(a.rows <= 2147483647LL, "ERR_SHAPE", "rms_norm: too many rows");
   dispatch_float(a.out.dtype, "rms_norm", [&](auto t) {
     using T = decltype(t);
-    rms_norm_kernel<T><<<static_cast<unsigned>(a.rows), threads_for(a.dim), 0, stream_of(a.out)>>>(
-        a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight), a.dim, a.eps);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, rms_norm_kernel<T>, static_cast<unsigned>(a.rows), threads_for(a.dim), 0, stream_of(a.out),
+           a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight), a.dim, a.eps);
   });
 }
 
@@ -479,10 +473,9 @@ void group_norm(const GroupNormArgs& a) {
     } else if (a.channels <= kGnThreads) {
       launch_group_norm_fast<T, 1>(a, static_cast<int>(a.channels));
     } else {
-      group_norm_kernel<T><<<static_cast<unsigned>(blocks), 512, 0, stream_of(a.out)>>>(
-          a.x.as<const T>(), a.out.as<T>(), a.weight.as<const T>(), a.bias.as<const T>(), a.pixels, a.channels,
-          a.groups, a.eps, a.silu);
-      CUDA_CHECK_LAUNCH();
+      launch(SV_HERE, group_norm_kernel<T>, static_cast<unsigned>(blocks), 512, 0, stream_of(a.out), a.x.as<const T>(),
+             a.out.as<T>(), a.weight.as<const T>(), a.bias.as<const T>(), a.pixels, a.channels, a.groups, a.eps,
+             a.silu);
     }
   });
 }
@@ -498,13 +491,12 @@ void gated_residual(const GatedResidualArgs& a) {
     if (a.dim % E == 0 && a.rows <= 2147483647LL && aligned16(a.x) && aligned16(a.y) && aligned16(a.gate) &&
         aligned16(a.out)) {
       const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (a.dim / E + 31) / 32 * 32)));
-      gated_residual_rows_kernel<T><<<static_cast<unsigned>(a.rows), threads, 0, stream>>>(
-          a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), a.dim, a.rows_per_group);
+      launch(SV_HERE, gated_residual_rows_kernel<T>, static_cast<unsigned>(a.rows), threads, 0, stream,
+             a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), a.dim, a.rows_per_group);
     } else {
-      gated_residual_kernel<T><<<grid_for(n, 256), 256, 0, stream>>>(
-          a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), n, a.dim, a.rows_per_group);
+      launch(SV_HERE, gated_residual_kernel<T>, grid_for(n, 256), 256, 0, stream, a.x.as<const T>(), a.y.as<const T>(),
+             ptr_or_null<T>(a.gate), a.out.as<T>(), n, a.dim, a.rows_per_group);
     }
-    CUDA_CHECK_LAUNCH();
   });
 }
 

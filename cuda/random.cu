@@ -33,9 +33,8 @@ void random_normal(const RandomNormalArgs& a) {
   const int64_t blocks = static_cast<int64_t>(last_block - first_block + 1);
   dispatch_float(a.out.dtype, "random_normal", [&](auto t) {
     using T = decltype(t);
-    random_normal_kernel<T><<<grid_for(blocks, 256), 256, 0, stream_of(a.out)>>>(a.out.as<T>(), n, a.seed, a.offset,
-                                                                                  first_block, blocks);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, random_normal_kernel<T>, grid_for(blocks, 256), 256, 0, stream_of(a.out), a.out.as<T>(), n, a.seed,
+           a.offset, first_block, blocks);
   });
 }
 

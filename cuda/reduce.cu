@@ -25,7 +25,7 @@ __device__ float block_reduce(float v, float* scratch) {
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  float r = threadIdx.x < warps ? scratch[threadIdx.x] : (IsMax ? -FLT_MAX : 0.0f);
+  float r = static_cast<int>(threadIdx.x) < warps ? scratch[threadIdx.x] : (IsMax ? -FLT_MAX : 0.0f);
   if (warp == 0) {
     r = IsMax ? warp_max(r) : warp_sum(r);
     if (lane == 0) scratch[0] = r;
@@ -36,7 +36,7 @@ __device__ float block_reduce(float v, float* scratch) {
 
 template <typename T>
 __global__ void softmax_kernel(const T* __restrict__ x, T* __restrict__ out, int64_t cols) {
-  __shared__ float scratch[32];
+  SV_SHARED(float, scratch, [32]);
   const T* row = x + blockIdx.x * cols;
   T* orow = out + blockIdx.x * cols;
   float m = -INFINITY;
@@ -76,9 +76,8 @@ void softmax(const SoftmaxArgs& args) {
   SV_CHECK(args.rows <= 2147483647LL, "ERR_SHAPE", "softmax: too many rows for one launch");
   dispatch_float(args.out.dtype, "softmax", [&](auto t) {
     using T = decltype(t);
-    softmax_kernel<T><<<static_cast<unsigned>(args.rows), 256, 0, stream_of(args.out)>>>(args.x.as<const T>(),
-                                                                                          args.out.as<T>(), args.cols);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, softmax_kernel<T>, static_cast<unsigned>(args.rows), 256, 0, stream_of(args.out),
+           args.x.as<const T>(), args.out.as<T>(), args.cols);
   });
 }
 
@@ -88,9 +87,8 @@ void reduce(const ReduceArgs& args) {
   if (n == 0) return;
   dispatch_float(args.out.dtype, "reduce", [&](auto t) {
     using T = decltype(t);
-    reduce_kernel<T><<<grid_for(n, 256), 256, 0, stream_of(args.out)>>>(args.x.as<const T>(), args.out.as<T>(), args.op,
-                                                                         args.outer, args.dim, args.inner);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, reduce_kernel<T>, grid_for(n, 256), 256, 0, stream_of(args.out), args.x.as<const T>(),
+           args.out.as<T>(), args.op, args.outer, args.dim, args.inner);
   });
 }
 

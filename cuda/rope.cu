@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     split_heads_kernel(const T* __restrict__ proj, T* __restrict__ q, T* __restrict__ k, T* __restrict__ v,
                        const T* __restrict__ q_norm, const T* __restrict__ k_norm, RopeParams rope, Parts parts_of,
                        int64_t tokens, int32_t heads, int32_t parts, int32_t head_dim, float eps) {
-  __shared__ float staged[kWarpsPerBlock][kSplitHeadsMaxHeadDim];
+  SV_SHARED(float, staged, [kWarpsPerBlock][kSplitHeadsMaxHeadDim]);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t token = blockIdx.x;  // b·tokens + n: proj holds this token's heads·parts rows from token·width
   const int64_t b = token / tokens, n = token % tokens;
@@ -157,11 +157,10 @@ void split_heads(const SplitHeadsArgs& a) {
   dispatch_float(a.proj.dtype, "split_heads", [&](auto t) {
     using T = decltype(t);
     auto kernel = a.head_dim <= 128 ? split_heads_kernel<T, 4> : split_heads_kernel<T, 8>;
-    kernel<<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream_of(a.proj)>>>(
-        a.proj.as<const T>(), ptr_or_null<T>(a.q), ptr_or_null<T>(a.k), ptr_or_null<T>(a.v),
-        ptr_or_null<const T>(a.q_norm), ptr_or_null<const T>(a.k_norm), rope, parts_of, a.tokens,
-        static_cast<int32_t>(a.heads), static_cast<int32_t>(a.parts), static_cast<int32_t>(a.head_dim), a.eps);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, kernel, static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream_of(a.proj),
+           a.proj.as<const T>(), ptr_or_null<T>(a.q), ptr_or_null<T>(a.k), ptr_or_null<T>(a.v),
+           ptr_or_null<const T>(a.q_norm), ptr_or_null<const T>(a.k_norm), rope, parts_of, a.tokens,
+           static_cast<int32_t>(a.heads), static_cast<int32_t>(a.parts), static_cast<int32_t>(a.head_dim), a.eps);
   });
 }
 

@@ -43,9 +43,8 @@ void cfg_euler_step(const CfgEulerArgs& a) {
   dispatch_float(a.velocity.dtype, "cfg_euler_step", [&](auto t) {
     using T = decltype(t);
     T* next = a.next_input.data ? a.next_input.as<T>() : nullptr;
-    cfg_euler_kernel<T><<<grid_for(a.n, 256), 256, 0, stream_of(a.x)>>>(a.x.as<float>(), a.velocity.as<const T>(), next,
-                                                                          a.n, a.guidance, a.guidance_scale, a.dt);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, cfg_euler_kernel<T>, grid_for(a.n, 256), 256, 0, stream_of(a.x), a.x.as<float>(),
+           a.velocity.as<const T>(), next, a.n, a.guidance, a.guidance_scale, a.dt);
   });
 }
 

@@ -26,8 +26,8 @@ void swiglu(const SwigluArgs& a) {
   if (n == 0) return;
   dispatch_float(a.out.dtype, "swiglu", [&](auto t) {
     using T = decltype(t);
-    swiglu_kernel<T><<<grid_for(n, 256), 256, 0, stream_of(a.out)>>>(a.x.as<const T>(), a.out.as<T>(), a.rows, a.half);
-    CUDA_CHECK_LAUNCH();
+    launch(SV_HERE, swiglu_kernel<T>, grid_for(n, 256), 256, 0, stream_of(a.out), a.x.as<const T>(), a.out.as<T>(),
+           a.rows, a.half);
   });
 }
 

@@ -50,15 +50,14 @@ void upsample_residual(const UpsampleResidualArgs& a) {
     const bool vector = a.channels % kVec == 0 && aligned_16(a.h.data) && aligned_16(a.x.data) && aligned_16(a.out.data);
     const int threads = 256;
     if (vector) {
-      upsample_residual_kernel<T, kVec><<<grid_for(n / kVec, threads), threads, 0, stream_of(a.out)>>>(
-          a.h.as<const T>(), a.x.as<const T>(), a.out.as<T>(), n / kVec, a.channels, a.frames, a.height, a.width,
-          a.up_t, a.up_s);
+      launch(SV_HERE, upsample_residual_kernel<T, kVec>, grid_for(n / kVec, threads), threads, 0, stream_of(a.out),
+             a.h.as<const T>(), a.x.as<const T>(), a.out.as<T>(), n / kVec, a.channels, a.frames, a.height, a.width,
+             a.up_t, a.up_s);
     } else {
-      upsample_residual_kernel<T, 1><<<grid_for(n, threads), threads, 0, stream_of(a.out)>>>(
-          a.h.as<const T>(), a.x.as<const T>(), a.out.as<T>(), n, a.channels, a.frames, a.height, a.width, a.up_t,
-          a.up_s);
+      launch(SV_HERE, upsample_residual_kernel<T, 1>, grid_for(n, threads), threads, 0, stream_of(a.out),
+             a.h.as<const T>(), a.x.as<const T>(), a.out.as<T>(), n, a.channels, a.frames, a.height, a.width, a.up_t,
+             a.up_s);
     }
-    CUDA_CHECK_LAUNCH();
   });
 }
 

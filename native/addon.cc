@@ -19,9 +19,15 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Object build = Napi::Object::New(env);
 #ifdef SV_WITH_CUDA
   build.Set("cuda", Napi::Boolean::New(env, true));
+#ifdef SV_CUDA_EMULATED
+  build.Set("cudaEmulated", Napi::Boolean::New(env, true));
+#else
+  build.Set("cudaEmulated", Napi::Boolean::New(env, false));
+#endif
   build.Set("cudaArchitectures", Napi::String::New(env, SV_CUDA_ARCHS));
 #else
   build.Set("cuda", Napi::Boolean::New(env, false));
+  build.Set("cudaEmulated", Napi::Boolean::New(env, false));
   build.Set("cudaArchitectures", Napi::String::New(env, ""));
 #endif
   build.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
