@@ -141,6 +141,7 @@ std::mutex staging_mutex;
 std::list<Staging> staging_cache;
 std::map<void*, size_t> staging_sizes;
 size_t staging_cached_bytes = 0;
+uint64_t staging_allocations = 0, staging_reuses = 0;
 constexpr size_t kStagingCacheLimit = size_t{1} << 30;
 
 // Whether a cached buffer may be handed out. A failed event (the device faulted) leaves the buffer
@@ -247,8 +248,7 @@ void device_info(int device, DeviceInfo* info) {
   use_device(device);
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  std::strncpy(info->name, prop.name, sizeof(info->name) - 1);
-  info->name[sizeof(info->name) - 1] = 0;
+  std::snprintf(info->name, sizeof(info->name), "%s", prop.name);
   info->major = prop.major;
   info->minor = prop.minor;
   info->sm_count = prop.multiProcessorCount;
@@ -338,6 +338,7 @@ void* staging_acquire(size_t bytes) {
         if (it->ready) cudaEventDestroy(it->ready);
         staging_cached_bytes -= it->bytes;
         staging_cache.erase(it);
+        staging_reuses++;
         return buffer;
       }
     }
@@ -346,7 +347,17 @@ void* staging_acquire(size_t bytes) {
   CUDA_CHECK(cudaHostAlloc(&buffer, bytes, cudaHostAllocPortable));
   std::lock_guard<std::mutex> lock(staging_mutex);
   staging_sizes[buffer] = bytes;
+  staging_allocations++;
   return buffer;
+}
+
+StagingStats staging_stats() {
+  std::lock_guard<std::mutex> lock(staging_mutex);
+  StagingStats stats;
+  stats.allocations = staging_allocations;
+  stats.reuses = staging_reuses;
+  stats.cached_bytes = staging_cached_bytes;
+  return stats;
 }
 
 void staging_release_after(void* buffer, void* event) noexcept {

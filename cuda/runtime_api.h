@@ -63,6 +63,11 @@ void copy_async(int device, void* dst, const void* src, size_t bytes, CopyKind k
 
 // Page-locked host staging buffers for copies, cached for reuse.
 void* staging_acquire(size_t bytes);
+// How often staging_acquire had to page-lock new memory, and how often it reused a cached buffer.
+struct StagingStats {
+  uint64_t allocations = 0, reuses = 0, cached_bytes = 0;
+};
+StagingStats staging_stats();
 // Returns a buffer to the cache, reusable once the work queued on `device`'s stream so far has
 // completed (device < 0: at once).
 void staging_release(void* buffer, int device) noexcept;

@@ -16,6 +16,15 @@ export interface CudaPoolStats {
   usedHighBytes: number;
 }
 
+export interface CudaStagingStats {
+  /** Page-locked buffers made for reads, writes and transfers since the process started. */
+  allocations: number;
+  /** Reads, writes and transfers served from a cached buffer. */
+  reuses: number;
+  /** Bytes of page-locked buffers kept for reuse. */
+  cachedBytes: number;
+}
+
 export interface GemmPlan {
   kind: 'matmul' | 'residual' | 'fp8';
   device: number;
@@ -39,6 +48,7 @@ interface StatsNative {
   cudaPoolStats(device: number): CudaPoolStats;
   cudaResetPoolHigh(device: number): void;
   cudaTrimPool(device: number): Promise<void>;
+  cudaStagingStats(): CudaStagingStats;
   gemmPlans(): GemmPlan[];
 }
 const n = native as unknown as StatsNative;
@@ -74,6 +84,12 @@ export async function trimCudaPool(device?: DeviceSpec): Promise<void> {
   const target = getDevice(device);
   if (!target.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU has no CUDA memory pool', { expected: 'a CUDA device', got: target.name });
   await n.cudaTrimPool(target.index);
+}
+
+/** The pinned staging buffers behind CUDA reads, writes and transfers (zeros without CUDA). */
+export function cudaStagingStats(): CudaStagingStats {
+  const stats = n.cudaStagingStats();
+  return { allocations: stats.allocations ?? 0, reuses: stats.reuses ?? 0, cachedBytes: stats.cachedBytes ?? 0 };
 }
 
 /** Every cuBLASLt plan made so far (none on the CPU or without cuBLASLt). */

@@ -47,8 +47,8 @@ export class Device {
   }
 
   /** Resolves once every op enqueued on this device so far has run (rejects if one failed). */
-  synchronize(): Promise<void> {
-    return native.synchronize(this.index);
+  async synchronize(): Promise<void> {
+    await native.synchronize(this.index);
   }
 
   memory(): MemoryStats {
@@ -135,6 +135,8 @@ function versionText(version: number): string {
 /** What this build and host can do, for diagnostics (`stepvideo info`). */
 export function backendInfo(): {
   cudaCompiled: boolean;
+  /** The CUDA device is the SIMT emulator running the CUDA kernels on the CPU (STEPVIDEO_CUDA=emulate builds). */
+  cudaEmulated: boolean;
   cudaArchitectures: string;
   cudaDevices: number;
   cudaUnavailableReason: string;
@@ -144,6 +146,7 @@ export function backendInfo(): {
   const v = native.cudaVersions();
   return {
     cudaCompiled: native.build.cuda,
+    cudaEmulated: native.build.cudaEmulated,
     cudaArchitectures: native.build.cudaArchitectures,
     cudaDevices: cudaDeviceCount(),
     cudaUnavailableReason: cudaUnavailableReason(),

@@ -36,7 +36,7 @@ type H = NativeTensorHandle;
 /** The addon's exports. Model-level kernel families add their functions to this interface. */
 export interface NativeAddon {
   NativeTensor: new (device: number, dtype: number, shape: number[]) => H;
-  build: { cuda: boolean; cudaArchitectures: string; napiVersion: number };
+  build: { cuda: boolean; cudaEmulated: boolean; cudaArchitectures: string; napiVersion: number };
   setErrorFactory(factory: (code: string, message: string) => Error): void;
   setPoison(on: boolean): void;
   cpuThreadCount(): number;
@@ -45,6 +45,13 @@ export interface NativeAddon {
   cudaDeviceInfo(device: number): NativeDeviceInfo;
   cudaVersions(): { runtime: number; driver: number; driverRelease: string; driverMinimum: string };
   cudaDeviceFault(device: number): string;
+  cudaStagingStats(): { allocations: number; reuses: number; cachedBytes: number };
+  /** Launches a kernel that traps (tests of the fault path: the device is lost for the process). */
+  debugFaultDevice(device: number): void;
+  /** Emulated builds only (STEPVIDEO_CUDA=emulate): the emulated device's test hooks. */
+  emulatorInjectFailure?(site: 'cudaMallocAsync' | 'kernel' | 'cublasLtCreate' | 'cudaEventRecord', after: number): void;
+  emulatorSetMemoryCapacity?(bytes: number): void;
+  emulatorMemory?(): { capacity: number; reserved: number; used: number };
   memoryStats(device: number): NativeMemoryStats;
   resetPeak(device: number): void;
   synchronize(device: number): Promise<void>;

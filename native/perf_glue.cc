@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "dispatch.h"
+#ifdef SV_CUDA_EMULATED
+#include "../cuda/emulator/hooks.h"
+#endif
 #include "linear.h"
 #include "napi_util.h"
 
@@ -139,6 +142,43 @@ SV_EXPORT(debug_fault_device) {
   return info.Env().Undefined();
 }
 
+// cudaStagingStats() -> { allocations, reuses, cachedBytes }: the pinned staging buffers of reads,
+// writes and transfers (a steady state reuses them and page-locks nothing new).
+SV_EXPORT(cuda_staging_stats) {
+  Napi::Object result = Napi::Object::New(info.Env());
+#ifdef SV_WITH_CUDA
+  const cuda::StagingStats stats = cuda::staging_stats();
+  result.Set("allocations", Napi::Number::New(info.Env(), static_cast<double>(stats.allocations)));
+  result.Set("reuses", Napi::Number::New(info.Env(), static_cast<double>(stats.reuses)));
+  result.Set("cachedBytes", Napi::Number::New(info.Env(), static_cast<double>(stats.cached_bytes)));
+#endif
+  return result;
+}
+
+#ifdef SV_CUDA_EMULATED
+// The emulated device's test hooks (emulated builds only): emulatorInjectFailure(site, after) makes
+// the after-th next call of a runtime site fail ("cudaMallocAsync", "kernel", "cublasLtCreate",
+// "cudaEventRecord"); emulatorSetMemoryCapacity(bytes); emulatorMemory() -> { capacity, reserved, used }.
+SV_EXPORT(emulator_inject_failure) {
+  emu::inject_failure(napi::arg_string(info, 0, "site"), static_cast<int>(napi::arg_int(info, 1, "after")));
+  return info.Env().Undefined();
+}
+SV_EXPORT(emulator_set_memory_capacity) {
+  const int64_t bytes = napi::arg_int(info, 0, "bytes");
+  SV_CHECK(bytes > 0, "ERR_ARGUMENT", "emulatorSetMemoryCapacity: bytes must be positive");
+  emu::set_memory_capacity(static_cast<size_t>(bytes));
+  return info.Env().Undefined();
+}
+SV_EXPORT(emulator_memory) {
+  const emu::MemoryFigures figures = emu::memory_figures();
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("capacity", Napi::Number::New(info.Env(), static_cast<double>(figures.capacity)));
+  result.Set("reserved", Napi::Number::New(info.Env(), static_cast<double>(figures.reserved)));
+  result.Set("used", Napi::Number::New(info.Env(), static_cast<double>(figures.used)));
+  return result;
+}
+#endif
+
 // gemmPlans() -> [{ kind, m, n, k, batch, candidates, chosen, candidateMs }]: every cuBLASLt plan
 // made so far on any device, with what autotuning measured (empty on CPU-only builds).
 SV_EXPORT(gemm_plans) {
@@ -223,6 +263,12 @@ void register_perf_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaTrimPool", Napi::Function::New(env, cuda_trim_pool));
   exports.Set("cudaDeviceFault", Napi::Function::New(env, cuda_device_fault));
   exports.Set("debugFaultDevice", Napi::Function::New(env, debug_fault_device));
+  exports.Set("cudaStagingStats", Napi::Function::New(env, cuda_staging_stats));
+#ifdef SV_CUDA_EMULATED
+  exports.Set("emulatorInjectFailure", Napi::Function::New(env, emulator_inject_failure));
+  exports.Set("emulatorSetMemoryCapacity", Napi::Function::New(env, emulator_set_memory_capacity));
+  exports.Set("emulatorMemory", Napi::Function::New(env, emulator_memory));
+#endif
   exports.Set("gemmPlans", Napi::Function::New(env, gemm_plans));
   exports.Set("streamUpload", Napi::Function::New(env, stream_upload));
   exports.Set("streamWait", Napi::Function::New(env, stream_wait));

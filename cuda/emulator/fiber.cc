@@ -1,5 +1,7 @@
 #include "fiber.h"
 
+#include "sanitizer.h"
+
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -142,6 +144,9 @@ void Fiber::reset(Entry entry, void* arg, const FiberTag& tag) {
     mprotect(region_ + page, page, PROT_NONE);  // guard page: a stack overflow faults instead of corrupting the tag
   }
   *reinterpret_cast<FiberTag*>(region_) = tag;
+  // The frames of the stack's last use never returned (a fiber ends by switching away): their
+  // redzones are still poisoned to AddressSanitizer. A new start begins with a clean stack.
+  SV_ASAN_UNPOISON(stack_bottom(region_), stack_size());
 #if defined(__SANITIZE_THREAD__)
   if (tsan_fiber_ == nullptr) {
     tsan_fiber_ = __tsan_create_fiber(0);

@@ -238,7 +238,8 @@ std::string run_block(Worker& w, const LaunchPlan& plan, uint3 index, int* error
   w.spin_mark = 0;
   w.exited = 0;
   // Shared memory: back to poison everywhere used before, nothing declared.
-  std::memset(w.arena, 0xff, std::max(w.used_high, kDynamicWindow + plan.dynamic_shared));
+  SV_ASAN_UNPOISON(w.arena, kArenaBytes);
+  std::memset(w.arena, 0xff, std::min(kArenaBytes, std::max(w.used_high, kDynamicWindow + plan.dynamic_shared)));
   SV_ASAN_POISON(w.arena, kArenaBytes);
   w.used_high = 0;
   w.dynamic_placed = false;

@@ -70,6 +70,7 @@ void fill(const FillArgs& args) {
 namespace sv::cpu {
 
 void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t count) {
+  if (count == 0) return;  // an empty array may come with null pointers, which memcpy must not see
   if (dst_dtype == src_dtype) {
     std::memcpy(dst, src, static_cast<size_t>(count) * dtype_size(dst_dtype));
     return;

@@ -9,7 +9,9 @@ export async function infoCommand(argv: readonly string[], context: CommandConte
     `CPU backend: ${info.cpuThreads} threads`,
     `CUDA backend compiled: ${info.cudaCompiled ? `yes (${info.cudaArchitectures}, runtime ${info.cudaVersions.runtime})` : 'no'}`,
   ];
-  if (info.cudaCompiled) {
+  if (info.cudaEmulated) {
+    lines.push('CUDA device: EMULATED. This build runs the CUDA kernels on the CPU (STEPVIDEO_CUDA=emulate), for tests: no GPU is used, and it is thousands of times slower than one');
+  } else if (info.cudaCompiled) {
     const { driver, driverRelease, driverMinimum } = info.cudaVersions;
     const release = driverRelease ? `driver ${driverRelease}, ` : '';
     lines.push(`NVIDIA driver: ${driver ? `${release}CUDA ${driver}` : 'not found'} (the runtime needs driver ${driverMinimum} or later)`);
