@@ -47,8 +47,10 @@ describeGpu('cuBLASLt set-up failures', () => {
       native.emulatorSetMemoryCapacity!(8 * 2 ** 30);
     }
 
-    // 3. Room again: cuBLASLt takes the product (a plan exists), with the handle made in step 2.
+    // 3. Room again: cuBLASLt takes the product (a plan with algorithms), with the handle made in step 2.
     expectRelErr(await product(), reference, 1e-5, 'through cuBLASLt');
-    expect(gemmPlans().map((plan) => plan.kind)).toEqual(['matmul']);
+    const plans = gemmPlans();
+    expect(plans.map((plan) => plan.kind)).toEqual(['matmul']);
+    expect(plans[0]!.candidates, 'the heuristic offered no algorithm: the handle is not a working one').toBeGreaterThan(0);
   });
 });
