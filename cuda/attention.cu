@@ -137,7 +137,7 @@ void attention_rowwise(const AttentionArgs& a) {
 // ---- the tensor-core path ----
 namespace {
 
-// The tile shapes per head dim, in one place (benchmarks/attention/emulate_mma.py mirrors them).
+// The tile shapes per head dim, in one place.
 // 64 and 128: every warp holds its rows' whole head dim. 256 and 512: the head dim is split over
 // 2 and 4 warps so each keeps a 128-column slice of O in registers; the key tile of 512 is 32 so
 // two stages fit the 163 KB an sm_80 block may use. Calls fn(Config{}); false for other dims.

@@ -38,8 +38,8 @@
 // shared-memory layouts 9.7.15.5.1.2, strides 9.7.15.5.1.2.1, matrix descriptor 9.7.15.5.1.2.2,
 // wgmma.fence / commit_group / wait_group 9.7.15.7); mbarrier 9.7.13.15 (phase completion
 // 9.7.13.15.6, try_wait.parity 9.7.13.15.16); cp.async.bulk.tensor 9.7.9.25 with tensor maps 5.5;
-// fence.proxy.async 9.7.13.4; setmaxnreg 9.7.19. benchmarks/attention/emulate_sm90.py mirrors every
-// index computation in this file on the CPU.
+// fence.proxy.async 9.7.13.4; setmaxnreg 9.7.19. The emulated CUDA device (cuda/emulator) runs this
+// source on the CPU in CI, its PTX emulated from the same ISA sections.
 #pragma once
 #include <cuda.h>  // CUtensorMap (a type only: the encoder is fetched from the driver at run time)
 #include <cuda_bf16.h>
