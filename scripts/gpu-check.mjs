@@ -30,7 +30,9 @@ export const TOTAL_BUDGET_S = 300;
 // (STEPVIDEO_THREADS is set to cores / workers).
 const VITEST_WORKERS = 4;
 // A green run must mean the GPU suites ran against the goldens: missing either fails, never skips.
-const TEST_ENV = { STEPVIDEO_REQUIRE_GPU: '1', STEPVIDEO_REQUIRE_GOLDEN: '1', STEPVIDEO_POISON: '1' };
+// The VAE goldens are not carried (38 MB): the GPU VAE is checked against its CPU twin run here on
+// seeded weights of the tiny config instead (STEPVIDEO_VAE_GOLDEN=twin, test/gpu/vae.test.ts).
+export const TEST_ENV = { STEPVIDEO_REQUIRE_GPU: '1', STEPVIDEO_REQUIRE_GOLDEN: '1', STEPVIDEO_POISON: '1', STEPVIDEO_VAE_GOLDEN: 'twin' };
 
 const tests = (files, options = {}) => ({ files, exclude: [], env: {}, ...options });
 const node = (script, ...args) => ({ interpreter: 'node', script, args });
