@@ -18,7 +18,7 @@
 extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
 #endif
-#if defined(__SANITIZE_THREAD__)
+#if defined(SV_TSAN)
 extern "C" void* __tsan_get_current_fiber();
 extern "C" void* __tsan_create_fiber(unsigned flags);
 extern "C" void __tsan_destroy_fiber(void* fiber);
@@ -110,7 +110,7 @@ static size_t stack_size() { return kFiberStackBytes - 2 * page_size(); }
 
 Fiber::~Fiber() {
   if (region_ != nullptr) munmap(region_, kFiberStackBytes);
-#if defined(__SANITIZE_THREAD__)
+#if defined(SV_TSAN)
   if (owns_tsan_fiber_ && tsan_fiber_ != nullptr) __tsan_destroy_fiber(tsan_fiber_);
 #endif
 #if !defined(__x86_64__)
@@ -119,7 +119,7 @@ Fiber::~Fiber() {
 }
 
 void Fiber::adopt_current_thread() {
-#if defined(__SANITIZE_THREAD__)
+#if defined(SV_TSAN)
   tsan_fiber_ = __tsan_get_current_fiber();
 #endif
 #if !defined(__x86_64__)
@@ -147,7 +147,7 @@ void Fiber::reset(Entry entry, void* arg, const FiberTag& tag) {
   // The frames of the stack's last use never returned (a fiber ends by switching away): their
   // redzones are still poisoned to AddressSanitizer. A new start begins with a clean stack.
   SV_ASAN_UNPOISON(stack_bottom(region_), stack_size());
-#if defined(__SANITIZE_THREAD__)
+#if defined(SV_TSAN)
   if (tsan_fiber_ == nullptr) {
     tsan_fiber_ = __tsan_create_fiber(0);
     owns_tsan_fiber_ = true;
@@ -199,8 +199,8 @@ void Fiber::transfer(Fiber& from, Fiber& to, void** fake_stack) {
 #else
   (void)fake_stack;
 #endif
-#if defined(__SANITIZE_THREAD__)
-  __tsan_switch_to_fiber(to.tsan_fiber_, 0);
+#if defined(SV_TSAN)
+  __tsan_switch_to_fiber(to.tsan_fiber_, 1);  // __tsan_switch_to_fiber_no_sync: switches imply no order
 #endif
 #if defined(__x86_64__)
   sv_emu_context_switch(&from.sp_, to.sp_);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../native/dtype.h"
+#include "sanitizer.h"
 #include "simt.h"
 
 namespace sv::emu {
@@ -276,6 +277,7 @@ void mbarrier_init(uint32_t bar, uint32_t arrivals, const char* file, int line) 
 void mbarrier_arrive(uint32_t bar, uint32_t expect_bytes, const char* file, int line) {
   maybe_yield();
   MBarrier& m = barrier_at(bar, expect_bytes ? "mbarrier.arrive.expect_tx" : "mbarrier.arrive", file, line);
+  SV_TSAN_RELEASE(&m);  // arrive has release semantics
   m.tx += expect_bytes;
   if (m.pending == 0) {
     fail_launch("mbarrier.arrive (" + site_text(file, line) + ") by " + describe_thread(this_thread()) + " on shared " + hex(bar) +
@@ -299,7 +301,10 @@ bool mbarrier_try_wait(uint32_t bar, uint32_t parity, const char* file, int line
     complete_phase_if_done(m);
   }
   // The phase with this parity is complete when the current (incomplete) phase has the other one.
-  if ((m.phase & 1u) != (parity & 1u)) return true;
+  if ((m.phase & 1u) != (parity & 1u)) {
+    SV_TSAN_ACQUIRE(&m);  // a successful try_wait has acquire semantics
+    return true;
+  }
   spin_yield(WaitSite{"mbarrier.try_wait.parity", file, line, static_cast<int64_t>(bar), static_cast<int64_t>(parity)});
   return false;
 }

@@ -112,6 +112,10 @@ void block_current() {
   Thread& t = this_thread();
   Worker& w = *t.worker;
   Thread* next = pick(w);
+  if (next == &t) {  // a yield (random schedule) picked the yielding thread itself: keep running
+    activate(w, t);
+    return;
+  }
   if (next == nullptr) {
     Fiber::switch_to(t.fiber, w.scheduler);
   } else {
@@ -179,6 +183,7 @@ std::string block_report(const Worker& w, const std::string& headline) {
 void thread_entry(void* argument) {
   Thread& t = *static_cast<Thread*>(argument);
   Worker& w = *t.worker;
+  SV_TSAN_ACQUIRE(&w.block);  // after everything before the block (the previous block on this worker)
   w.plan->body();
   if (!t.copies.empty()) {
     fail_launch(describe_thread(t) + " exited with " + std::to_string(t.copies.size()) +
@@ -199,6 +204,7 @@ void thread_entry(void* argument) {
   t.state = ThreadState::exited;
   w.exited++;
   b.progress++;
+  SV_TSAN_RELEASE(&w.block);
   Thread* next = pick(w);
   if (next == nullptr) {
     Fiber::exit_to(t.fiber, w.scheduler);
@@ -265,6 +271,8 @@ std::string run_block(Worker& w, const LaunchPlan& plan, uint3 index, int* error
     make_ready(t);
   }
 
+  SV_TSAN_ACQUIRE(&w.block);  // the previous block's threads, then ...
+  SV_TSAN_RELEASE(&w.block);  // ... this block's threads start after all of it
   while (true) {
     Thread* t = pick(w);
     if (t == nullptr) {
@@ -417,18 +425,21 @@ void barrier_sync(int id, unsigned count, const char* file, int line) {
                 site_text(barrier.file, barrier.line) + ", " + describe_thread(t) + " arrived at " + site_text(file, line));
   }
   b.progress++;
+  SV_TSAN_RELEASE(&barrier);
   if (++barrier.arrived == barrier.count) {
     for (unsigned i = 0; i < b.threads; i++) {
       Thread& other = *w.threads[i];
       if (&other != &t && other.state == ThreadState::barrier && other.site.detail0 == id) make_ready(other);
     }
-    barrier = NamedBarrier{};
+    barrier.count = barrier.arrived = 0;
+    SV_TSAN_ACQUIRE(&barrier);
     if (settings().random_schedule) maybe_yield();
     return;
   }
   t.state = ThreadState::barrier;
   t.site = WaitSite{id == 0 ? "__syncthreads" : "bar.sync", file, line, id, static_cast<int64_t>(count)};
   block_current();
+  SV_TSAN_ACQUIRE(&barrier);
 }
 
 void syncwarp(unsigned mask, const char* file, int line) {
@@ -545,7 +556,9 @@ void collective(unsigned group_size, uint64_t mask_bits, bool aligned, const cha
   c.lanes[position] = LaneSlot{in, out};
   c.arrived.set(position);
   b.progress++;
+  SV_TSAN_RELEASE(&c);
   if (c.arrived == c.mask) {
+    SV_TSAN_ACQUIRE(&c);
     c.open = false;
     const std::string error = c.compute(c.lanes, group_size, c.mask, c.argument);
     if (!error.empty()) fail_launch(std::string(what) + " (" + site_text(file, line) + "), block " + format_index(b.index) + ": " + error);
@@ -558,6 +571,7 @@ void collective(unsigned group_size, uint64_t mask_bits, bool aligned, const cha
   t.state = ThreadState::collective;
   t.site = WaitSite{what, file, line, static_cast<int64_t>(group_size), 0};
   block_current();
+  SV_TSAN_ACQUIRE(&c);
 }
 
 void spin_yield(const WaitSite& site) {
