@@ -7,7 +7,8 @@
 //   --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build (build-emulated-asan), run with
 //                the sanitizer runtime preloaded; default selection: the kernel suites.
 //   --tsan       ThreadSanitizer build (build-emulated-tsan): races between GPU threads of a block
-//                (a missing barrier) as data races. Slow; a script, not part of CI.
+//                (a missing barrier) as data races; blocks run one after another. Slow; a script,
+//                not part of CI.
 //   STEPVIDEO_EMU_SCHEDULE=random:<seed>   a seeded random warp schedule (cuda/emulator/README.md).
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -55,7 +56,11 @@ if (sanitize) {
   testEnv.LD_PRELOAD = [runtime, process.env.LD_PRELOAD].filter(Boolean).join(':');
   testEnv.ASAN_OPTIONS = 'detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0';
   testEnv.UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1';
-  testEnv.TSAN_OPTIONS = 'halt_on_error=1:report_signal_unsafe=0';
+  testEnv.TSAN_OPTIONS = `halt_on_error=1:report_signal_unsafe=0:suppressions=${path.join(root, 'scripts', 'tsan.supp')}`;
+  // ThreadSanitizer: blocks one after another on the waiting thread (the block boundaries order
+  // them, so what it reports is an access within a block that no barrier orders; with blocks on
+  // several OS threads it reports orderings through the worker pool it cannot see).
+  if (sanitize === 'thread') testEnv.STEPVIDEO_EMU_WORKERS = process.env.STEPVIDEO_EMU_WORKERS ?? '1';
 }
 const namesFiles = vitestArgs.some((a) => a.startsWith('test/') || a.endsWith('.ts'));
 const selection = namesFiles ? [] : sanitize ? KERNEL_SUITES : ['test/gpu'];

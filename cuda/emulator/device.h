@@ -37,7 +37,8 @@ struct ThreadView {
 // Every GPU thread runs on a fiber stack of kFiberStackBytes, aligned to its size, whose first bytes
 // name the thread: the running thread is found from the address of any local variable, with no
 // thread-local lookup (a call through __tls_get_addr in a shared library, on every threadIdx).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// (One size for every unit of a build: SV_TSAN builds instrument the kernels but not the emulator.)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(SV_TSAN)
 constexpr size_t kFiberStackBytes = size_t{1} << 20;  // instrumented frames are several times larger
 #else
 constexpr size_t kFiberStackBytes = size_t{256} << 10;

@@ -316,6 +316,7 @@ int enqueue_launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_sha
   plan->dynamic_shared = dynamic_shared_bytes;
   plan->body = std::move(body);
   plan->site = site;
+  SV_TSAN_RELEASE(plan.get());  // the launch (its arguments) happens before every thread of it
   sv_emu_stream::Op op{sv_emu_stream::Op::Kind::work, "kernel",
                        [plan, trap](std::string* report) -> cudaError_t {
                          if (trap) {

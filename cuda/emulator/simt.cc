@@ -77,6 +77,10 @@ struct Worker {
   size_t static_bytes = 0;
   size_t used_high = 0;        // highest byte touched since the arena was last poisoned
   std::vector<SharedRegion> statics;
+  // ThreadSanitizer's sync objects of block boundaries: threads acquire the start and release into
+  // the end, the scheduler the other way round. Two objects, so that a thread's exit does not order
+  // it before the block's threads that start later.
+  char block_start = 0, block_end = 0;
 
   Worker() {
     scheduler.adopt_current_thread();
@@ -183,7 +187,8 @@ std::string block_report(const Worker& w, const std::string& headline) {
 void thread_entry(void* argument) {
   Thread& t = *static_cast<Thread*>(argument);
   Worker& w = *t.worker;
-  SV_TSAN_ACQUIRE(&w.block);  // after everything before the block (the previous block on this worker)
+  SV_TSAN_ACQUIRE(&w.block_start);  // after everything before the block (not after its other threads)
+  SV_TSAN_ACQUIRE(const_cast<LaunchPlan*>(w.plan));  // and after the launch that made it
   w.plan->body();
   if (!t.copies.empty()) {
     fail_launch(describe_thread(t) + " exited with " + std::to_string(t.copies.size()) +
@@ -204,7 +209,7 @@ void thread_entry(void* argument) {
   t.state = ThreadState::exited;
   w.exited++;
   b.progress++;
-  SV_TSAN_RELEASE(&w.block);
+  SV_TSAN_RELEASE(&w.block_end);
   Thread* next = pick(w);
   if (next == nullptr) {
     Fiber::exit_to(t.fiber, w.scheduler);
@@ -271,8 +276,7 @@ std::string run_block(Worker& w, const LaunchPlan& plan, uint3 index, int* error
     make_ready(t);
   }
 
-  SV_TSAN_ACQUIRE(&w.block);  // the previous block's threads, then ...
-  SV_TSAN_RELEASE(&w.block);  // ... this block's threads start after all of it
+  SV_TSAN_RELEASE(&w.block_start);  // this block's threads start after everything before it
   while (true) {
     Thread* t = pick(w);
     if (t == nullptr) {
@@ -292,6 +296,7 @@ std::string run_block(Worker& w, const LaunchPlan& plan, uint3 index, int* error
     w.running = nullptr;
     if (!b.failure.empty()) break;
   }
+  SV_TSAN_ACQUIRE(&w.block_end);  // what the block's threads did happens before whatever follows
   *error_code = b.failure_code;
   return b.failure;
 }
