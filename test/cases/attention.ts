@@ -6,6 +6,7 @@ import type { DType } from '../../lib/dtype.js';
 import { attention } from '../../lib/kernels/attention.js';
 import { cast, matmul } from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
+import { fitEmulated } from '../helpers/gpu.js';
 import { Rng, randn, randu } from '../helpers/random.js';
 import type { LargeCase, OpCase } from './types.js';
 
@@ -241,28 +242,44 @@ const block = (start: number, length: number): number[] => Array.from({ length }
 // bf16 against the CPU twin on the same (bf16-valued) inputs: the output is rounded once and P is
 // rounded to bf16 before P·V, each about 2^-9 relative; 8e-3 is twice their sum with margin.
 // f32 (generic kernel, f32 accumulation over up to 75,888 keys) against the double-accumulating CPU.
+// On the emulated device (test/helpers/gpu.ts) each case keeps its structure at a size that fits the
+// CI time: both batch items and two heads each, many key tiles (the cp.async ring wraps) with a
+// partial last tile, the caption's 397 keys with kv_len [397, 250], the VAE's causal head of 512.
 export function attentionLargeCases(): LargeCase[] {
-  const N = 75_888;  // DiT tokens at 204 frames, 544x992: 48 x 1581
-  const ditPicks = [
-    { b: 0, h: 0 }, { b: 0, h: 29 }, { b: 1, h: 17 }, { b: 1, h: 47 },
-  ].map((p, i) => ({ ...p, rows: spreadRows(N, 16, 300 + i) }));
+  const self = fitEmulated(
+    { N: 75_888, H: 48, heads: [0, 29, 17, 47] },  // DiT tokens at 204 frames, 544x992: 48 x 1581
+    { N: 1029, H: 2, heads: [0, 1, 0, 1] },  // 17 key tiles of 64 (9 of 128), the last one 5 keys
+    'N 75,888 -> 1,029 and 48 -> 2 heads to fit CI time',
+  );
+  const cross = fitEmulated(
+    { N: 75_888, H: 48, heads: [0, 29, 17, 47] },
+    { N: 259, H: 2, heads: [0, 1, 0, 1] },  // three query blocks of 128, the last one 3 rows
+    '75,888 -> 259 queries and 48 -> 2 heads to fit CI time',
+  );
+  const vae = fitEmulated(
+    { N: 42_160, middle: 21_071 },
+    { N: 517, middle: 257 },
+    'N 42,160 -> 517 to fit CI time',
+  );
+  const picks = (size: { N: number; heads: number[] }) =>
+    [0, 0, 1, 1].map((b, i) => ({ b, h: size.heads[i]!, rows: spreadRows(size.N, 16, 300 + i) }));
   return [
     largeAttentionCase({
-      name: 'DiT self-attention B=2, 48 heads x 128, N=75,888',
-      B: 2, H: 48, Nq: N, Nk: N, D: 128, seed: 310, picks: ditPicks,
+      name: `DiT self-attention B=2, 48 heads x 128, N=75,888${self.note}`,
+      B: 2, H: self.value.H, Nq: self.value.N, Nk: self.value.N, D: 128, seed: 310, picks: picks(self.value),
       // The generic f32 kernel needs minutes at this size; the model runs bf16.
       dtypes: ['bf16'], tolerance: { f32: 1e-4, bf16: 8e-3 },
     }),
     largeAttentionCase({
-      name: 'DiT cross-attention 75,888 x 397 keys, kv_len [397, 250]',
-      B: 2, H: 48, Nq: N, Nk: 397, D: 128, kvLen: [397, 250], seed: 320, picks: ditPicks,
+      name: `DiT cross-attention 75,888 x 397 keys, kv_len [397, 250]${cross.note}`,
+      B: 2, H: cross.value.H, Nq: cross.value.N, Nk: 397, D: 128, kvLen: [397, 250], seed: 320, picks: picks(cross.value),
       dtypes: ['f32', 'bf16'], tolerance: { f32: 1e-4, bf16: 8e-3 },
     }),
     largeAttentionCase({
-      name: 'VAE mid-block: causal 1 head x 512, N=42,160',
-      B: 1, H: 1, Nq: 42_160, Nk: 42_160, D: 512, causal: true, seed: 330,
+      name: `VAE mid-block: causal 1 head x 512, N=42,160${vae.note}`,
+      B: 1, H: 1, Nq: vae.value.N, Nk: vae.value.N, D: 512, causal: true, seed: 330,
       // Blocks across the first tiles, an odd middle stretch and the end of the sequence.
-      picks: [block(0, 16), block(120, 16), block(21_071, 16), block(42_160 - 16, 16)].map((rows) => ({ b: 0, h: 0, rows })),
+      picks: [block(0, 16), block(120, 16), block(vae.value.middle, 16), block(vae.value.N - 16, 16)].map((rows) => ({ b: 0, h: 0, rows })),
       dtypes: ['f32', 'bf16'], tolerance: { f32: 1e-4, bf16: 8e-3 },
     }),
   ];

@@ -8,6 +8,7 @@ import { type DType, roundBf16 } from '../../lib/dtype.js';
 import { type ConvPadding, conv3d, repackConvWeight } from '../../lib/kernels/conv.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
+import { fitEmulated } from '../helpers/gpu.js';
 import { Rng, randn, randu } from '../helpers/random.js';
 import type { LargeCase, OpCase } from './types.js';
 
@@ -296,19 +297,43 @@ function largeConvCase(spec: LargeConvSpec): LargeCase {
   };
 }
 
+/**
+ * On the emulated device (test/helpers/gpu.ts) a real-size case keeps its channels, kernel, stride,
+ * padding and upsampling (so the same kernel and tile shapes run, with every K step) at a smaller
+ * video, its window touching the same borders and the causal start where the real one does. A
+ * tensor-core block computes a whole 128-pixel M tile however few pixels are left, so the widest
+ * case (2048 -> 4096: 58 GFLOP per M tile, over a minute emulated) also keeps fewer output channels.
+ */
+function fitConv(spec: LargeConvSpec, emulated: Pick<LargeConvSpec, 'input' | 'window'> & { cout?: number }): LargeConvSpec {
+  const size = ([t, h, w]: readonly number[]) => `${t}x${h}x${w}`;
+  const cout = emulated.cout !== undefined && emulated.cout !== spec.cout ? `Cout ${spec.cout} -> ${emulated.cout}, ` : '';
+  const fitted = fitEmulated(spec, { ...spec, ...emulated }, `${cout}${size(spec.input)} -> ${size(emulated.input)} to fit CI time`);
+  return { ...fitted.value, name: spec.name + fitted.note };
+}
+
 export function convLargeCases(): LargeCase[] {
   const causal = (k = 3) => ({ front: k - 1, top: Math.floor(k / 2), bottom: Math.floor(k / 2), left: Math.floor(k / 2), right: Math.floor(k / 2) });
   // Windows touch a border (padding) and an interior stretch; frames include the causal start.
   return [
-    largeConvCase({ name: 'conv3d decoder conv_unpatchify 2048 -> 4096 at 3x34x62', input: [3, 34, 62, 2048], cout: 4096, kernel: [3, 3, 3], padding: causal(), window: [[0, 3], [0, 1], [59, 62]], seed: 520, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv3d decoder mid 512 -> 512 + residual at 5x68x124', input: [5, 68, 124, 512], cout: 512, kernel: [3, 3, 3], padding: causal(), residual: true, window: [[3, 5], [66, 68], [0, 5]], seed: 521 }),
-    largeConvCase({ name: 'conv3d decoder Upsample3D conv1 512 -> 512, x2 on read, 10x136x248 -> 20x272x496', input: [10, 136, 248, 512], cout: 512, kernel: [3, 3, 3], padding: causal(), upsample: { time: 2, space: 2 }, window: [[0, 2], [135, 137], [492, 496]], seed: 522, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv3d decoder up.1 block conv1 512 -> 256 at 20x272x496', input: [20, 272, 496, 512], cout: 256, kernel: [3, 3, 3], padding: causal(), window: [[19, 20], [0, 2], [200, 204]], seed: 523, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv2d decoder Upsample2D 256 -> 256, x2 on read, 6x272x496 -> 6x544x992', input: [6, 272, 496, 256], cout: 256, kernel: [1, 3, 3], padding: { top: 1, bottom: 1, left: 1, right: 1 }, upsample: { space: 2 }, window: [[5, 6], [541, 544], [0, 4]], seed: 524, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv3d decoder up.0 block conv1 256 -> 128 at 6x544x992', input: [6, 544, 992, 256], cout: 128, kernel: [3, 3, 3], padding: causal(), window: [[0, 2], [300, 302], [988, 992]], seed: 525, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv3d decoder conv_out 128 -> 3 at 6x544x992', input: [6, 544, 992, 128], cout: 3, kernel: [3, 3, 3], padding: causal(), window: [[4, 6], [0, 8], [0, 16]], seed: 526 }),
-    largeConvCase({ name: 'conv 1x1x1 decoder nin_shortcut 512 -> 256 + residual at 20x272x496', input: [20, 272, 496, 512], cout: 256, kernel: [1, 1, 1], residual: true, window: [[7, 8], [100, 104], [490, 496]], seed: 527, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv3d encoder Downsample3D 256, stride 2, 17x272x496 -> 9x136x248', input: [17, 272, 496, 256], cout: 256, kernel: [3, 3, 3], stride: [2, 2, 2], padding: causal(), window: [[0, 2], [134, 136], [0, 4]], seed: 528, dtypes: ['bf16'] }),
-    largeConvCase({ name: 'conv2d encoder Downsample2D 128, stride 2, right/bottom pad, 4x544x992 -> 4x272x496', input: [4, 544, 992, 128], cout: 128, kernel: [1, 3, 3], stride: [1, 2, 2], padding: { bottom: 1, right: 1 }, window: [[3, 4], [270, 272], [492, 496]], seed: 529 }),
-  ];
+    fitConv({ name: 'conv3d decoder conv_unpatchify 2048 -> 4096 at 3x34x62', input: [3, 34, 62, 2048], cout: 4096, kernel: [3, 3, 3], padding: causal(), window: [[0, 3], [0, 1], [59, 62]], seed: 520, dtypes: ['bf16'] },
+      { input: [2, 1, 2, 2048], cout: 256, window: [[0, 2], [0, 1], [0, 2]] }),
+    fitConv({ name: 'conv3d decoder mid 512 -> 512 + residual at 5x68x124', input: [5, 68, 124, 512], cout: 512, kernel: [3, 3, 3], padding: causal(), residual: true, window: [[3, 5], [66, 68], [0, 5]], seed: 521 },
+      { input: [3, 5, 9, 512], window: [[1, 3], [3, 5], [0, 5]] }),
+    fitConv({ name: 'conv3d decoder Upsample3D conv1 512 -> 512, x2 on read, 10x136x248 -> 20x272x496', input: [10, 136, 248, 512], cout: 512, kernel: [3, 3, 3], padding: causal(), upsample: { time: 2, space: 2 }, window: [[0, 2], [135, 137], [492, 496]], seed: 522, dtypes: ['bf16'] },
+      { input: [1, 3, 4, 512], window: [[0, 2], [2, 4], [4, 8]] }),
+    fitConv({ name: 'conv3d decoder up.1 block conv1 512 -> 256 at 20x272x496', input: [20, 272, 496, 512], cout: 256, kernel: [3, 3, 3], padding: causal(), window: [[19, 20], [0, 2], [200, 204]], seed: 523, dtypes: ['bf16'] },
+      { input: [3, 5, 9, 512], window: [[2, 3], [0, 2], [4, 8]] }),
+    fitConv({ name: 'conv2d decoder Upsample2D 256 -> 256, x2 on read, 6x272x496 -> 6x544x992', input: [6, 272, 496, 256], cout: 256, kernel: [1, 3, 3], padding: { top: 1, bottom: 1, left: 1, right: 1 }, upsample: { space: 2 }, window: [[5, 6], [541, 544], [0, 4]], seed: 524, dtypes: ['bf16'] },
+      { input: [2, 5, 8, 256], window: [[1, 2], [7, 10], [0, 4]] }),
+    fitConv({ name: 'conv3d decoder up.0 block conv1 256 -> 128 at 6x544x992', input: [6, 544, 992, 256], cout: 128, kernel: [3, 3, 3], padding: causal(), window: [[0, 2], [300, 302], [988, 992]], seed: 525, dtypes: ['bf16'] },
+      { input: [3, 10, 16, 256], window: [[0, 2], [5, 7], [12, 16]] }),
+    fitConv({ name: 'conv3d decoder conv_out 128 -> 3 at 6x544x992', input: [6, 544, 992, 128], cout: 3, kernel: [3, 3, 3], padding: causal(), window: [[4, 6], [0, 8], [0, 16]], seed: 526 },
+      { input: [3, 12, 20, 128], window: [[1, 3], [0, 8], [0, 16]] }),
+    fitConv({ name: 'conv 1x1x1 decoder nin_shortcut 512 -> 256 + residual at 20x272x496', input: [20, 272, 496, 512], cout: 256, kernel: [1, 1, 1], residual: true, window: [[7, 8], [100, 104], [490, 496]], seed: 527, dtypes: ['bf16'] },
+      { input: [3, 8, 12, 512], window: [[1, 2], [3, 7], [6, 12]] }),
+    fitConv({ name: 'conv3d encoder Downsample3D 256, stride 2, 17x272x496 -> 9x136x248', input: [17, 272, 496, 256], cout: 256, kernel: [3, 3, 3], stride: [2, 2, 2], padding: causal(), window: [[0, 2], [134, 136], [0, 4]], seed: 528, dtypes: ['bf16'] },
+      { input: [5, 10, 12, 256], window: [[0, 2], [3, 5], [0, 4]] }),
+    fitConv({ name: 'conv2d encoder Downsample2D 128, stride 2, right/bottom pad, 4x544x992 -> 4x272x496', input: [4, 544, 992, 128], cout: 128, kernel: [1, 3, 3], stride: [1, 2, 2], padding: { bottom: 1, right: 1 }, window: [[3, 4], [270, 272], [492, 496]], seed: 529 },
+      { input: [2, 12, 20, 128], window: [[1, 2], [4, 6], [6, 10]] }),
+  ].map(largeConvCase);
 }

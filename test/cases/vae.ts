@@ -7,6 +7,7 @@ import { groupNorm } from '../../lib/kernels/norm.js';
 import { upsampleResidual } from '../../lib/kernels/vae.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
+import { fitEmulated } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 import type { LargeCase, OpCase } from './types.js';
 
@@ -183,10 +184,20 @@ function largeUpsampleResidualCase(name: string, shape: [number, number, number,
 }
 
 export function vaeLargeCases(): LargeCase[] {
+  // On the emulated device (test/helpers/gpu.ts): the same channels and frame counts over smaller
+  // frames (whole 17x31 tiles of the random block); the upsampling residual over two frames.
+  const frames = (real: [number, number, number, number], emulated: [number, number, number, number]) => {
+    const fitted = fitEmulated(real, emulated, `frames ${real[1]}x${real[2]} -> ${emulated[1]}x${emulated[2]} to fit CI time`);
+    return { shape: fitted.value, note: fitted.note };
+  };
+  const up0 = frames([3, 544, 992, 128], [3, 34, 62, 128]);
+  const up1 = frames([4, 272, 496, 256], [4, 34, 62, 256]);
+  const mid = frames([5, 68, 124, 512], [5, 17, 31, 512]);
+  const up2 = fitEmulated<[number, number, number, number]>([20, 272, 496, 512], [2, 34, 62, 512], '20x272x496 -> 2x34x62 to fit CI time');
   return [
-    largeGroupNormCase('groupNorm+SiLU decoder up.0: 128 channels, 3 frames of 544x992', [3, 544, 992, 128], true, 620, 2),
-    largeGroupNormCase('groupNorm+SiLU decoder up.1: 256 channels, 4 frames of 272x496', [4, 272, 496, 256], true, 621, 1),
-    largeGroupNormCase('groupNorm (no SiLU) decoder mid: 512 channels, 5 frames of 68x124', [5, 68, 124, 512], false, 622, 4),
-    largeUpsampleResidualCase('upsampleResidual decoder up.2: 512 channels, 10x136x248 -> 20x272x496', [20, 272, 496, 512], 623),
+    largeGroupNormCase(`groupNorm+SiLU decoder up.0: 128 channels, 3 frames of 544x992${up0.note}`, up0.shape, true, 620, 2),
+    largeGroupNormCase(`groupNorm+SiLU decoder up.1: 256 channels, 4 frames of 272x496${up1.note}`, up1.shape, true, 621, 1),
+    largeGroupNormCase(`groupNorm (no SiLU) decoder mid: 512 channels, 5 frames of 68x124${mid.note}`, mid.shape, false, 622, 4),
+    largeUpsampleResidualCase(`upsampleResidual decoder up.2: 512 channels, 10x136x248 -> 20x272x496${up2.note}`, up2.value, 623),
   ];
 }

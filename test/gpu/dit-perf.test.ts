@@ -19,7 +19,7 @@ import { allFinite, bf16Tolerance, expectRelErr, relErr } from '../helpers/compa
 import { type Captured, readDiTCase, runDiTCase, uploadDiTInputs } from '../helpers/dit-golden.js';
 import { contextBytes, estimateFor, inputsAtGrid, measureForwardPeak, opsOfOneBlock, writeFp8RoundTripTransformer } from '../helpers/dit-perf.js';
 import { requireGolden, tinyModelDir } from '../helpers/golden.js';
-import { describeGpu } from '../helpers/gpu.js';
+import { describeGpu, fitEmulated } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 import { INTERMEDIATE_FACTOR, bf16Allowance, bf16VsOfficial, fp8Bound } from '../helpers/tolerances.js';
 
@@ -80,7 +80,10 @@ describeGpu('DiT performance plumbing on CUDA', () => {
     }
   });
 
-  it('memory model: weights, context and forward peak equal device.memory() on CUDA', async () => {
+  // On the emulated device (test/helpers/gpu.ts) a forward of the tiny DiT at 3072 tokens takes about
+  // a minute (attention and GEMMs at about 1 GFLOP/s): the larger grid is smaller there.
+  const memoryGrid = fitEmulated<[number, number, number]>([12, 16, 16], [4, 8, 8], 'grid 12x16x16 -> 4x8x8 (3,072 -> 256 tokens) to fit CI time');
+  it(`memory model: weights, context and forward peak equal device.memory() on CUDA${memoryGrid.note}`, async () => {
     const cuda = getDevice('cuda');
     const text = { llm: golden.get('encoder_hidden_states')!.shape[1]!, clip: golden.get('encoder_hidden_states_2')!.shape[1]! };
     for (const options of [{}, { weights: 'fp8' }, { weights: 'fp8', fp8Activations: 'none' }, { fusedResidual: true }, { streaming: true }, { streaming: true, weights: 'fp8' }, { dtype: 'f32' }] as DiTLoadOptions[]) {
@@ -89,7 +92,7 @@ describeGpu('DiT performance plumbing on CUDA', () => {
       using model = await StepVideoDiT.load(transformerDir, { device: 'cuda', ...options });
       await cuda.synchronize();
       expect(cuda.memory().bytesInUse - beforeLoad, `weights ${JSON.stringify(options)}`).toBe(model.weightBytes);
-      for (const grid of [[3, 4, 6], [12, 16, 16]] as Array<[number, number, number]>) {
+      for (const grid of [[3, 4, 6], memoryGrid.value] as Array<[number, number, number]>) {
         const { latents, y, clip, mask, timestep } = inputsAtGrid(model, golden, grid, 11);
         using context = model.prepareContext({ y, clip, mask });
         const estimate = estimateFor(model, latents, context, text);
@@ -104,11 +107,13 @@ describeGpu('DiT performance plumbing on CUDA', () => {
     }
   });
 
-  it('no per-block allocation: after the first forward the pool serves every block from cached memory', async () => {
+  const poolGrid = fitEmulated<[number, number, number]>([12, 32, 32], [4, 16, 16],
+    'grid 12x32x32 -> 4x16x16 (12,288 -> 1,024 tokens: the QKV and FFN activations still span two granules) to fit CI time');
+  it(`no per-block allocation: after the first forward the pool serves every block from cached memory${poolGrid.note}`, async () => {
     const cuda = getDevice('cuda');
     using model = await StepVideoDiT.load(transformerDir, { device: 'cuda' });
     // A grid big enough that each activation spans several of the pool's 2 MiB granules.
-    const { latents, y, clip, mask, timestep } = inputsAtGrid(model, golden, [12, 32, 32], 12);
+    const { latents, y, clip, mask, timestep } = inputsAtGrid(model, golden, poolGrid.value, 12);
     using context = model.prepareContext({ y, clip, mask });
     const firstForward: number[] = [];
     (await model.forward(latents, timestep, context, { onBlock: () => firstForward.push(cudaPoolStats(cuda).reservedBytes) })).dispose();
@@ -200,8 +205,10 @@ describeGpu('DiT performance plumbing on CUDA', () => {
     });
   });
 
-  it('GEMM autotuning: candidates timed on first use, the fastest kept, results equal to the untuned GEMM', async () => {
-    const [m, k, n] = [4096, 6144, 6144];
+  // The reference cuBLASLt of the emulated device runs about 1.5 GFLOP/s (309 GFLOP here per GEMM).
+  const tuned = fitEmulated<[number, number, number]>([4096, 6144, 6144], [256, 1024, 1024], '[4096, 6144] x [6144, 6144] -> [256, 1024] x [1024, 1024] to fit CI time');
+  it(`GEMM autotuning: candidates timed on first use, the fastest kept, results equal to the untuned GEMM${tuned.note}`, async () => {
+    const [m, k, n] = tuned.value;
     using x = Tensor.from(randn(new Rng(1), m * k), [m, k], { device: 'cuda', dtype: 'bf16' });
     using w = Tensor.from(randn(new Rng(2), n * k, 1 / Math.sqrt(k)), [n, k], { device: 'cuda', dtype: 'bf16' });
     const untuned = await withoutAutotune(async () => {

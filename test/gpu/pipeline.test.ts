@@ -13,7 +13,7 @@ import { isStepVideoError } from '../../lib/errors.js';
 import { SAFETY_MARGIN } from '../../lib/pipeline/memory.js';
 import { StepVideo } from '../../lib/pipeline/pipeline.js';
 import { allFinite, maxAbsErr, relErr } from '../helpers/compare.js';
-import { describeGpu, gpuAvailable } from '../helpers/gpu.js';
+import { describeGpu, emulatedDevice, fitEmulated, gpuAvailable, itUnlessEmulated } from '../helpers/gpu.js';
 import { testCacheDir } from '../helpers/pipeline.js';
 
 let work = '';
@@ -39,7 +39,12 @@ async function run(sv: StepVideo, request: Parameters<StepVideo['generate']>[0])
   return { decoded: join(decoded, (n) => new Float32Array(n)), rgb: join(rgb, (n) => new Uint8Array(n)) };
 }
 
-const request = { prompt: 'a paper boat on a river', frames: 34, height: 64, width: 96, steps: 4, seed: 31 };
+// On the emulated device (test/helpers/gpu.ts) a job of this size takes minutes (the VAE decode at
+// about 1 GFLOP/s): one chunk of 16x48 frames there, whose amplifications were re-measured on the CPU
+// (docs/TOLERANCES.md, "Pipeline on CUDA"); the jobs at the real frame size are a GPU's alone.
+const size = fitEmulated({ frames: 34, height: 64, width: 96 }, { frames: 17, height: 16, width: 48 }, '34 frames of 64x96 -> 17 of 16x48 to fit CI time');
+const request = { prompt: 'a paper boat on a river', ...size.value, steps: 4, seed: 31 };
+const REAL_FRAME_SIZE = 'a GPU-only size: a job at 544x992 takes hours there';
 
 // The bounds for this request (docs/TOLERANCES.md, "Pipeline on CUDA"). The amplifications were
 // measured on the CPU for this request: a relative perturbation of the DiT's velocity at every call
@@ -83,10 +88,10 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect(bf16.device.isCuda).toBe(true);
   });
 
-  it('f32 on CUDA matches the CPU twin (decoder floats and RGB frames)', async () => {
+  it(`f32 on CUDA matches the CPU twin (decoder floats and RGB frames)${size.note}`, async () => {
     const gpu = await run(f32, request);
     const host = await run(cpu, request);
-    expect(gpu.decoded).toHaveLength(34 * 3 * 64 * 96);
+    expect(gpu.decoded).toHaveLength(request.frames * 3 * request.height * request.width);
     expect(allFinite(gpu.decoded)).toBe(true);
     const rel = relErr(gpu.decoded, host.decoded);
     const worst = maxAbsErr(gpu.decoded, host.decoded);
@@ -99,7 +104,11 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect(maxDiff).toBeLessThanOrEqual(1);
   });
 
-  it('bf16 gives finite frames close to f32 (far closer than unrelated videos)', async () => {
+  // Its bound is derived for 34 frames of 64x96. For the emulated device's request the official
+  // quantisation points alone move the video by 9.4e-2 and the DiT's noise is amplified x8.0, so the
+  // same analysis gives 0.22 there, and the VAE's bf16 noise at 16-pixel frames exceeds the golden
+  // rho (2.3e-2 against 1.87e-2 measured at 16x16): no derived bound exists at an affordable size.
+  itUnlessEmulated('bf16 gives finite frames close to f32 (far closer than unrelated videos)', 'its bound 0.2 holds for 34 frames of 64x96 (minutes there); at an affordable size the same analysis gives 0.22 (docs/TOLERANCES.md)', async () => {
     const half = await run(bf16, request);
     const full = await run(f32, request);
     expect(allFinite(half.decoded)).toBe(true);
@@ -110,14 +119,14 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect(relErr(other.decoded, full.decoded)).toBeGreaterThan(2 * rel);
   });
 
-  it('writes the official 540p crop at the real frame size (544x992 -> 960x540)', async () => {
+  itUnlessEmulated('writes the official 540p crop at the real frame size (544x992 -> 960x540)', REAL_FRAME_SIZE, async () => {
     const video = await bf16.generate({ ...request, frames: 17, height: 544, width: 992, steps: 2 });
     expect(video.info).toMatchObject({ width: 960, height: 540, decodedWidth: 992, decodedHeight: 544 });
     const file = await video.save(path.join(work, 'crop.y4m'));
     expect(readFileSync(file).subarray(0, 30).toString('latin1')).toMatch(/^YUV4MPEG2 W960 H540 /);
   });
 
-  it('frees device memory after a job and after an abort; the next job works', async () => {
+  it(`frees device memory after a job and after an abort; the next job works${size.note}`, async () => {
     await cuda.synchronize();
     const baseline = cuda.memory().bytesInUse;
     await (await bf16.generate(request)).save(path.join(work, 'a.y4m'));
@@ -133,7 +142,8 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect(cuda.memory().bytesInUse).toBe(baseline);
 
     const decoding = new AbortController();
-    const video = await bf16.generate({ ...request, frames: 51, steps: 1, signal: decoding.signal, onProgress: (p) => {
+    // Aborted while decoding its second chunk (of three; of two on the emulated device).
+    const video = await bf16.generate({ ...request, frames: emulatedDevice ? 34 : 51, steps: 1, signal: decoding.signal, onProgress: (p) => {
       if (p.stage === 'decode' && p.chunk === 1) decoding.abort();
     } });
     await expect(video.save(path.join(work, 'b.y4m'))).rejects.toMatchObject({ code: 'ERR_ABORTED' });
@@ -145,7 +155,7 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect(cuda.memory().bytesInUse).toBe(baseline);
   });
 
-  it('estimates at least the device memory a job uses, bf16 and f32, at a real frame size', async () => {
+  itUnlessEmulated('estimates at least the device memory a job uses, bf16 and f32, at a real frame size', REAL_FRAME_SIZE, async () => {
     for (const sv of [bf16, f32]) {
       const job = { ...request, frames: 34, height: 544, width: 992, steps: 2 };
       const estimate = sv.estimateMemory(job);
@@ -168,7 +178,7 @@ describeGpu('pipeline on CUDA (built-in model)', () => {
     expect((error as Error).message).toMatch(/GPU memory on cuda:0 .* it needs about [\d.]+ GiB .* is free/);
   });
 
-  it('keeps the event loop free (max delay < 50 ms) during a job at the real frame size', async () => {
+  itUnlessEmulated('keeps the event loop free (max delay < 50 ms) during a job at the real frame size', REAL_FRAME_SIZE, async () => {
     const histogram = monitorEventLoopDelay({ resolution: 5 });
     histogram.enable();
     await (await bf16.generate({ ...request, frames: 34, height: 544, width: 992, steps: 10 })).save(path.join(work, 'loop.y4m'));

@@ -22,22 +22,12 @@ import { upsampleResidual } from '../../lib/kernels/vae.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { bf16Tolerance, expectRelErr } from '../helpers/compare.js';
-import { describeGpu } from '../helpers/gpu.js';
+import { withEnv } from '../helpers/env.js';
+import { describeGpu, itUnlessEmulated } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 
 type Float = 'f32' | 'bf16';
 const DEVICE = 'cuda';
-
-function withEnv<T>(name: string, value: string, fn: () => T): T {
-  const before = process.env[name];
-  process.env[name] = value;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
-}
 
 const bytesInUse = (): number => getDevice(DEVICE).memory().bytesInUse;
 
@@ -98,7 +88,7 @@ function offsetCases(): OffsetCase[] {
     {
       name: 'matmul transB + bias, fallback kernel',
       inputs: [input(37, 64), input(48, 64), gain(48)],
-      run: ([a, w, b]) => withEnv('STEPVIDEO_GEMM', 'fallback', () => ops.matmul(a!, w!, { transB: true, bias: b! })),
+      run: ([a, w, b]) => withEnv({ STEPVIDEO_GEMM: 'fallback' }, () => ops.matmul(a!, w!, { transB: true, bias: b! })),
     },
     { name: 'softmax 3x100', inputs: [input(3, 100)], run: ([x]) => ops.softmax(x!) },
     { name: 'swiglu 3x(2x40)', inputs: [input(3, 80)], run: ([x]) => swiglu(x!) },
@@ -120,6 +110,11 @@ const ATT = { H: 64, Hkv: 8, Nq: 262_145, Nk: 64, D: 128 };         // q and out
 const GEMM = { batch: 64, m: 262_145, k: 64, n: 128 };              // out 2^31 + 8192
 const EMB = { ids: 2 ** 24 + 64, vocab: 1000, dim: 128 };           // out 2^31 + 8192
 const SWIGLU = { rows: 2 ** 20 + 1, half: 1024 };                   // x 2^31 + 2048
+
+// The emulated device (test/helpers/gpu.ts) runs about 5 M elements/s and holds 8 GiB: one pass over
+// 2^31 elements takes minutes, and several of these tensors do not fit. No smaller tensor has a
+// 32-bit offset to wrap, so these checks are a real GPU's alone.
+const PAST_2_31_ON_EMULATOR = 'a GPU-only size: each pass over 2^31 elements takes minutes there, and the tensors need up to 12 GiB of its 8';
 
 function expectPast2To31(t: Tensor): void {
   expect(t.numel, `${t.toString()} should hold more than 2^31 elements`).toBeGreaterThan(TWO_TO_31);
@@ -168,7 +163,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     });
   }
 
-  it('past 2^31: randomNormal (bit-exact tail), cast to f16 and SiLU over 2^31 + 4096 elements', async () => {
+  itUnlessEmulated('past 2^31: randomNormal (bit-exact tail), cast to f16 and SiLU over 2^31 + 4096 elements', PAST_2_31_ON_EMULATOR, async () => {
     using x = randomNormal([NOISE], { seed: 31, dtype: 'bf16', device: DEVICE });
     expectPast2To31(x);
     const n = 8192;
@@ -187,7 +182,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     expectRelErr(await tail(y, n), silu, bf16Tolerance(silu), 'silu tail');
   });
 
-  it('past 2^31: broadcast add, softmax, sum, layerNorm, rmsNorm and gatedResidual over [2^21 + 3, 1024]', async () => {
+  itUnlessEmulated('past 2^31: broadcast add, softmax, sum, layerNorm, rmsNorm and gatedResidual over [2^21 + 3, 1024]', PAST_2_31_ON_EMULATOR, async () => {
     using x = randomNormal([ROWS, WIDTH], { seed: 32, dtype: 'bf16', device: DEVICE });
     using y = randomNormal([ROWS, WIDTH], { seed: 33, dtype: 'bf16', device: DEVICE });
     expectPast2To31(x);
@@ -220,7 +215,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     }
   });
 
-  it('past 2^31: groupNorm+SiLU and upsampleResidual over 65,600 frames of 8x8x512', async () => {
+  itUnlessEmulated('past 2^31: groupNorm+SiLU and upsampleResidual over 65,600 frames of 8x8x512', PAST_2_31_ON_EMULATOR, async () => {
     using x = randomNormal([FRAMES, ...FRAME], { seed: 35, dtype: 'bf16', device: DEVICE });
     using small = randomNormal([FRAMES / 2, FRAME[0] / 2, FRAME[1] / 2, FRAME[2]], { seed: 36, dtype: 'bf16', device: DEVICE });
     expectPast2To31(x);
@@ -243,7 +238,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     expectRelErr(await tail(out, 2), expected, bf16Tolerance(expected), 'upsampleResidual tail frames');
   });
 
-  it('past 2^31: conv3d 64 -> 128 (3x3x3 causal) with an output of 2^31 + 2 M elements, every tensor-core kernel', async () => {
+  itUnlessEmulated('past 2^31: conv3d 64 -> 128 (3x3x3 causal) with an output of 2^31 + 2 M elements, every tensor-core kernel', PAST_2_31_ON_EMULATOR, async () => {
     const { T, H, W, cin, cout } = CONV;
     using x = randomNormal([1, T, H, W, cin], { seed: 38, dtype: 'bf16', device: DEVICE });
     const rng = new Rng(39);
@@ -269,14 +264,14 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     expect(conv3dKernelName(x, weight, { bias, padding }), 'the default tensor-core kernel runs past 2^31').toBe('mma-128x128');
     for (const choice of kernels) {
       const run = () => conv3d(x, weight, { bias, padding });
-      using out = choice === 'wgmma' ? withEnv('STEPVIDEO_CONV_KERNEL', 'wgmma', run) : run();
+      using out = choice === 'wgmma' ? withEnv({ STEPVIDEO_CONV_KERNEL: 'wgmma' }, run) : run();
       expectPast2To31(out);
       using pixelRows = out.reshape(T * H, W, cout);
       expectRelErr(await tail(pixelRows, 1), expected, 6e-3, `conv3d (${choice}) last output row`);
     }
   });
 
-  it('past 2^31: attention with q and out of 2^31 + 8192 elements (64 heads / 8 groups x 262,145 queries), tensor-core and generic paths', async () => {
+  itUnlessEmulated('past 2^31: attention with q and out of 2^31 + 8192 elements (64 heads / 8 groups x 262,145 queries), tensor-core and generic paths', PAST_2_31_ON_EMULATOR, async () => {
     const { H, Hkv, Nq, Nk, D } = ATT;
     using q = randomNormal([1, H, Nq, D], { seed: 40, dtype: 'bf16', device: DEVICE });
     using k = randomNormal([1, Hkv, Nk, D], { seed: 41, dtype: 'bf16', device: DEVICE });
@@ -293,7 +288,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     using vc = await toCpuF32(v);
     const expected = await cpuResult(attention(qc, kc, vc));  // [1, rows, H, D]
     for (const path of ['mma', 'generic']) {
-      using out = withEnv('STEPVIDEO_ATTENTION', path, () => attention(q, k, v));
+      using out = withEnv({ STEPVIDEO_ATTENTION: path }, () => attention(q, k, v));
       expectPast2To31(out);
       using tokens = out.reshape(Nq, H, D);
       // bf16 P before P·V and the rounded output, as in the real-size attention cases.
@@ -301,7 +296,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     }
   });
 
-  it('past 2^31: matmul transB + bias with an output of 2^31 + 8192 elements, cuBLASLt and the fallback kernel', async () => {
+  itUnlessEmulated('past 2^31: matmul transB + bias with an output of 2^31 + 8192 elements, cuBLASLt and the fallback kernel', PAST_2_31_ON_EMULATOR, async () => {
     const { batch, m, k, n } = GEMM;
     using a = randomNormal([batch, m, k], { seed: 43, dtype: 'bf16', device: DEVICE });
     const rng = new Rng(44);
@@ -316,14 +311,14 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     const expected = await cpuResult(ops.matmul(ac, wc, { transB: true, bias: bc }));
     for (const path of ['cublaslt', 'fallback']) {
       const run = () => ops.matmul(a, w, { transB: true, bias: b });
-      using out = path === 'fallback' ? withEnv('STEPVIDEO_GEMM', 'fallback', run) : run();
+      using out = path === 'fallback' ? withEnv({ STEPVIDEO_GEMM: 'fallback' }, run) : run();
       expectPast2To31(out);
       using outRows = out.reshape(batch * m, n);
       expectRelErr(await tail(outRows, rows), expected, bf16Tolerance(expected), `matmul (${path}) last rows`);
     }
   });
 
-  it('past 2^31: embedding of 2^24 + 64 ids and swiglu of [2^20 + 1, 2 x 1024]', async () => {
+  itUnlessEmulated('past 2^31: embedding of 2^24 + 64 ids and swiglu of [2^20 + 1, 2 x 1024]', PAST_2_31_ON_EMULATOR, async () => {
     const rng = new Rng(45);
     const tableData = Float32Array.from(randn(rng, EMB.vocab * EMB.dim), roundBf16);
     using table = Tensor.from(tableData, [EMB.vocab, EMB.dim], { device: DEVICE, dtype: 'bf16' });

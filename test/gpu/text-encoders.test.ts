@@ -22,7 +22,7 @@ import { TextEncoder } from '../../lib/models/text-encoder.js';
 import { randomWeights } from '../../lib/models/weight-source.js';
 import { bf16Tolerance, expectRelErr } from '../helpers/compare.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
-import { describeGpu } from '../helpers/gpu.js';
+import { describeGpu, fitEmulated } from '../helpers/gpu.js';
 import { bf16VsOfficial } from '../helpers/tolerances.js';
 
 const llmDir = path.join(tinyModelDir, 'step_llm');
@@ -138,15 +138,23 @@ describeGpu('text encoders on CUDA', () => {
   });
 
   // Real widths with random weights whose values are bf16 numbers, so the f32 CPU twin runs the
-  // very model the bf16 GPU run holds.
+  // very model the bf16 GPU run holds. On the emulated device (test/helpers/gpu.ts) the weights are
+  // uploaded and multiplied at a few GFLOP/s: a quarter of the width, with the real head size,
+  // grouping into several groups, an FFN much wider than the model, the CLIP vocabulary and masks.
+  const llmWidth = fitEmulated(
+    { hidden: 6144, heads: 48, ffn: 16384 },
+    { hidden: 1536, heads: 12, ffn: 4096 },
+    '6144 -> 1536 wide (48 -> 12 heads of 128, 4 groups), F 16384 -> 4096 to fit CI time',
+  );
   async function realWidthStepLlm(device: Device, dtype: ComputeDType): Promise<StepLlm> {
+    const { hidden, heads, ffn } = llmWidth.value;
     const config = parseStepLlmConfig(
-      ConfigJson.from({ hidden_size: 6144, num_attention_heads: 48, num_attention_groups: 4, num_layers: 1, ffn_hidden_size: 16384, layernorm_epsilon: 1e-5, padded_vocab_size: 1024 }),
+      ConfigJson.from({ hidden_size: hidden, num_attention_heads: heads, num_attention_groups: 4, num_layers: 1, ffn_hidden_size: ffn, layernorm_epsilon: 1e-5, padded_vocab_size: 1024 }),
     );
     return new StepLlm(config, randomWeights(stepLlmWeightSpec(config), { device, dtype, seed: 11, bf16Values: true }), device, dtype);
   }
 
-  it('Step-LLM at the real width (6144, 48 heads / 4 groups, F 16384; one layer): CUDA f32 and bf16 vs the CPU twin', async () => {
+  it(`Step-LLM at the real width (6144, 48 heads / 4 groups, F 16384; one layer): CUDA f32 and bf16 vs the CPU twin${llmWidth.note}`, async () => {
     const shape: [number, number] = [2, 16];
     const ids = Int32Array.from({ length: 32 }, (_, i) => (i * 131 + 7) % 1024);
     let expected: Float32Array;
@@ -165,9 +173,15 @@ describeGpu('text encoders on CUDA', () => {
     });
   }, 600_000);
 
-  it('Hunyuan-CLIP at the real width (1024, 16 heads, 4096, vocab 47020; two layers, masks [77, 23]): CUDA f32 and bf16 vs the CPU twin', async () => {
+  const clipWidth = fitEmulated(
+    { hidden: 1024, heads: 16, intermediate: 4096 },
+    { hidden: 256, heads: 4, intermediate: 1024 },
+    '1024 -> 256 wide (16 -> 4 heads of 64), 4096 -> 1024 to fit CI time',
+  );
+  it(`Hunyuan-CLIP at the real width (1024, 16 heads, 4096, vocab 47020; two layers, masks [77, 23]): CUDA f32 and bf16 vs the CPU twin${clipWidth.note}`, async () => {
+    const { hidden, heads, intermediate } = clipWidth.value;
     const config = parseClipConfig(
-      ConfigJson.from({ vocab_size: 47020, hidden_size: 1024, num_hidden_layers: 2, num_attention_heads: 16, intermediate_size: 4096, max_position_embeddings: 512 }),
+      ConfigJson.from({ vocab_size: 47020, hidden_size: hidden, num_hidden_layers: 2, num_attention_heads: heads, intermediate_size: intermediate, max_position_embeddings: 512 }),
     );
     const make = (device: Device, dtype: ComputeDType) => new ClipTextEncoder(config, randomWeights(clipWeightSpec(config), { device, dtype, seed: 12, bf16Values: true }), device, dtype);
     const shape: [number, number] = [2, 77];
