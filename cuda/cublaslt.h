@@ -4,6 +4,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
 
 namespace sv::cuda::lt {
 
@@ -69,8 +72,36 @@ struct Api {
 
 // The loaded API, or nullptr when libcublasLt could not be found (then `why` says what was tried).
 const Api* api(const char** why = nullptr);
+// The file the API was loaded from ("" when it was not).
+std::string library_path();
+
+// What the library search reads from the host, passed in so that the search order is a function
+// of it alone: environment variables ("" when unset) and the folders matching a glob pattern.
+struct Lookup {
+  std::function<std::string(const char*)> env;
+  std::function<std::vector<std::string>(const std::string&)> glob;
+};
+// Where libcublasLt is looked for, in order: STEPVIDEO_CUBLASLT alone when set; otherwise the
+// sonames through the dynamic loader, CUDA_PATH / CUDA_HOME, /usr/local/cuda and /usr/local/cuda-*
+// (newest first), the pip wheels in Python's site-packages, $CONDA_PREFIX/lib.
+std::vector<std::string> library_candidates(const Lookup& lookup);
+// The process's environment and file system.
+Lookup process_lookup();
 
 // The emulated device's reference implementation (cuda/emulator/cublaslt.cc).
 const Api* emulated_api();
 
 }  // namespace sv::cuda::lt
+
+namespace sv::cuda {
+
+// For the N-API glue (native/device_glue.cc): the file cuBLASLt was loaded from, loading it on the
+// first call ("" when none could be loaded: `why` then says what was tried, and the own GEMM
+// kernel runs), and the places it is looked for with the process's environment.
+struct CublasLtInfo {
+  std::string path, why;
+};
+CublasLtInfo cublaslt_info();
+std::vector<std::string> cublaslt_candidates();
+
+}  // namespace sv::cuda

@@ -1,7 +1,7 @@
 // Devices: the CPU reference backend and CUDA GPUs. Each device has one ordered queue of work (a
 // CUDA stream, or the CPU executor thread); ops enqueue and return at once, reads are async.
 import { StepVideoError } from './errors.js';
-import { native, type NativeMemoryStats } from './native.js';
+import { type AddonSource, addonSource, native, type NativeMemoryStats } from './native.js';
 
 export type DeviceKind = 'cpu' | 'cuda';
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}` | Device;
@@ -32,6 +32,7 @@ export class Device {
   static cuda(ordinal: number): Device {
     let existing = Device.cudaDevices.get(ordinal);
     if (existing === undefined) {
+      warnOnceIfNoCublasLt();
       existing = new Device('cuda', ordinal);
       Device.cudaDevices.set(ordinal, existing);
     }
@@ -134,6 +135,8 @@ function versionText(version: number): string {
 
 /** What this build and host can do, for diagnostics (`stepvideo info`). */
 export function backendInfo(): {
+  /** Where the loaded addon came from: a prebuilt platform package, a source build, or STEPVIDEO_ADDON. */
+  addon: AddonSource;
   cudaCompiled: boolean;
   /** The CUDA device is the SIMT emulator running the CUDA kernels on the CPU (STEPVIDEO_CUDA=emulate builds). */
   cudaEmulated: boolean;
@@ -145,6 +148,7 @@ export function backendInfo(): {
 } {
   const v = native.cudaVersions();
   return {
+    addon: addonSource,
     cudaCompiled: native.build.cuda,
     cudaEmulated: native.build.cudaEmulated,
     cudaArchitectures: native.build.cudaArchitectures,
@@ -161,4 +165,43 @@ export function backendInfo(): {
  */
 export function deviceFault(device: Device): string {
   return device.isCuda ? native.cudaDeviceFault(device.index) : '';
+}
+
+/** Where the CUDA GEMMs' libcublasLt was loaded from, or path null with what was tried (then the own GEMM kernel runs). */
+export interface CublasLtInfo {
+  path: string | null;
+  why: string;
+}
+
+/** cuBLASLt as the addon found it (searched and loaded on the first call; see cuda/cublaslt.h for the order). */
+export function cublasLtInfo(): CublasLtInfo {
+  return native.cublasLtInfo();
+}
+
+/** Where libcublasLt is looked for, in order, with the environment as it is now ([] without CUDA; diagnostics and tests). */
+export function cublasLtCandidates(): string[] {
+  return native.debugCublasLtCandidates();
+}
+
+export const CUBLASLT_INSTALL_ADVICE =
+  "install the CUDA toolkit's libcublas, or `pip install nvidia-cublas` (CUDA 13) / `pip install nvidia-cublas-cu12`, or set STEPVIDEO_CUBLASLT=/path/libcublasLt.so.13";
+
+/**
+ * The warning for a CUDA build that will run its GEMMs on the own kernel for want of cuBLASLt;
+ * undefined when cuBLASLt is there, when there is no CUDA, or when STEPVIDEO_GEMM=fallback chose it.
+ */
+export function missingCublasLtWarning(info: CublasLtInfo, build: { cuda: boolean }, env: NodeJS.ProcessEnv): string | undefined {
+  if (!build.cuda || info.path !== null || env.STEPVIDEO_GEMM === 'fallback') return undefined;
+  const reason = info.why.startsWith('STEPVIDEO_CUBLASLT') ? info.why : 'libcublasLt.so.13/.12 was not found';
+  return `${reason}: the CUDA matrix products run on stepvideo's own GEMM kernel, which is slower. To use cuBLASLt, ${CUBLASLT_INSTALL_ADVICE} (\`stepvideo info\` shows where it looked)`;
+}
+
+let cublasLtChecked = false;
+
+/** At the first CUDA device of the process: one warning (stderr, process.emitWarning) if cuBLASLt is missing. */
+function warnOnceIfNoCublasLt(): void {
+  if (cublasLtChecked) return;
+  cublasLtChecked = true;
+  const warning = missingCublasLtWarning(cublasLtInfo(), native.build, process.env);
+  if (warning !== undefined) process.emitWarning(warning, { type: 'StepVideoWarning', code: 'STEPVIDEO_NO_CUBLASLT' });
 }

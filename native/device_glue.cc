@@ -12,6 +12,9 @@
 #include "cpu/parallel.h"
 #include "dispatch.h"
 #include "napi_util.h"
+#ifdef SV_WITH_CUDA
+#include "../cuda/cublaslt.h"
+#endif
 
 namespace sv {
 namespace {
@@ -300,6 +303,32 @@ SV_EXPORT(cuda_versions) {
   return result;
 }
 
+// cublasLtInfo() -> { path, why }: the libcublasLt the CUDA GEMMs use (loaded on this first call), or
+// path null with why it was not found (the own GEMM kernel runs then).
+SV_EXPORT(cublaslt_info) {
+  Napi::Object result = Napi::Object::New(info.Env());
+#ifdef SV_WITH_CUDA
+  const cuda::CublasLtInfo lt = cuda::cublaslt_info();
+  result.Set("path", lt.path.empty() ? info.Env().Null() : Napi::String::New(info.Env(), lt.path));
+  result.Set("why", Napi::String::New(info.Env(), lt.why));
+#else
+  result.Set("path", info.Env().Null());
+  result.Set("why", Napi::String::New(info.Env(), "this build of the addon has no CUDA backend"));
+#endif
+  return result;
+}
+
+// debugCublasLtCandidates() -> string[]: where libcublasLt is looked for, in order, with the
+// environment as it is now (tests of the search; [] without CUDA).
+SV_EXPORT(debug_cublaslt_candidates) {
+  Napi::Array result = Napi::Array::New(info.Env());
+#ifdef SV_WITH_CUDA
+  const std::vector<std::string> candidates = cuda::cublaslt_candidates();
+  for (size_t i = 0; i < candidates.size(); ++i) result.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), candidates[i]));
+#endif
+  return result;
+}
+
 SV_EXPORT(cuda_device_info) {
   int device = static_cast<int>(napi::arg_int(info, 0, "device"));
 #ifdef SV_WITH_CUDA
@@ -341,6 +370,8 @@ void register_device_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaUnavailableReason", Napi::Function::New(env, cuda_unavailable_reason));
   exports.Set("cudaDeviceInfo", Napi::Function::New(env, cuda_device_info));
   exports.Set("cudaVersions", Napi::Function::New(env, cuda_versions));
+  exports.Set("cublasLtInfo", Napi::Function::New(env, cublaslt_info));
+  exports.Set("debugCublasLtCandidates", Napi::Function::New(env, debug_cublaslt_candidates));
   exports.Set("setPoison", Napi::Function::New(env, set_poison_flag));
   exports.Set("cpuThreadCount", Napi::Function::New(env, cpu_thread_count));
   exports.Set("setErrorFactory", Napi::Function::New(env, set_error_factory_fn));

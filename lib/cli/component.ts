@@ -2,12 +2,12 @@
 // inputs (the official forward's argument names), its outputs and options, and runs on host
 // tensors read from safetensors files; the CLI does argument parsing, file I/O, validation and
 // error reporting around it.
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-
 import type { Device } from '../device.js';
 import { StepVideoError } from '../errors.js';
 import type { HostTensor, TensorData } from '../io/safetensors.js';
+
+// --model may be the released root or any folder of the layout on the way to the component's own.
+export { resolvePartDir } from '../models/layout.js';
 
 export interface ComponentOption {
   name: string;
@@ -24,7 +24,7 @@ export interface ComponentInput {
 }
 
 export interface ComponentContext {
-  /** The --model folder as given (the released layout's root, or the component's own folder). */
+  /** The --model folder as given: the released layout's root or a folder of it (see resolvePartDir). */
   modelDir: string;
   inputs: ReadonlyMap<string, HostTensor>;
   device: Device;
@@ -43,17 +43,6 @@ export interface Component {
   outputs: readonly string[];
   options?: readonly ComponentOption[];
   run(context: ComponentContext): Promise<Record<string, TensorData>>;
-}
-
-/**
- * The folder of one part of the released layout: `<modelDir>/<sub>` when it exists, otherwise
- * `modelDir` itself when it holds `marker` (so --model may name the part's folder directly).
- */
-export function resolvePartDir(modelDir: string, sub: string, marker: string): string {
-  const nested = path.join(modelDir, sub);
-  if (existsSync(path.join(nested, marker))) return nested;
-  if (existsSync(path.join(modelDir, marker))) return modelDir;
-  throw new StepVideoError('ERR_WEIGHTS_MISSING', `no ${sub}/ folder with ${marker} found`, { file: nested });
 }
 
 /** The named input, or ERR_ARGUMENT naming what is missing. */

@@ -5,7 +5,7 @@ import { parseDType } from '../dtype.js';
 import { StepVideoError } from '../errors.js';
 import { StepVideo } from '../pipeline/pipeline.js';
 import type { JobRequest } from '../pipeline/options.js';
-import { type VideoFormat, findFfmpeg } from '../video/writers.js';
+import { type VideoFormat, requireFfmpeg } from '../video/writers.js';
 import type { OptionSpec, ParsedArgs } from './args.js';
 import type { CommandContext } from './commands/types.js';
 import type { ProgressReporter } from './progress.js';
@@ -69,7 +69,5 @@ export async function loadPipeline(parsed: ParsedArgs, context: CommandContext, 
 
 /** Fails at once (before any loading) when MP4 output is asked for and ffmpeg cannot be found. */
 export function requireFfmpegFor(format: VideoFormat): void {
-  if (format === 'mp4' && findFfmpeg() === undefined) {
-    throw new StepVideoError('ERR_FFMPEG', 'ffmpeg was not found (install it, e.g. apt-get install ffmpeg, or set FFMPEG_PATH); --format png (PNG frames) or --format y4m write video without it');
-  }
+  if (format === 'mp4') requireFfmpeg();
 }

@@ -9,7 +9,6 @@
 // samples the latents and returns a GeneratedVideo whose chunks decode on demand. Jobs on one
 // instance take turns on the device (a FIFO lock around each stage); an aborted or failed job frees
 // everything it allocated and leaves the instance ready for the next one.
-import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -18,6 +17,7 @@ import { type Device, type DeviceSpec, getDevice } from '../device.js';
 import { StepVideoError, isStepVideoError, throwIfAborted } from '../errors.js';
 import type { HostTensor } from '../io/safetensors.js';
 import { ConfigJson } from '../models/json-config.js';
+import { resolveModelRoot } from '../models/layout.js';
 import { parseClipConfig, clipWeightSpec } from '../models/clip/config.js';
 import type { ComputeDType } from '../models/compute-dtype.js';
 import { StepVideoDiT, ditWeightSpec, readDiTConfig } from '../models/dit/index.js';
@@ -35,7 +35,7 @@ import { EtaTracker, type ModelPart, type PipelineProgress } from './progress.js
 import { GeneratedVideo, VIDEO_FPS } from './video.js';
 
 export interface StepVideoLoadOptions {
-  /** The released folder (or the Turbo one). Without it: the built-in test model (tiny, random weights). */
+  /** The released folder (or the Turbo one), or one of its folders (transformer/, hunyuan_clip/, ...). Without it: the built-in test model (tiny, random weights). */
   modelDir?: string;
   /** Default: cuda when a GPU answers (or STEPVIDEO_DEVICE), else the CPU. */
   device?: DeviceSpec;
@@ -65,7 +65,6 @@ export interface CaptionTensors {
   clip_embedding: HostTensor;
 }
 
-const RELEASED_PARTS = ['transformer', 'vae', 'step_llm', 'hunyuan_clip'] as const;
 
 /** A FIFO lock: one job stage on the device at a time; a waiter can give up through its signal. */
 class DeviceLock {
@@ -140,7 +139,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const builtin = options.modelDir === undefined;
     if (builtin) options.onWarning?.('no model folder given: using the built-in test model (tiny, random weights; its videos are noise)');
     let made: string | undefined;
-    const modelDir = builtin
+    const given = builtin
       ? await ensureBuiltinModel({
           ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
           ...(signal ? { signal } : {}),
@@ -151,7 +150,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
         })
       : path.resolve(options.modelDir!);
     if (made !== undefined) onProgress?.({ stage: 'prepare', dir: made, done: true, fraction: 1 });
-    requireReleasedLayout(modelDir);
+    // The root, also when modelDir names one of its folders (transformer/, hunyuan_clip/, ...).
+    const modelDir = resolveModelRoot(given);
     const dims = await readModelDims(modelDir);
     const checkMemory = options.checkMemory ?? true;
     if (checkMemory) {
@@ -406,18 +406,6 @@ function computeBytes(dtype: ComputeDType): ComputeBytes {
 function asAborted(error: unknown, signal: AbortSignal | undefined, what: string): unknown {
   if (signal?.aborted && !isStepVideoError(error, 'ERR_ABORTED')) return new StepVideoError('ERR_ABORTED', `${what} aborted`, { cause: error });
   return error;
-}
-
-function requireReleasedLayout(modelDir: string): void {
-  if (!existsSync(modelDir)) throw new StepVideoError('ERR_WEIGHTS_MISSING', 'model folder not found', { file: modelDir });
-  const missing = RELEASED_PARTS.filter((part) => !existsSync(path.join(modelDir, part)));
-  if (missing.length > 0) {
-    throw new StepVideoError('ERR_WEIGHTS_MISSING', 'the model folder does not have the released layout', {
-      file: modelDir,
-      expected: 'transformer/, vae/, step_llm/ and hunyuan_clip/ (as in stepfun-ai/stepvideo-t2v)',
-      got: `missing ${missing.map((m) => `${m}/`).join(', ')}`,
-    });
-  }
 }
 
 /** Configs of the four parts, read before any weight, and checked against each other. */

@@ -1,3 +1,3 @@
 export { type CropWindow, type RgbFrames, standard540pCrop, toRgbFrames } from './frames.js';
 export { encodePng } from './png.js';
-export { type VideoFormat, type VideoWriter, type VideoWriterOptions, findFfmpeg, openVideoWriter } from './writers.js';
+export { type VideoFormat, type VideoWriter, type VideoWriterOptions, type FfmpegInfo, type FfmpegLookup, type FfmpegSource, findFfmpeg, locateFfmpeg, lookupFfmpeg, openVideoWriter, requireFfmpeg, resetFfmpegLookup } from './writers.js';

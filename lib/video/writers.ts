@@ -3,8 +3,9 @@
 // output under a temporary name and renames it into place only when finish() succeeds; abort()
 // or a failure removes it.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, existsSync, statSync, type WriteStream } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { StepVideoError, asStepVideoError } from '../errors.js';
@@ -37,11 +38,116 @@ export interface VideoWriter {
   abort(): Promise<void>;
 }
 
-/** The ffmpeg executable: FFMPEG_PATH, else `ffmpeg` on PATH; undefined when there is none. */
+/** Where the ffmpeg in use came from: the FFMPEG_PATH variable, a system ffmpeg on PATH, or @ffmpeg-installer/ffmpeg. */
+export type FfmpegSource = 'FFMPEG_PATH' | 'PATH' | 'bundled';
+
+export interface FfmpegInfo {
+  path: string;
+  source: FfmpegSource;
+  /** The first line of `ffmpeg -version`, without the copyright. */
+  version: string;
+}
+
+/** The ffmpeg MP4 output uses, or the ERR_FFMPEG that says why there is none. */
+export type FfmpegLookup = { ffmpeg: FfmpegInfo; error?: undefined } | { ffmpeg?: undefined; error: StepVideoError };
+
+const NO_FFMPEG_ALTERNATIVES = '--format png (PNG frames) or --format y4m write video without it';
+
+const requireHere = createRequire(import.meta.url);
+
+/** The optional dependency's export ({ path, version, url }); it throws (a string) where it has no binary. */
+function loadBundledFfmpeg(): unknown {
+  return requireHere('@ffmpeg-installer/ffmpeg');
+}
+
+/** The version line of a runnable ffmpeg, or why it does not run. */
+function probeFfmpeg(file: string, env: NodeJS.ProcessEnv): { version: string } | { problem: string } {
+  const probe = spawnSync(file, ['-hide_banner', '-version'], { encoding: 'utf8', env, timeout: 15_000 });
+  if (probe.error) return { problem: probe.error.message };
+  if (probe.status !== 0) return { problem: `\`${file} -version\` exited with ${probe.signal ?? probe.status}` };
+  const first = probe.stdout.split('\n')[0] ?? '';
+  return { version: first.replace(/\s+Copyright.*$/, '').trim() };
+}
+
+/** `ffmpeg` in the folders of PATH, as the shell would find it. */
+function ffmpegOnPath(env: NodeJS.ProcessEnv): string[] {
+  const name = process.platform === 'win32' ? 'ffmpeg.exe' : 'ffmpeg';
+  const found: string[] = [];
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) found.push(file);
+    } catch {
+      // not here
+    }
+  }
+  return found;
+}
+
+/**
+ * Finds ffmpeg: FFMPEG_PATH when set (one that does not run is an error naming it, never skipped),
+ * else a system `ffmpeg` on PATH, else the static build of the optional dependency
+ * @ffmpeg-installer/ffmpeg. Pure in `env` and `loadBundled`; lookupFfmpeg() caches its answer.
+ */
+export function locateFfmpeg(env: NodeJS.ProcessEnv, loadBundled: () => unknown = loadBundledFfmpeg): FfmpegLookup {
+  const explicit = env.FFMPEG_PATH;
+  if (explicit) {
+    const probe = probeFfmpeg(explicit, env);
+    if ('version' in probe) return { ffmpeg: { path: explicit, source: 'FFMPEG_PATH', version: probe.version } };
+    return {
+      error: new StepVideoError('ERR_FFMPEG', `FFMPEG_PATH names an ffmpeg that cannot be run (${probe.problem}): fix or unset it (then ffmpeg on PATH or the bundled one is used); ${NO_FFMPEG_ALTERNATIVES}`, { file: explicit }),
+    };
+  }
+  for (const file of ffmpegOnPath(env)) {
+    const probe = probeFfmpeg(file, env);
+    if ('version' in probe) return { ffmpeg: { path: file, source: 'PATH', version: probe.version } };
+  }
+  let bundled: { path?: unknown } | undefined;
+  let bundledProblem = 'it names no ffmpeg';
+  try {
+    bundled = loadBundled() as { path?: unknown } | undefined;
+  } catch (error) {
+    // The package throws strings ("Unsupported platform/architecture", a missing binary); absent, it is MODULE_NOT_FOUND.
+    bundledProblem = (error as { code?: unknown } | undefined)?.code === 'MODULE_NOT_FOUND' ? 'it is not installed' : error instanceof Error ? error.message : String(error);
+  }
+  if (typeof bundled?.path === 'string') {
+    const probe = probeFfmpeg(bundled.path, env);
+    if ('version' in probe) return { ffmpeg: { path: bundled.path, source: 'bundled', version: probe.version } };
+    bundledProblem = `${bundled.path}: ${probe.problem}`;
+  }
+  return {
+    error: new StepVideoError(
+      'ERR_FFMPEG',
+      `ffmpeg was not found: install it (e.g. apt-get install ffmpeg), set FFMPEG_PATH, or reinstall stepvideo without --omit=optional so that @ffmpeg-installer/ffmpeg is present (@ffmpeg-installer/ffmpeg: ${bundledProblem}); ${NO_FFMPEG_ALTERNATIVES}`,
+    ),
+  };
+}
+
+let cachedLookup: FfmpegLookup | undefined;
+
+/** locateFfmpeg() with the process's environment, once per process (resetFfmpegLookup() forgets it). */
+export function lookupFfmpeg(): FfmpegLookup {
+  cachedLookup ??= locateFfmpeg(process.env);
+  return cachedLookup;
+}
+
+/** Forgets the cached lookup, so the next one sees a changed environment (tests). */
+export function resetFfmpegLookup(): void {
+  cachedLookup = undefined;
+}
+
+/** The ffmpeg to use; ERR_FFMPEG saying what to do when there is none. */
+export function requireFfmpeg(): FfmpegInfo {
+  const { ffmpeg, error } = lookupFfmpeg();
+  if (error) throw error;
+  return ffmpeg;
+}
+
+/** The ffmpeg executable's path (see lookupFfmpeg); undefined when there is none. */
 export function findFfmpeg(): string | undefined {
-  const candidate = process.env.FFMPEG_PATH || 'ffmpeg';
-  const probe = spawnSync(candidate, ['-hide_banner', '-version'], { stdio: 'ignore' });
-  return probe.error || probe.status !== 0 ? undefined : candidate;
+  return lookupFfmpeg().ffmpeg?.path;
 }
 
 function checkFrames(frames: RgbFrames, options: VideoWriterOptions): void {
@@ -256,19 +362,14 @@ class Y4mWriter implements VideoWriter {
   }
 }
 
-/** Opens a writer for `target`. MP4 needs ffmpeg (FFMPEG_PATH or PATH); a missing one is ERR_FFMPEG naming the alternatives. */
+/** Opens a writer for `target`. MP4 needs ffmpeg (see lookupFfmpeg); a missing one is ERR_FFMPEG naming the alternatives. */
 export function openVideoWriter(target: string, options: VideoWriterOptions): VideoWriter {
   if (!Number.isInteger(options.width) || !Number.isInteger(options.height) || options.width <= 0 || options.height <= 0) {
     throw new StepVideoError('ERR_ARGUMENT', 'invalid video size', { got: `${options.width}x${options.height}` });
   }
   switch (options.format) {
-    case 'mp4': {
-      const ffmpeg = findFfmpeg();
-      if (ffmpeg === undefined) {
-        throw new StepVideoError('ERR_FFMPEG', 'ffmpeg was not found (install it, or set FFMPEG_PATH); --format png (PNG frames) or --format y4m work without it');
-      }
-      return new Mp4Writer(target, ffmpeg, options);
-    }
+    case 'mp4':
+      return new Mp4Writer(target, requireFfmpeg().path, options);
     case 'png':
       return new PngWriter(target, options);
     case 'y4m':

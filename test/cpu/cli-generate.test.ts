@@ -1,12 +1,14 @@
 // `stepvideo generate` through the built CLI (dist/, refreshed by `npm test`'s pretest step) with the
 // built-in model: the file it writes, plain progress lines off a terminal, Ctrl-C (SIGINT to the
-// child: exit 130, no partial output), a missing ffmpeg, and bad arguments.
+// child: exit 130, no partial output), MP4 through the bundled ffmpeg, a broken FFMPEG_PATH, and bad arguments.
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { locateFfmpeg } from '../../lib/video/writers.js';
 import { leftovers, probeVideo, runCliToEnd, spawnCli } from '../helpers/pipeline.js';
+import { FFMPEG_TOOLS, pathWithout } from '../helpers/bare-path.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-cli-generate-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -43,11 +45,24 @@ describe('stepvideo generate (built CLI, built-in model)', () => {
     expect(readdirSync(frames)).toHaveLength(17);
   });
 
-  it('names the alternatives when ffmpeg is missing, before loading anything', async () => {
-    const { code, stdout, stderr } = await runCliToEnd(['generate', 'a cat', '--out', path.join(work, 'x.mp4'), ...tiny], { env: { FFMPEG_PATH: path.join(work, 'no-such-ffmpeg') } });
+  it('writes an MP4 with the bundled ffmpeg when PATH has no ffmpeg', async () => {
+    const out = path.join(work, 'bundled.mp4');
+    const env = { PATH: pathWithout(path.join(work, 'path-without-ffmpeg'), [FFMPEG_TOOLS]), FFMPEG_PATH: '' };
+    const { code, stdout, stderr } = await runCliToEnd(['generate', 'a cat on a sofa', '--out', out, '--seed', '3', ...tiny, '--device', 'cpu'], { env });
+    expect(code, stderr).toBe(0);
+    expect(stdout.trim()).toBe(out);
+    const bundled = locateFfmpeg(env).ffmpeg;
+    expect(bundled?.source, 'the optional dependency @ffmpeg-installer/ffmpeg is required here (npm ci installs it)').toBe('bundled');
+    expect(probeVideo(out, bundled!.path)).toEqual({ codec: 'h264', pixFmt: 'yuv420p', width: 64, height: 64, frames: 17, fps: '25/1' });
+  });
+
+  it('names an FFMPEG_PATH that does not run, and the alternatives, before loading anything', async () => {
+    const missing = path.join(work, 'no-such-ffmpeg');
+    const { code, stdout, stderr } = await runCliToEnd(['generate', 'a cat', '--out', path.join(work, 'x.mp4'), ...tiny], { env: { FFMPEG_PATH: missing } });
     expect(code).toBe(1);
     expect(stdout).toBe('');
-    expect(stderr).toMatch(/^stepvideo: error \[ERR_FFMPEG\]: ffmpeg was not found .*--format png.*--format y4m/m);
+    expect(stderr).toMatch(/^stepvideo: error \[ERR_FFMPEG\]: FFMPEG_PATH names an ffmpeg that cannot be run .*--format png.*--format y4m/m);
+    expect(stderr).toContain(missing);
     expect(stderr).not.toContain('loaded');
     expect(existsSync(path.join(work, 'x.mp4'))).toBe(false);
   });

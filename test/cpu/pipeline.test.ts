@@ -252,6 +252,15 @@ describe('StepVideo with the built-in model (CPU)', () => {
     await expectBaseline();
   });
 
+  it('loads from any folder of the released layout, resolving it to the root', async () => {
+    for (const folder of ['hunyuan_clip', 'hunyuan_clip/tokenizer']) {
+      const other = await StepVideo.load({ modelDir: path.join(sv.modelDir, folder), device: 'cpu' });
+      expect(other.modelDir, folder).toBe(sv.modelDir);
+      other.dispose();
+    }
+    await expectBaseline();
+  });
+
   it('refuses unusable requests and model folders with clear errors', async () => {
     await expect(sv.generate({ prompt: '' })).rejects.toMatchObject({ code: 'ERR_ARGUMENT' });
     await expect(sv.generate({ ...small, seed: -1 })).rejects.toMatchObject({ code: 'ERR_ARGUMENT' });

@@ -48,6 +48,14 @@ describe.runIf(requireGolden())('stepvideo run', () => {
     expect(relErr(got.data as Float32Array, golden.get('output')!.data as Float32Array)).toBeLessThanOrEqual(1e-4);
   });
 
+  it('takes the transformer/ folder itself as --model', async () => {
+    const output = path.join(work, 'out-transformer.safetensors');
+    const result = await runCli(['run', 'dit', '--model', path.join(tinyModelDir, 'transformer'), '--device', 'cpu', '--inputs', casePath('dit_case.safetensors'), '--output', output]);
+    expect(result.code, result.stderr).toBe(0);
+    const golden = await readSafetensors(casePath('dit_case.safetensors'));
+    expect(relErr((await readSafetensors(output)).get('output')!.data as Float32Array, golden.get('output')!.data as Float32Array)).toBeLessThanOrEqual(1e-4);
+  });
+
   it('turns every kind of bad input into one line and exit code 1', async () => {
     const golden = await readSafetensors(casePath('dit_case.safetensors'));
     const withNaN = new Map(golden);
@@ -87,7 +95,9 @@ describe.runIf(requireGolden())('stepvideo run', () => {
       [[...dit, '--inputs', truncated, '--output', output], 'ERR_WEIGHTS_FORMAT', ['truncated.safetensors']],
       [[...dit, '--inputs', notSafetensors, '--output', output], 'ERR_WEIGHTS_FORMAT', ['text.safetensors']],
       [[...dit, '--inputs', path.join(work, 'absent.safetensors'), '--output', output], 'ERR_IO', ['absent.safetensors']],
-      [['run', 'dit', '--model', emptyModel, '--device', 'cpu', '--inputs', good, '--output', output], 'ERR_WEIGHTS_MISSING', ['empty-model']],
+      [['run', 'dit', '--model', emptyModel, '--device', 'cpu', '--inputs', good, '--output', output], 'ERR_WEIGHTS_MISSING', ['empty-model', 'the model root or transformer/']],
+      // Another part of the layout (it has a config.json too) is never taken for the DiT.
+      [['run', 'dit', '--model', path.join(tinyModelDir, 'step_llm'), '--device', 'cpu', '--inputs', good, '--output', output], 'ERR_WEIGHTS_MISSING', ["the layout's step_llm/ folder, not transformer/", path.join(tinyModelDir, 'step_llm', 'transformer', 'config.json')]],
       [[...dit, '--inputs', good, '--output', path.join(work, 'no-such-dir', 'out.safetensors')], 'ERR_IO', ['out.safetensors']],
     ];
     for (const [args, code, mentions] of cases) {

@@ -84,15 +84,18 @@ describe.runIf(requireGolden())('Hunyuan-CLIP on the CPU backend (golden clip_ca
     await expect(model.forward(new Int32Array(78), new Int32Array(78).fill(1), [1, 78])).rejects.toMatchObject({ code: 'ERR_SHAPE', tensor: 'input_ids' });
   });
 
-  it('`stepvideo run clip` writes last_hidden_state matching the reference', async () => {
+  it('`stepvideo run clip` writes last_hidden_state matching the reference, with --model at any level of the layout', async () => {
     const inputs = path.join(work, 'clip-inputs.safetensors');
-    const output = path.join(work, 'clip-out.safetensors');
     await writeSafetensors(inputs, { input_ids: golden.get('input_ids')!, attention_mask: golden.get('attention_mask')! });
-    const result = await runCli(['run', 'clip', '--model', tinyModelDir, '--inputs', inputs, '--output', output, '--device', 'cpu']);
-    expect(result.code, result.stderr).toBe(0);
-    const hidden = (await readSafetensors(output)).get('last_hidden_state')!;
-    expect(hidden.shape).toEqual([2, 16, 64]);
-    expectRelErr(hidden.data as Float32Array, expected, 1e-4, 'clip component last_hidden_state');
+    for (const model of [tinyModelDir, path.join(tinyModelDir, 'hunyuan_clip'), clipDir]) {
+      const output = path.join(work, `clip-out-${path.basename(model)}.safetensors`);
+      const result = await runCli(['run', 'clip', '--model', model, '--inputs', inputs, '--output', output, '--device', 'cpu']);
+      expect(result.code, `--model ${model}: ${result.stderr}`).toBe(0);
+      expect(result.stderr).toContain(`clip: loading ${clipDir}`);
+      const hidden = (await readSafetensors(output)).get('last_hidden_state')!;
+      expect(hidden.shape).toEqual([2, 16, 64]);
+      expectRelErr(hidden.data as Float32Array, expected, 1e-4, `clip component last_hidden_state (--model ${model})`);
+    }
   });
 
   it('`stepvideo run clip` reports a left-padded mask as an argument error', async () => {

@@ -87,16 +87,18 @@ describe.runIf(requireGolden())('Step-LLM on the CPU backend (golden step_llm_ca
     expect(Array.from(yb.subarray(32 * 256))).toEqual(Array.from(ya.subarray(32 * 256)));
   });
 
-  it('`stepvideo run step-llm` writes y matching the reference', async () => {
+  it('`stepvideo run step-llm` writes y matching the reference, with --model the root or step_llm/', async () => {
     const inputs = path.join(work, 'llm-inputs.safetensors');
-    const output = path.join(work, 'llm-y.safetensors');
     await writeSafetensors(inputs, { input_ids: ids });
-    const result = await runCli(['run', 'step-llm', '--model', tinyModelDir, '--inputs', inputs, '--output', output, '--device', 'cpu']);
-    expect(result.code, result.stderr).toBe(0);
-    const y = (await readSafetensors(output)).get('y')!;
-    expect(y.dtype).toBe('f32');
-    expect(y.shape).toEqual([2, 32, 256]);
-    expectRelErr(y.data as Float32Array, expected, 1e-4, 'step-llm component y');
+    for (const model of [tinyModelDir, llmDir]) {
+      const output = path.join(work, `llm-y-${path.basename(model)}.safetensors`);
+      const result = await runCli(['run', 'step-llm', '--model', model, '--inputs', inputs, '--output', output, '--device', 'cpu']);
+      expect(result.code, `--model ${model}: ${result.stderr}`).toBe(0);
+      const y = (await readSafetensors(output)).get('y')!;
+      expect(y.dtype).toBe('f32');
+      expect(y.shape).toEqual([2, 32, 256]);
+      expectRelErr(y.data as Float32Array, expected, 1e-4, `step-llm component y (--model ${model})`);
+    }
   });
 
   it('rejects token ids outside the vocabulary, naming the position', async () => {

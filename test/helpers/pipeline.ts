@@ -1,11 +1,12 @@
 // Helpers for the pipeline, CLI, server and eval suites: the built-in model's cache folder shared by
-// every test process (made once, atomically), ffprobe, leftover temporary files, and a CLI child
-// process that can be interrupted.
+// every test process (made once, atomically), ffprobe (or ffmpeg alone), a PATH without ffmpeg,
+// leftover temporary files, and a CLI child process that can be interrupted.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { requireFfmpeg } from '../../lib/video/index.js';
 import { cliPath, projectRoot } from './cli.js';
 
 /** Shared by the test processes; the built-in model is keyed by version and hash inside it. */
@@ -21,16 +22,17 @@ export interface ProbedVideo {
 }
 
 /**
- * The first video stream of a file, as ffprobe reports it (frames counted by decoding). ffprobe
- * comes with ffmpeg, which .ci/run installs: a machine without it fails here, by design.
+ * The first video stream of a file, read with ffmpeg alone (the bundled @ffmpeg-installer build has
+ * no ffprobe): the input's stream line, and the frames counted by decoding to one checksum line per
+ * frame. `ffmpeg` defaults to the one the library would use (FFMPEG_PATH, PATH, else bundled).
  */
-export function probeVideo(file: string): ProbedVideo {
-  const ffprobe = process.env.FFMPEG_PATH ? path.join(path.dirname(process.env.FFMPEG_PATH), 'ffprobe') : 'ffprobe';
-  const result = spawnSync(ffprobe, ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,pix_fmt,width,height,nb_read_frames,r_frame_rate', '-of', 'json', file], { encoding: 'utf8' });
-  if (result.error) throw new Error(`ffprobe (installed with ffmpeg) is required for the MP4 tests: ${result.error.message}`);
-  if (result.status !== 0) throw new Error(`ffprobe failed on ${file}: ${result.stderr}`);
-  const stream = (JSON.parse(result.stdout) as { streams: Array<Record<string, string | number>> }).streams[0]!;
-  return { codec: String(stream.codec_name), pixFmt: String(stream.pix_fmt), width: Number(stream.width), height: Number(stream.height), frames: Number(stream.nb_read_frames), fps: String(stream.r_frame_rate) };
+export function probeVideo(file: string, ffmpeg = requireFfmpeg().path): ProbedVideo {
+  const result = spawnSync(ffmpeg, ['-hide_banner', '-nostats', '-i', file, '-map', '0:v:0', '-f', 'framemd5', '-'], { encoding: 'utf8' });
+  if (result.error || result.status !== 0) throw new Error(`${ffmpeg} could not decode ${file}: ${result.error?.message ?? result.stderr}`);
+  const stream = /Stream #0:0.*?: Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+).*?, ([\d.]+) fps/.exec(result.stderr);
+  if (stream === null) throw new Error(`no video stream line in ffmpeg's output for ${file}:\n${result.stderr}`);
+  const frames = result.stdout.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+  return { codec: stream[1]!, pixFmt: stream[2]!, width: Number(stream[3]), height: Number(stream[4]), frames, fps: `${stream[5]}/1` };
 }
 
 /** Temporary files the writers make beside their target (`.<name>.tmp-...`); none may survive. */

@@ -1,14 +1,17 @@
 // Video post-processing and writers: the official arithmetic, the 540p crop, PNG and Y4M bytes,
-// MP4 through ffmpeg, and that nothing partial stays behind on abort or failure.
+// MP4 through ffmpeg (FFMPEG_PATH, else PATH, else the bundled @ffmpeg-installer build), and that
+// nothing partial stays behind on abort or failure.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { isStepVideoError } from '../../lib/errors.js';
-import { encodePng, findFfmpeg, openVideoWriter, standard540pCrop, toRgbFrames, type RgbFrames } from '../../lib/video/index.js';
+import { type StepVideoError, isStepVideoError } from '../../lib/errors.js';
+import { encodePng, findFfmpeg, locateFfmpeg, lookupFfmpeg, openVideoWriter, requireFfmpeg, resetFfmpegLookup, standard540pCrop, toRgbFrames, type RgbFrames } from '../../lib/video/index.js';
+import { probeVideo } from '../helpers/pipeline.js';
+import { FFMPEG_TOOLS, pathWithout } from '../helpers/bare-path.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-video-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -129,19 +132,114 @@ describe('writers', () => {
     expect(() => openVideoWriter(path.join(work, 'odd.y4m'), { format: 'y4m', width: 7, height: 8 })).toThrow(expect.objectContaining({ code: 'ERR_ARGUMENT' }));
   });
 
-  it('reports a missing ffmpeg as ERR_FFMPEG naming the alternatives', () => {
-    const saved = process.env.FFMPEG_PATH;
-    process.env.FFMPEG_PATH = path.join(work, 'no-such-ffmpeg');
-    try {
-      openVideoWriter(path.join(work, 'x.mp4'), { format: 'mp4', width: 8, height: 8 });
-      expect.unreachable();
-    } catch (error) {
-      expect(isStepVideoError(error, 'ERR_FFMPEG')).toBe(true);
-      expect((error as Error).message).toMatch(/png.*y4m/);
-    } finally {
-      if (saved === undefined) delete process.env.FFMPEG_PATH;
-      else process.env.FFMPEG_PATH = saved;
+  it('reports an FFMPEG_PATH that does not run as ERR_FFMPEG naming it, without falling back', () => {
+    const missing = path.join(work, 'no-such-ffmpeg');
+    withFfmpegEnv({ FFMPEG_PATH: missing }, () => {
+      try {
+        openVideoWriter(path.join(work, 'x.mp4'), { format: 'mp4', width: 8, height: 8 });
+        expect.unreachable();
+      } catch (error) {
+        expect(isStepVideoError(error, 'ERR_FFMPEG')).toBe(true);
+        expect((error as StepVideoError).file).toBe(missing);
+        expect((error as Error).message).toContain(missing);
+        expect((error as Error).message).toMatch(/png.*y4m/);
+      }
+    });
+  });
+});
+
+/** Runs `body` with these variables (undefined: unset) and a fresh ffmpeg lookup, then restores both. */
+function withFfmpegEnv<T>(vars: Record<string, string | undefined>, body: () => T): T {
+  const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
+  const assign = (values: Record<string, string | undefined>) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
     }
+    resetFfmpegLookup();
+  };
+  assign(vars);
+  try {
+    return body();
+  } finally {
+    assign(saved);
+  }
+}
+
+// The bundled ffmpeg is @ffmpeg-installer/ffmpeg, an optional dependency that `npm ci` installs;
+// a checkout installed with --omit=optional fails here, by design.
+describe('finding ffmpeg', () => {
+  const noFfmpegPath = pathWithout(path.join(work, 'path-without-ffmpeg'), [FFMPEG_TOOLS]);
+  const bundled = locateFfmpeg({ PATH: noFfmpegPath }).ffmpeg;
+  const bundledPath = () => {
+    expect(bundled, 'the optional dependency @ffmpeg-installer/ffmpeg is required for these tests (npm ci installs it)').toBeDefined();
+    return bundled!.path;
+  };
+  // A "system" ffmpeg on PATH, whatever this machine has installed.
+  const systemDir = path.join(work, 'system-bin');
+  const systemFfmpeg = () => {
+    mkdirSync(systemDir, { recursive: true });
+    if (!existsSync(path.join(systemDir, 'ffmpeg'))) symlinkSync(bundledPath(), path.join(systemDir, 'ffmpeg'));
+    return path.join(systemDir, 'ffmpeg');
+  };
+
+  it('falls back to the bundled ffmpeg when PATH has none, and reports its version', () => {
+    expect(bundledPath()).toContain(`${path.sep}@ffmpeg-installer${path.sep}`);
+    expect(bundled!.source).toBe('bundled');
+    expect(bundled!.version).toMatch(/^ffmpeg version \S+/);
+    expect(bundled!.version).not.toContain('Copyright');
+  });
+
+  it('prefers a system ffmpeg on PATH to the bundled one', () => {
+    const system = systemFfmpeg();
+    expect(locateFfmpeg({ PATH: [noFfmpegPath, systemDir].join(path.delimiter) }).ffmpeg).toMatchObject({ path: system, source: 'PATH' });
+  });
+
+  it('takes FFMPEG_PATH first, and never falls back from a broken one', () => {
+    systemFfmpeg();
+    const explicit = path.join(work, 'explicit-ffmpeg');
+    if (!existsSync(explicit)) symlinkSync(bundledPath(), explicit);
+    expect(locateFfmpeg({ PATH: systemDir, FFMPEG_PATH: explicit }).ffmpeg).toMatchObject({ path: explicit, source: 'FFMPEG_PATH' });
+    const missing = path.join(work, 'missing', 'ffmpeg');
+    const { ffmpeg, error } = locateFfmpeg({ PATH: systemDir, FFMPEG_PATH: missing });
+    expect(ffmpeg).toBeUndefined();
+    expect(error).toMatchObject({ code: 'ERR_FFMPEG', file: missing });
+    expect(error!.message).toContain(`FFMPEG_PATH names an ffmpeg that cannot be run`);
+  });
+
+  it('says what to do when there is none at all (the bundled package throws strings)', () => {
+    for (const [loadBundled, why] of [
+      [() => { throw 'Unsupported platform/architecture: sunos-x64'; }, 'Unsupported platform/architecture: sunos-x64'],
+      [() => { throw Object.assign(new Error("Cannot find module '@ffmpeg-installer/ffmpeg'"), { code: 'MODULE_NOT_FOUND' }); }, 'it is not installed'],
+      [() => ({ path: path.join(work, 'vanished-ffmpeg') }), 'vanished-ffmpeg'],
+    ] as const) {
+      const { error } = locateFfmpeg({ PATH: noFfmpegPath }, loadBundled);
+      expect(error?.code).toBe('ERR_FFMPEG');
+      for (const advice of ['install it', 'FFMPEG_PATH', '--omit=optional', '@ffmpeg-installer/ffmpeg', why, '--format png', '--format y4m']) expect(error!.message).toContain(advice);
+    }
+  });
+
+  it('looks once per process until reset', () => {
+    withFfmpegEnv({ FFMPEG_PATH: undefined, PATH: noFfmpegPath }, () => {
+      const first = lookupFfmpeg();
+      expect(first.ffmpeg?.source).toBe('bundled');
+      process.env.PATH = systemDir;
+      systemFfmpeg();
+      expect(lookupFfmpeg()).toBe(first);
+      resetFfmpegLookup();
+      expect(lookupFfmpeg().ffmpeg?.source).toBe('PATH');
+    });
+  });
+
+  it('writes a valid MP4 with the bundled ffmpeg when PATH has no ffmpeg', async () => {
+    const target = path.join(work, 'bundled.mp4');
+    const writer = withFfmpegEnv({ FFMPEG_PATH: undefined, PATH: noFfmpegPath }, () => {
+      expect(requireFfmpeg().source).toBe('bundled');
+      return openVideoWriter(target, { format: 'mp4', width: 64, height: 48 });
+    });
+    for (let i = 0; i < 3; i++) await writer.write(gradientFrames(17, 48, 64));
+    await writer.finish();
+    expect(probeVideo(target, bundledPath())).toEqual({ codec: 'h264', pixFmt: 'yuv420p', width: 64, height: 48, frames: 51, fps: '25/1' });
   });
 });
 

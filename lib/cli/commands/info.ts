@@ -1,11 +1,26 @@
 // `stepvideo info`: what this build and host can do.
-import { backendInfo, cudaDeviceCount, deviceFault, getDevice } from '../../device.js';
+import { CUBLASLT_INSTALL_ADVICE, type CublasLtInfo, backendInfo, cublasLtInfo, cudaDeviceCount, deviceFault, getDevice } from '../../device.js';
+import type { AddonSource } from '../../native.js';
+import { lookupFfmpeg } from '../../video/writers.js';
 import type { CommandContext } from './types.js';
+
+function cublasLtLine(cublasLt: CublasLtInfo): string {
+  const unused = process.env.STEPVIDEO_GEMM === 'fallback' ? ' (unused: STEPVIDEO_GEMM=fallback)' : '';
+  if (cublasLt.path !== null) return `cuBLASLt: ${cublasLt.path}${unused}`;
+  return `cuBLASLt: not found: own GEMM kernel (${CUBLASLT_INSTALL_ADVICE})${unused}\n  ${cublasLt.why}`;
+}
+
+function addonLine(addon: AddonSource): string {
+  if (addon.origin === 'prebuilt') return `prebuilt (${addon.packageName}), ${addon.path}`;
+  if (addon.origin === 'explicit') return `${addon.path} (STEPVIDEO_ADDON)`;
+  return `built from source, ${addon.path}`;
+}
 
 export async function infoCommand(argv: readonly string[], context: CommandContext): Promise<number> {
   const info = backendInfo();
   const lines = [
     `stepvideo ${process.versions.node ? `on Node ${process.versions.node}` : ''}`,
+    `addon: ${addonLine(info.addon)}`,
     `CPU backend: ${info.cpuThreads} threads`,
     `CUDA backend compiled: ${info.cudaCompiled ? `yes (${info.cudaArchitectures}, runtime ${info.cudaVersions.runtime})` : 'no'}`,
   ];
@@ -16,6 +31,8 @@ export async function infoCommand(argv: readonly string[], context: CommandConte
     const release = driverRelease ? `driver ${driverRelease}, ` : '';
     lines.push(`NVIDIA driver: ${driver ? `${release}CUDA ${driver}` : 'not found'} (the runtime needs driver ${driverMinimum} or later)`);
   }
+  const cublasLt = info.cudaCompiled ? cublasLtInfo() : undefined;
+  if (cublasLt !== undefined) lines.push(cublasLtLine(cublasLt));
   const count = cudaDeviceCount();
   if (count === 0) {
     lines.push(`CUDA devices: none (${info.cudaUnavailableReason})`);
@@ -30,8 +47,10 @@ export async function infoCommand(argv: readonly string[], context: CommandConte
       lines.push(`cuda:${i}: ${d.name}, sm_${d.computeCapability.replace('.', '')}, ${d.multiprocessors} SMs, ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB (${(d.freeBytes / 2 ** 30).toFixed(1)} GiB free)`);
     }
   }
+  const { ffmpeg, error: ffmpegError } = lookupFfmpeg();
+  lines.push(ffmpeg ? `ffmpeg (MP4 output): ${ffmpeg.path} (from ${ffmpeg.source}; ${ffmpeg.version})` : `ffmpeg (MP4 output): none: ${ffmpegError.message}`);
   if (argv.includes('--json')) {
-    context.stdout(JSON.stringify({ ...info, devices: count }, null, 2));
+    context.stdout(JSON.stringify({ ...info, devices: count, ...(cublasLt ? { cublasLt } : {}), ffmpeg: ffmpeg ?? { error: ffmpegError.message } }, null, 2));
   } else {
     context.stdout(lines.join('\n'));
   }
