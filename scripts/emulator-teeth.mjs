@@ -283,6 +283,17 @@ const INJECTIONS = [
     test: 'test/gpu/attention-sm90.test.ts',
     pattern: 'N=127',
   },
+  {
+    name: 'launch-bounds',
+    bugClass: 'a block larger than the kernel\'s `__launch_bounds__`',
+    file: 'cuda/rope.cu',
+    find: '__global__ void __launch_bounds__(kWarpsPerBlock * 32)',
+    replace: '__global__ void __launch_bounds__(kWarpsPerBlock * 16)',
+    change: 'the split-heads kernel declares 128 threads per block and is launched with 256',
+    build: 'plain',
+    test: 'test/gpu/kernels.test.ts',
+    pattern: 'splitHeads self-attention: exact angles, grid 9x2x3 .*\\(f32\\)$',
+  },
 ];
 
 // ---- command line ----

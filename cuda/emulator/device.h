@@ -70,6 +70,11 @@ uint32_t shuffle(ShuffleMode mode, unsigned mask, uint32_t value, int lane_or_de
 // A kernel trap (__trap, failed device assert): the launch fails and the device is lost, as on a GPU.
 [[noreturn]] void trap(const char* why, const char* file, int line);
 
+// The first statement of a kernel declared with __launch_bounds__ (inserted by launch_bounds.mjs):
+// a block larger than `max_threads_per_block` fails the launch with cudaErrorLaunchOutOfResources
+// ("too many resources requested for launch"), the launch a GPU's driver refuses for such a kernel.
+void check_launch_bounds(const char* file, int line, int max_threads_per_block, int min_blocks_per_sm = 0);
+
 // ---- shared memory ----
 
 // The block's dynamic shared memory (extern __shared__), at an offset that is exactly `align`

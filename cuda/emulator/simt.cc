@@ -615,6 +615,16 @@ void trap(const char* why, const char* file, int line) {
   fail_launch(std::string(why) + " at " + site_text(file, line) + " by " + describe_thread(this_thread()), cudaErrorLaunchFailure);
 }
 
+void check_launch_bounds(const char* file, int line, int max_threads_per_block, int /*min_blocks_per_sm*/) {
+  const dim3 block = view().block_dim;
+  const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  if (threads <= static_cast<uint64_t>(max_threads_per_block)) return;
+  // Reported when the block starts (a GPU refuses it at the launch): the site names the kernel.
+  fail_launch("a block of " + std::to_string(threads) + " threads launched for the kernel at " + site_text(file, line) +
+                  ", over its __launch_bounds__ of " + std::to_string(max_threads_per_block) + " threads per block",
+              cudaErrorLaunchOutOfResources);
+}
+
 uint64_t global_timer_ns() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());

@@ -1,5 +1,5 @@
 // Helpers for the pipeline, CLI, server and eval suites: the built-in model's cache folder shared by
-// every test process (made once, atomically), ffprobe (or ffmpeg alone), a PATH without ffmpeg,
+// every test process (made once, atomically), a video probe with ffmpeg alone (the bundled build has no ffprobe),
 // leftover temporary files, and a CLI child process that can be interrupted.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
