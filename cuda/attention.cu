@@ -10,9 +10,10 @@
 //    is the twin the tensor-core path is checked against.
 //  - the Hopper path (attention_sm90.cuh): FlashAttention-3 style (TMA, mbarriers, wgmma, warp
 //    specialisation), bf16, head dim 128, non-causal with optional kv_len; sm_90a builds on
-//    compute capability 9.0 only. Opt-in until validated on an H200 (kHopperValidated below).
-// STEPVIDEO_ATTENTION=generic forces the generic path; STEPVIDEO_ATTENTION=mma (or hopper) forces
-// that kernel and makes a call it cannot take an ERR_UNSUPPORTED error (tests use all three).
+//    compute capability 9.0 only. Opt-in until validated on an H200 (the policy's hopper_in_auto).
+// The device's kernel policy (native/kernel_policy.h) chooses: attention `generic` forces the generic
+// path; `mma` (or `hopper`) forces that kernel and makes a call it cannot take an ERR_UNSUPPORTED
+// error (tests use all three).
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -22,6 +23,7 @@
 #include <string>
 
 #include "../native/attention.h"
+#include "../native/kernel_policy.h"
 #include "../native/storage.h"
 #include "attention_mma.cuh"
 #include "attention_sm90.cuh"
@@ -198,40 +200,14 @@ std::string mma_unsupported_reason(const AttentionArgs& a) {
 // ---- the Hopper path ----
 
 // The Hopper kernel was written in a session without a GPU. Automatic dispatch leaves it alone
-// until it has run: the GPU session flips this to true once test/gpu/attention-sm90.test.ts passes
-// on the H200 and benchmarks/attention/attention.mjs shows it faster than the mma kernel at every
-// DiT size (and updates the 'automatic dispatch' expectation in that test file).
-constexpr bool kHopperValidated = false;
-
-// Schedules and ring depths of attention_sm90_kernel, chosen per call for the benchmark:
-// STEPVIDEO_ATTENTION_HOPPER_SCHEDULE = serial | overlap | pingpong (default pingpong),
-// STEPVIDEO_ATTENTION_HOPPER_STAGES = 2 | 3 (default 2).
-enum class HopperSchedule { serial, overlap, pingpong };
+// until it has run: the policy's hopper_in_auto (lib/kernel-policy.ts) becomes true by default once
+// test/gpu/attention-sm90.test.ts passes on the H200 and benchmarks/attention/attention.mjs shows it
+// faster than the mma kernel at every DiT size (and the 'automatic dispatch' expectation in that
+// test file is updated). Its schedule and ring depth come from the policy too (the benchmark's knobs).
 struct HopperVariant {
   HopperSchedule schedule = HopperSchedule::pingpong;
   int stages = 2;
 };
-
-HopperVariant hopper_variant() {
-  HopperVariant v;
-  if (const char* s = std::getenv("STEPVIDEO_ATTENTION_HOPPER_SCHEDULE"); s != nullptr && *s != '\0') {
-    const std::string name(s);
-    if (name == "serial") {
-      v.schedule = HopperSchedule::serial;
-    } else if (name == "overlap") {
-      v.schedule = HopperSchedule::overlap;
-    } else if (name != "pingpong") {
-      fail("ERR_ARGUMENT", "STEPVIDEO_ATTENTION_HOPPER_SCHEDULE must be serial, overlap or pingpong, got '" + name + "'");
-    }
-  }
-  if (const char* s = std::getenv("STEPVIDEO_ATTENTION_HOPPER_STAGES"); s != nullptr && *s != '\0') {
-    const std::string stages(s);
-    SV_CHECK(stages == "2" || stages == "3", "ERR_ARGUMENT",
-             "STEPVIDEO_ATTENTION_HOPPER_STAGES must be 2 or 3, got '" + stages + "'");
-    v.stages = stages == "2" ? 2 : 3;
-  }
-  return v;
-}
 
 uint32_t hopper_smem_bytes(int stages) {
   return stages == 2 ? sm90_attention::SmemLayout<2>::kBytes : sm90_attention::SmemLayout<3>::kBytes;
@@ -390,47 +366,34 @@ void launch_hopper(const AttentionArgs& a, const HopperVariant& variant) {
 
 // ---- dispatch ----
 
-enum class AttentionMode { automatic, generic, mma, hopper };
-
-AttentionMode attention_mode() {
-  const char* mode = std::getenv("STEPVIDEO_ATTENTION");
-  if (mode == nullptr || *mode == '\0' || std::string(mode) == "auto") return AttentionMode::automatic;
-  if (std::string(mode) == "generic") return AttentionMode::generic;
-  if (std::string(mode) == "mma") return AttentionMode::mma;
-  if (std::string(mode) == "hopper") return AttentionMode::hopper;
-  fail("ERR_ARGUMENT", std::string("STEPVIDEO_ATTENTION must be auto, generic, mma or hopper, got '") + mode + "'");
-}
-
 enum class AttentionPath { generic, mma, hopper };
 
 struct PathChoice {
   AttentionPath path;
-  HopperVariant variant;  // read only when the Hopper kernel is in play
+  HopperVariant variant;  // meaningful only for the Hopper path
 };
 
 // The kernel attention() runs for this call; a forced kernel that cannot take it is ERR_UNSUPPORTED.
-// The Hopper variables are parsed only where the Hopper kernel could run, so a stray value cannot
-// break the default paths.
 PathChoice choose_path(const AttentionArgs& a) {
-  const AttentionMode mode = attention_mode();
-  if (mode == AttentionMode::generic) return {AttentionPath::generic, {}};
+  const KernelPolicy policy = kernel_policy(a.out.device);
+  const AttentionChoice mode = policy.attention;
+  if (mode == AttentionChoice::generic) return {AttentionPath::generic, {}};
   use_device(a.out.device);
-  if (mode == AttentionMode::hopper) {
-    const HopperVariant variant = hopper_variant();
+  const HopperVariant variant{policy.hopper_schedule, policy.hopper_stages};
+  if (mode == AttentionChoice::hopper) {
     const std::string why_not = hopper_unsupported_reason(a, variant);
     SV_CHECK(why_not.empty(), "ERR_UNSUPPORTED",
-             "attention: STEPVIDEO_ATTENTION=hopper, but the Hopper kernel does not support this call (" + why_not +
+             "attention: the kernel policy forces the Hopper kernel, but the Hopper kernel does not support this call (" + why_not +
                  "; q " + a.q.shape_string() + ")");
     return {AttentionPath::hopper, variant};
   }
-  if (mode == AttentionMode::automatic && kHopperValidated) {
-    const HopperVariant variant = hopper_variant();
-    if (hopper_unsupported_reason(a, variant).empty()) return {AttentionPath::hopper, variant};
+  if (mode == AttentionChoice::automatic && policy.hopper_in_auto && hopper_unsupported_reason(a, variant).empty()) {
+    return {AttentionPath::hopper, variant};
   }
   const std::string why_not = mma_unsupported_reason(a);
   if (!why_not.empty()) {
-    SV_CHECK(mode != AttentionMode::mma, "ERR_UNSUPPORTED",
-             "attention: STEPVIDEO_ATTENTION=mma, but the tensor-core kernel does not support this call (" + why_not +
+    SV_CHECK(mode != AttentionChoice::mma, "ERR_UNSUPPORTED",
+             "attention: the kernel policy forces mma, but the tensor-core kernel does not support this call (" + why_not +
                  "; q " + a.q.shape_string() + ")");
     return {AttentionPath::generic, {}};
   }

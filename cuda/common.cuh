@@ -102,6 +102,12 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { retu
 template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
+// The sum over a full warp, in every lane (butterfly: the same order in each lane, so bit-identical).
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
 // Calls fn(T{}) for the floating dtypes a compute kernel supports; other dtypes are ERR_DTYPE.
 template <typename Fn>
 inline void dispatch_float(DType dtype, const char* op, Fn&& fn) {

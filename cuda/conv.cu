@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "../native/conv.h"
+#include "../native/kernel_policy.h"
 #include "common.cuh"
 #include "ptx.cuh"
 
@@ -502,14 +503,14 @@ void launch_wgmma(const Conv3dArgs& a, const ConvShape& s) {
          a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
 }
 
-// The wgmma kernel needs an sm_90a build, a compute-capability 9.0 device, and is opt-in until it has
-// been validated on hardware (test/gpu/conv.test.ts runs it against the CPU twin).
+// The wgmma kernel needs an sm_90a build, a compute-capability 9.0 device, and is opt-in (the kernel
+// policy's conv = wgmma) until it has been validated on hardware (test/gpu/conv.test.ts runs it
+// against the CPU twin).
 bool wgmma_usable(int device) {
 #ifndef SV_CUDA_ARCHS
 #define SV_CUDA_ARCHS ""
 #endif
-  const char* choice = std::getenv("STEPVIDEO_CONV_KERNEL");
-  if (choice == nullptr || std::strcmp(choice, "wgmma") != 0) return false;
+  if (kernel_policy(device).conv != ConvChoice::wgmma) return false;
   if (std::strstr(SV_CUDA_ARCHS, "90a") == nullptr) return false;
   int major = 0, minor = 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));

@@ -19,9 +19,11 @@
 #include <tuple>
 #include <vector>
 
+#include "../native/environment.h"
 #include "../native/fp8.h"
 #include "../native/kernels.h"
 #include "../native/linear.h"
+#include "../native/kernel_policy.h"
 #include "../native/norm.h"
 #include "../native/storage.h"
 #include "common.cuh"
@@ -116,10 +118,7 @@ std::vector<std::string> library_candidates(const Lookup& lookup) {
 
 Lookup process_lookup() {
   Lookup lookup;
-  lookup.env = [](const char* name) {
-    const char* value = std::getenv(name);
-    return std::string(value ? value : "");
-  };
+  lookup.env = [](const char* name) { return environment(name); };
   lookup.glob = [](const std::string& pattern) {
     std::vector<std::string> found;
     glob_t matches;
@@ -300,17 +299,12 @@ void lt_check(lt::Status status, const char* what) {
   }
 }
 
-bool fallback_forced() {
-  const char* mode = std::getenv("STEPVIDEO_GEMM");
-  return mode != nullptr && std::string(mode) == "fallback";
-}
+// The device's kernel policy (native/kernel_policy.h) forces the own kernel with gemm = fallback.
+bool fallback_forced(int device) { return kernel_policy(device).gemm == GemmChoice::fallback; }
 
-// Opt-in (STEPVIDEO_GEMM_AUTOTUNE=1) until a GPU run has validated it (test/gpu/dit-perf.test.ts);
+// Opt-in (the policy's gemm_autotune) until a GPU run has validated it (test/gpu/dit-perf.test.ts);
 // then make it the default.
-bool autotune_enabled() {
-  const char* mode = std::getenv("STEPVIDEO_GEMM_AUTOTUNE");
-  return mode != nullptr && std::string(mode) == "1";
-}
+bool autotune_enabled(int device) { return kernel_policy(device).gemm_autotune; }
 
 // The device's cuBLASLt handle and workspace (made on first use); nullptr when cuBLASLt cannot
 // serve the call (then the own kernel runs). The handle is kept only when creation succeeded (a
@@ -413,7 +407,7 @@ lt::Status launch_candidate(const Plan& plan, const lt::Api& api, LtDevice& dev,
 // overwrites; C is never D here), then the chosen algorithm.
 void run_plan(Plan& plan, const lt::Api& api, LtDevice& dev, const void* alpha, const void* a, const void* b,
               const void* beta, const void* c, void* d, cudaStream_t s) {
-  const bool autotune = autotune_enabled();
+  const bool autotune = autotune_enabled(plan.device);
   collect_timings(plan);
   if (autotune && !plan.tuned && plan.starts.empty() && plan.candidates.size() > 1) {
     const size_t count = plan.candidates.size();
@@ -591,8 +585,8 @@ bool gemm_fp8_cublaslt(const TensorRef& out, const TensorRef& x_codes, const Ten
                        const TensorRef& w_codes, const TensorRef& w_scales, int64_t rows, int64_t n, int64_t k,
                        MatmulEpilogue epilogue) {
   const lt::Api* api = lt::api();
-  if (api == nullptr || fallback_forced() || !vector_aligned(w_scales.data) || !vector_aligned(x_scales.data)) return false;
   const int device = out.device;
+  if (api == nullptr || fallback_forced(device) || !vector_aligned(w_scales.data) || !vector_aligned(x_scales.data)) return false;
   const bool gelu = epilogue == MatmulEpilogue::gelu_tanh;
   std::lock_guard<std::mutex> lock(lt_mutex);
   LtDevice* dev = lt_device(device, *api);
@@ -617,8 +611,7 @@ bool gemm_fp8_cublaslt(const TensorRef& out, const TensorRef& x_codes, const Ten
     bool ok = api->matmul_desc_set(made.desc, lt::kDescAScaleMode, &scale_mode, sizeof(scale_mode)) == lt::kSuccess &&
               api->matmul_desc_set(made.desc, lt::kDescBScaleMode, &scale_mode, sizeof(scale_mode)) == lt::kSuccess;
     // Split accumulation (the default) keeps f32 accuracy over long k; fast accumulation is opt-in.
-    const char* fast = std::getenv("STEPVIDEO_FP8_FAST_ACCUM");
-    int8_t fast_accum = fast != nullptr && std::string(fast) == "1" ? 1 : 0;
+    int8_t fast_accum = kernel_policy(device).fp8_fast_accum ? 1 : 0;
     lt_check(api->matmul_desc_set(made.desc, lt::kDescFastAccum, &fast_accum, sizeof(fast_accum)), "set FAST_ACCUM");
     lt_check(api->matmul_desc_set(made.desc, lt::kDescAScalePointer, &a_scale, sizeof(a_scale)), "set A_SCALE_POINTER");
     lt_check(api->matmul_desc_set(made.desc, lt::kDescBScalePointer, &b_scale, sizeof(b_scale)), "set B_SCALE_POINTER");
@@ -829,7 +822,7 @@ void matmul(const MatmulArgs& args) {
     empty_product(args);
     return;
   }
-  if (!fallback_forced() && matmul_cublaslt(args)) return;
+  if (!fallback_forced(args.out.device) && matmul_cublaslt(args)) return;
   matmul_fallback(args);
 }
 
@@ -837,7 +830,7 @@ void linear_residual(const LinearResidualArgs& a) {
   use_device(a.out.device);
   if (a.rows == 0 || a.n == 0) return;
   const int device = a.out.device;
-  if (a.k > 0 && !fallback_forced() && lt::api() != nullptr) {
+  if (a.k > 0 && !fallback_forced(device) && lt::api() != nullptr) {
     // Alpha vectors have the scale type (f32): a bf16 gate is widened first (B·n elements).
     std::shared_ptr<Storage> widened;
     const float* gate = nullptr;
@@ -888,12 +881,5 @@ CublasLtInfo cublaslt_info() {
 }
 
 std::vector<std::string> cublaslt_candidates() { return lt::library_candidates(lt::process_lookup()); }
-
-// Which GEMM path the CUDA backend uses, for diagnostics and benchmark labels.
-const char* gemm_backend() {
-  if (fallback_forced()) return "fallback (forced by STEPVIDEO_GEMM)";
-  const char* why = nullptr;
-  return lt::api(&why) ? "cublaslt" : why;
-}
 
 }  // namespace sv::cuda

@@ -25,11 +25,6 @@ struct Parts {
   int32_t q = -1, k = -1, v = -1;
 };
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
 // kPerLane: the elements each lane holds, 4 (head_dim <= 128) or 8 (head_dim <= 256).
 template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)

@@ -6,73 +6,29 @@ import { type DeviceSpec, getDevice } from './device.js';
 import { StepVideoError } from './errors.js';
 import { native } from './native.js';
 
-export interface CudaPoolStats {
-  /** Bytes the pool holds from the driver (allocations are served from it without a cudaMalloc). */
-  reservedBytes: number;
-  /** Highest reservedBytes since the last resetCudaPoolHigh(). */
-  reservedHighBytes: number;
-  /** Bytes handed out by the pool (live stream-ordered allocations). */
-  usedBytes: number;
-  usedHighBytes: number;
-}
-
-export interface CudaStagingStats {
-  /** Page-locked buffers made for reads, writes and transfers since the process started. */
-  allocations: number;
-  /** Reads, writes and transfers served from a cached buffer. */
-  reuses: number;
-  /** Bytes of page-locked buffers kept for reuse. */
-  cachedBytes: number;
-}
-
-export interface GemmPlan {
-  kind: 'matmul' | 'residual' | 'fp8';
-  device: number;
-  /** Rows, output features and inner size as cuBLASLt sees them (per group for 'residual'). */
-  m: number;
-  n: number;
-  k: number;
-  batch: number;
-  /** Algorithms the heuristic offered (1 without autotuning). */
-  candidates: number;
-  /** The one in use once tuned. */
-  chosen: number;
-  tuned: boolean;
-  /** Each candidate's time, once measured (-1: not measured or refused). */
-  candidateMs: number[];
-}
-
-interface StatsNative {
-  opCount(device: number): number;
-  cpuPendingJobs(): number;
-  cudaPoolStats(device: number): CudaPoolStats;
-  cudaResetPoolHigh(device: number): void;
-  cudaTrimPool(device: number): Promise<void>;
-  cudaStagingStats(): CudaStagingStats;
-  gemmPlans(): GemmPlan[];
-}
-const n = native as unknown as StatsNative;
+import type { CudaPoolStats, CudaStagingStats, GemmPlan } from './addon-types.js';
+export type { CudaPoolStats, CudaStagingStats, GemmPlan };
 
 /** Ops enqueued on the device since the process started (take differences around the work). */
 export function opCount(device?: DeviceSpec): number {
-  return n.opCount(getDevice(device).index);
+  return native.opCount(getDevice(device).index);
 }
 
 /** Jobs queued on the CPU executor and not finished yet. */
 export function cpuPendingJobs(): number {
-  return n.cpuPendingJobs();
+  return native.cpuPendingJobs();
 }
 
 export function cudaPoolStats(device?: DeviceSpec): CudaPoolStats {
   const target = getDevice(device);
   if (!target.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU has no CUDA memory pool', { expected: 'a CUDA device', got: target.name });
-  return n.cudaPoolStats(target.index);
+  return native.cudaPoolStats(target.index);
 }
 
 export function resetCudaPoolHigh(device?: DeviceSpec): void {
   const target = getDevice(device);
   if (!target.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU has no CUDA memory pool', { expected: 'a CUDA device', got: target.name });
-  n.cudaResetPoolHigh(target.index);
+  native.cudaResetPoolHigh(target.index);
 }
 
 /**
@@ -83,16 +39,16 @@ export function resetCudaPoolHigh(device?: DeviceSpec): void {
 export async function trimCudaPool(device?: DeviceSpec): Promise<void> {
   const target = getDevice(device);
   if (!target.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU has no CUDA memory pool', { expected: 'a CUDA device', got: target.name });
-  await n.cudaTrimPool(target.index);
+  await native.cudaTrimPool(target.index);
 }
 
 /** The pinned staging buffers behind CUDA reads, writes and transfers (zeros without CUDA). */
 export function cudaStagingStats(): CudaStagingStats {
-  const stats = n.cudaStagingStats();
+  const stats = native.cudaStagingStats();
   return { allocations: stats.allocations ?? 0, reuses: stats.reuses ?? 0, cachedBytes: stats.cachedBytes ?? 0 };
 }
 
 /** Every cuBLASLt plan made so far (none on the CPU or without cuBLASLt). */
 export function gemmPlans(): GemmPlan[] {
-  return n.gemmPlans();
+  return native.gemmPlans();
 }

@@ -1,6 +1,7 @@
 // Devices: the CPU reference backend and CUDA GPUs. Each device has one ordered queue of work (a
 // CUDA stream, or the CPU executor thread); ops enqueue and return at once, reads are async.
 import { StepVideoError } from './errors.js';
+import { DEFAULT_KERNEL_POLICY, type KernelPolicy, environmentKernelPolicy } from './kernel-policy.js';
 import { type AddonSource, addonSource, native, type NativeMemoryStats } from './native.js';
 
 export type DeviceKind = 'cpu' | 'cuda';
@@ -33,10 +34,41 @@ export class Device {
     let existing = Device.cudaDevices.get(ordinal);
     if (existing === undefined) {
       warnOnceIfNoCublasLt();
-      existing = new Device('cuda', ordinal);
+      const made = new Device('cuda', ordinal);
+      made.setKernelPolicy(environmentKernelPolicy());
+      existing = made;
       Device.cudaDevices.set(ordinal, existing);
     }
     return existing;
+  }
+
+  #policy: KernelPolicy = { ...DEFAULT_KERNEL_POLICY };
+
+  /** The kernel choices of this device's ops (lib/kernel-policy.ts); the CPU has one kernel per op. */
+  kernelPolicy(): KernelPolicy {
+    return { ...this.#policy };
+  }
+
+  /** Changes the kernel choices for the ops enqueued from now on (CUDA devices only). */
+  setKernelPolicy(changes: Partial<KernelPolicy>): void {
+    if (!this.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU backend has one kernel per op: no kernel policy to set', { got: this.name });
+    const p: KernelPolicy = { ...this.#policy, ...changes };
+    native.setKernelPolicy(this.index, p.attention, p.hopperSchedule, p.hopperStages, p.hopperInAuto, p.conv, p.gemm, p.gemmAutotune, p.fp8FastAccum);
+    this.#policy = p;
+  }
+
+  /**
+   * Runs `fn` with these kernel choices, then restores the previous ones. Synchronous on purpose:
+   * ops read the policy when they are enqueued, so an async fn would see it restored at its first await.
+   */
+  withKernelPolicy<T>(changes: Partial<KernelPolicy>, fn: () => T): T {
+    const before = this.#policy;
+    this.setKernelPolicy(changes);
+    try {
+      return fn();
+    } finally {
+      this.setKernelPolicy(before);
+    }
   }
 
   get name(): string {
@@ -148,7 +180,7 @@ export function backendInfo(): {
 } {
   const v = native.cudaVersions();
   return {
-    addon: addonSource,
+    addon: addonSource(),
     cudaCompiled: native.build.cuda,
     cudaEmulated: native.build.cudaEmulated,
     cudaArchitectures: native.build.cudaArchitectures,

@@ -3,6 +3,7 @@ export { StepVideoError, isStepVideoError, type ErrorCode, type ErrorDetails } f
 export { type DType, DTYPES, parseDType, f32ToBf16Bits, bf16BitsToF32, roundBf16, f32ArrayToBf16, bf16ArrayToF32 } from './dtype.js';
 export { Device, type DeviceSpec, type MemoryStats, getDevice, defaultDevice, cudaAvailable, cudaDeviceCount, cudaUnavailableReason, backendInfo, cublasLtInfo, type CublasLtInfo } from './device.js';
 export { Tensor, TensorScope, leakedTensorCount, type TensorOptions } from './tensor.js';
+export { DEFAULT_KERNEL_POLICY, kernelPolicyFromEnvironment, type KernelPolicy } from './kernel-policy.js';
 export { opCount, cpuPendingJobs, cudaPoolStats, resetCudaPoolHigh, gemmPlans, type CudaPoolStats, type GemmPlan } from './device-stats.js';
 export * as ops from './ops.js';
 export * as kernels from './kernels/index.js';
@@ -14,7 +15,7 @@ export { VideoVAE, type VaeConfig, type VaeLoadOptions, type DecodeOptions, type
 export { StepLlm, type StepLlmConfig, type StepLlmLoadOptions } from './models/step-llm/index.js';
 export { ClipTextEncoder, type ClipConfig, type ClipLoadOptions } from './models/clip/index.js';
 export { openVideoWriter, findFfmpeg, lookupFfmpeg, locateFfmpeg, requireFfmpeg, resetFfmpegLookup, type FfmpegInfo, type FfmpegLookup, type FfmpegSource, toRgbFrames, standard540pCrop, encodePng, type VideoFormat, type VideoWriter, type VideoWriterOptions, type RgbFrames } from './video/index.js';
-export { TextEncoder, type TextEncoderLoadOptions, type EncodedPrompts } from './models/text-encoder.js';
+export { CaptionEncoder, type CaptionEncoderLoadOptions, type EncodedPrompts } from './models/caption-encoder.js';
 export { sample, generateNoise, latentShape, flowMatchSigmas, flowMatchTimesteps, guidedPrompts, resolveSamplerSettings, SAMPLER_PRESETS, POS_MAGIC, NEG_MAGIC, type SampleOptions, type SampleProgress, type TextConditioning, type VelocityModel, type SamplerSettings, type SamplerPresetName, type VideoSize } from './sampler/index.js';
 export { StepVideo, GeneratedVideo, ensureBuiltinModel, BUILTIN_DEFAULT_VIDEO, type GenerateOptions, type StepVideoLoadOptions, type VideoChunk, type VideoInfo, type SaveOptions, type PipelineProgress } from './pipeline/index.js';
 export { StepVideoServer, createStepVideoServer, type ServerOptions, type ServerLimits } from './server/index.js';

@@ -8,72 +8,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import type { NativeAddon } from './addon-types.js';
 import { StepVideoError } from './errors.js';
 
-/** The opaque native tensor handle (see native/tensor_handle.h). */
-export interface NativeTensorHandle {
-  dispose(): void;
-  view(dtype: number, shape: number[], byteOffset: number): NativeTensorHandle;
-  sharesStorageWith(other: NativeTensorHandle): boolean;
-  readonly disposed: boolean;
-  readonly byteLength: number;
-}
-
-export interface NativeMemoryStats {
-  bytesInUse: number;
-  peakBytes: number;
-  liveBlocks: number;
-}
-
-export interface NativeDeviceInfo {
-  name: string;
-  computeCapability: string;
-  multiprocessors: number;
-  totalBytes: number;
-  freeBytes: number;
-}
-
-type H = NativeTensorHandle;
-
-/** The addon's exports. Model-level kernel families add their functions to this interface. */
-export interface NativeAddon {
-  NativeTensor: new (device: number, dtype: number, shape: number[]) => H;
-  build: { cuda: boolean; cudaEmulated: boolean; cudaArchitectures: string; napiVersion: number };
-  setErrorFactory(factory: (code: string, message: string) => Error): void;
-  setPoison(on: boolean): void;
-  cpuThreadCount(): number;
-  cudaDeviceCount(): number;
-  cudaUnavailableReason(): string;
-  cudaDeviceInfo(device: number): NativeDeviceInfo;
-  cudaVersions(): { runtime: number; driver: number; driverRelease: string; driverMinimum: string };
-  cudaDeviceFault(device: number): string;
-  /** Where libcublasLt was loaded from (searched on the first call), or path null and what was tried. */
-  cublasLtInfo(): { path: string | null; why: string };
-  /** The places libcublasLt is looked for, in order, with the environment as it is now ([] without CUDA). */
-  debugCublasLtCandidates(): string[];
-  cudaStagingStats(): { allocations: number; reuses: number; cachedBytes: number };
-  /** Launches a kernel that traps (tests of the fault path: the device is lost for the process). */
-  debugFaultDevice(device: number): void;
-  /** Emulated builds only (STEPVIDEO_CUDA=emulate): the emulated device's test hooks. */
-  emulatorInjectFailure?(site: 'cudaMallocAsync' | 'kernel' | 'cublasLtCreate' | 'cudaEventRecord', after: number): void;
-  emulatorSetMemoryCapacity?(bytes: number): void;
-  emulatorMemory?(): { capacity: number; reserved: number; used: number };
-  memoryStats(device: number): NativeMemoryStats;
-  resetPeak(device: number): void;
-  synchronize(device: number): Promise<void>;
-  write(tensor: H, data: ArrayBufferView, srcDtype: number): void;
-  read(tensor: H): Promise<ArrayBuffer>;
-  transfer(dst: H, src: H): Promise<void>;
-  loadTensors(entries: Array<{ tensor: H; path: string; offset: number; byteLength: number; srcDtype: number }>): Promise<void>;
-  copy(dst: H, src: H, shape: number[], srcStrides: number[], srcOffset: number, dstStrides: number[], dstOffset: number): void;
-  binary(out: H, a: H, b: H, op: number): void;
-  unary(out: H, x: H, op: number, alpha: number, beta: number): void;
-  matmul(out: H, a: H, b: H, bias: H | null, transB: boolean, alpha: number, epilogue?: number): void;
-  softmax(out: H, x: H): void;
-  reduce(out: H, x: H, axis: number, op: number): void;
-  fill(out: H, value: number): void;
-  [family: string]: unknown;
-}
+export type { NativeAddon, NativeCopyEvent, NativeDeviceInfo, NativeMemoryStats, NativeTensorHandle } from './addon-types.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -126,28 +64,24 @@ function prebuiltCandidate(): Candidate | undefined {
 }
 
 /**
- * The addons to try, in order: STEPVIDEO_ADDON; a source build in this package's folder (it exists
- * only where no prebuilt binary fitted, where one was asked for, or in a development checkout);
- * then the platform package's prebuilt binary.
+ * The addons to try, in order. An explicit choice is the only candidate: STEPVIDEO_ADDON, or the
+ * build folder STEPVIDEO_BUILD_DIR (the emulated and sanitizer builds), so a missing one is an error
+ * rather than another binary loaded silently. Otherwise a source build in this package's folder (it
+ * exists only where no prebuilt binary fitted, where one was asked for, or in a development
+ * checkout), then the platform package's prebuilt binary, then `bindings`' search.
  */
-function candidates(): Candidate[] {
-  const list: Candidate[] = [];
+function candidates(): { list: Candidate[]; explicit: boolean } {
   const source = (buildDir: string): Candidate => ({ origin: 'source', path: path.join(projectRoot, buildDir, 'Release', 'stepvideo.node'), unusable: '' });
-  if (process.env.STEPVIDEO_ADDON) list.push({ origin: 'explicit', path: path.resolve(process.env.STEPVIDEO_ADDON), unusable: '' });
-  if (process.env.STEPVIDEO_BUILD_DIR) {
-    // A named build folder (the emulated or sanitizer builds) is the one meant: nothing else is tried.
-    list.push(source(process.env.STEPVIDEO_BUILD_DIR));
-    return list;
-  }
-  list.push(source('build'));
+  if (process.env.STEPVIDEO_ADDON) return { list: [{ origin: 'explicit', path: path.resolve(process.env.STEPVIDEO_ADDON), unusable: '' }], explicit: true };
+  if (process.env.STEPVIDEO_BUILD_DIR) return { list: [source(process.env.STEPVIDEO_BUILD_DIR)], explicit: true };
   const prebuilt = prebuiltCandidate();
-  if (prebuilt) list.push(prebuilt);
-  return list;
+  return { list: prebuilt ? [source('build'), prebuilt] : [source('build')], explicit: false };
 }
 
 function loadAddon(): { addon: NativeAddon; source: AddonSource } {
   const failures: string[] = [];
-  for (const { unusable, ...candidate } of candidates()) {
+  const { list, explicit } = candidates();
+  for (const { unusable, ...candidate } of list) {
     const label = candidate.packageName ?? candidate.path;
     if (unusable) {
       failures.push(`${label}: ${unusable}`);
@@ -161,11 +95,13 @@ function loadAddon(): { addon: NativeAddon; source: AddonSource } {
       }
     }
   }
-  try {
-    const bindings = require('bindings') as (options: { bindings: string; module_root: string }) => NativeAddon & { path?: string };
-    return { addon: bindings({ bindings: 'stepvideo.node', module_root: projectRoot }), source: { origin: 'source', path: 'found by the bindings package' } };
-  } catch (error) {
-    failures.push(`bindings search: ${(error as Error).message.split('\n')[0]}`);
+  if (!explicit) {
+    try {
+      const bindings = require('bindings') as (options: { bindings: string; module_root: string }) => NativeAddon & { path?: string };
+      return { addon: bindings({ bindings: 'stepvideo.node', module_root: projectRoot }), source: { origin: 'source', path: 'found by the bindings package' } };
+    } catch (error) {
+      failures.push(`bindings search: ${(error as Error).message.split('\n')[0]}`);
+    }
   }
   const platform = platformPackageName();
   throw new StepVideoError(
@@ -178,11 +114,36 @@ function loadAddon(): { addon: NativeAddon; source: AddonSource } {
   );
 }
 
-const loaded = loadAddon();
-export const native: NativeAddon = loaded.addon;
-/** Where the loaded addon came from. */
-export const addonSource: AddonSource = loaded.source;
+let loaded: { addon: NativeAddon; source: AddonSource } | undefined;
 
-// Native errors are constructed as StepVideoError, so every failure has one class and a code.
-native.setErrorFactory((code, message) => new StepVideoError(code as never, message));
-if (process.env.STEPVIDEO_POISON === '1') native.setPoison(true);
+/** The addon, loaded on the first call (a failure throws ERR_NATIVE_LOAD then, not at import). */
+function addon(): { addon: NativeAddon; source: AddonSource } {
+  if (loaded === undefined) {
+    const found = loadAddon();
+    // Native errors are constructed as StepVideoError, so every failure has one class and a code.
+    found.addon.setErrorFactory((code, message) => new StepVideoError(code as never, message));
+    if (process.env.STEPVIDEO_POISON === '1') found.addon.setPoison(true);
+    loaded = found;
+  }
+  return loaded;
+}
+
+/**
+ * The addon's exports (lib/addon-types.ts). Importing this module loads nothing: the binary is
+ * loaded at the first property read, so `import 'stepvideo'` works (and can report why the addon is
+ * missing through the first call) where no binary fits.
+ */
+export const native: NativeAddon = new Proxy({} as NativeAddon, {
+  // Every operation goes to the loaded exports object, so the proxy behaves as the addon itself
+  // (its properties are plain configurable data properties: the proxy invariants hold).
+  get: (_target, name) => Reflect.get(addon().addon, name),
+  set: (_target, name, value) => Reflect.set(addon().addon, name, value),
+  has: (_target, name) => Reflect.has(addon().addon, name),
+  ownKeys: () => Reflect.ownKeys(addon().addon),
+  getOwnPropertyDescriptor: (_target, name) => Reflect.getOwnPropertyDescriptor(addon().addon, name),
+});
+
+/** Where the loaded addon came from (loads it). */
+export function addonSource(): AddonSource {
+  return addon().source;
+}

@@ -8,11 +8,12 @@ import { requireFloat, sameDType, sameDevice, withOutput } from './op-utils.js';
 import { type Shape, broadcastShapes, contiguousStrides, formatShape, normalizeAxis, numel } from './shape.js';
 import { Tensor } from './tensor.js';
 
-const BINARY = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5 } as const;
-const UNARY = {
+// Op codes as native/kernels.h numbers them (test/cpu/addon-types.test.ts checks them against the addon's opCodes()).
+export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5 } as const;
+export const UNARY = {
   affine: 0, silu: 1, gelu_tanh: 2, gelu_erf: 3, exp: 4, sqrt: 5, rsqrt: 6, square: 7, tanh: 8, sigmoid: 9, abs: 10, neg: 11,
 } as const;
-const REDUCE = { sum: 0, mean: 1, max: 2 } as const;
+export const REDUCE = { sum: 0, mean: 1, max: 2 } as const;
 const EPILOGUE = { none: 0, gelu_tanh: 1 } as const;
 
 // ---- data movement ----

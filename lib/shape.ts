@@ -4,10 +4,31 @@ import { StepVideoError } from './errors.js';
 
 export type Shape = readonly number[];
 
+/** Element count of a shape, or undefined when a dimension is not a non-negative safe integer or the product overflows. */
+export function checkedNumel(shape: readonly unknown[]): number | undefined {
+  let product = 1;
+  let zero = false;
+  for (const dim of shape) {
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) return undefined;
+    if (dim === 0) zero = true;
+    else product *= dim;
+    // Keep checking the remaining dims' validity, but an overflowing product is only fatal without a zero dim.
+    if (!Number.isSafeInteger(product)) product = Infinity;
+  }
+  if (zero) return 0;
+  return Number.isFinite(product) ? product : undefined;
+}
+
+/** Element count of a shape; throws ERR_SHAPE for a bad dimension or a count past 2^53. */
 export function numel(shape: Shape): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
+  const count = checkedNumel(shape);
+  if (count === undefined) {
+    throw new StepVideoError('ERR_SHAPE', 'invalid shape', {
+      expected: 'non-negative integer dimensions with fewer than 2^53 elements',
+      got: [...shape],
+    });
+  }
+  return count;
 }
 
 export function shapeEquals(a: Shape, b: Shape): boolean {

@@ -21,6 +21,9 @@ struct CopyArgs {
 };
 
 enum class BinaryOp : int32_t { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5 };
+// The op names in code order (also for UnaryOp and ReduceOp below): the addon exports them as
+// opCodes(), and lib/ops.ts's codes are checked against them (test/cpu/addon-types.test.ts).
+inline constexpr const char* kBinaryOpNames[] = {"add", "sub", "mul", "div", "maximum", "minimum"};
 
 // out[i] = a[i·a_strides] op b[i·b_strides] over `shape` (= out's shape, contiguous);
 // broadcast dimensions have stride 0.
@@ -47,6 +50,8 @@ enum class UnaryOp : int32_t {
   abs = 10,
   neg = 11,
 };
+inline constexpr const char* kUnaryOpNames[] = {"affine", "silu", "gelu_tanh", "gelu_erf", "exp", "sqrt",
+                                                "rsqrt", "square", "tanh", "sigmoid", "abs", "neg"};
 
 // out = op(x), elementwise, same shape; out may alias x.
 struct UnaryArgs {
@@ -77,6 +82,7 @@ struct SoftmaxArgs {
 };
 
 enum class ReduceOp : int32_t { sum = 0, mean = 1, max = 2 };
+inline constexpr const char* kReduceOpNames[] = {"sum", "mean", "max"};
 
 // x viewed as [outer, dim, inner]; out is [outer, inner].
 struct ReduceArgs {

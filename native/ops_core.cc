@@ -3,6 +3,7 @@
 // completely (a kernel never sees a bad Args block), then dispatches to the CPU or CUDA kernel.
 #include <napi.h>
 
+#include <iterator>
 #include <string>
 
 #include "dispatch.h"
@@ -101,7 +102,7 @@ SV_EXPORT(op_binary) {
   NativeTensor* a = NativeTensor::unwrap(info[1], "a");
   NativeTensor* b = NativeTensor::unwrap(info[2], "b");
   int64_t op = napi::arg_int(info, 3, "op");
-  SV_CHECK(op >= 0 && op <= 5, "ERR_ARGUMENT", "binary: unknown op " + std::to_string(op));
+  SV_CHECK(op >= 0 && op < static_cast<int64_t>(std::size(kBinaryOpNames)), "ERR_ARGUMENT", "binary: unknown op " + std::to_string(op));
   int device = common_device({out, a, b});
   SV_CHECK(a->dtype() == out->dtype() && b->dtype() == out->dtype(), "ERR_DTYPE",
            std::string("binary: operands must share out's dtype ") + dtype_name(out->dtype()));
@@ -145,7 +146,7 @@ SV_EXPORT(op_unary) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
   int64_t op = napi::arg_int(info, 2, "op");
-  SV_CHECK(op >= 0 && op <= 11, "ERR_ARGUMENT", "unary: unknown op " + std::to_string(op));
+  SV_CHECK(op >= 0 && op < static_cast<int64_t>(std::size(kUnaryOpNames)), "ERR_ARGUMENT", "unary: unknown op " + std::to_string(op));
   int device = common_device({out, x});
   SV_CHECK(out->ref().numel() == x->ref().numel(), "ERR_SHAPE",
            "unary: out " + shape_of(out) + " and x " + shape_of(x) + " differ in size");
@@ -259,7 +260,7 @@ SV_EXPORT(op_reduce) {
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
   int64_t axis = napi::arg_int(info, 2, "axis");
   int64_t op = napi::arg_int(info, 3, "op");
-  SV_CHECK(op >= 0 && op <= 2, "ERR_ARGUMENT", "reduce: unknown op " + std::to_string(op));
+  SV_CHECK(op >= 0 && op < static_cast<int64_t>(std::size(kReduceOpNames)), "ERR_ARGUMENT", "reduce: unknown op " + std::to_string(op));
   int device = common_device({out, x});
   ReduceArgs args;
   args.out = out->ref();
@@ -297,7 +298,23 @@ SV_EXPORT(op_fill) {
   return info.Env().Undefined();
 }
 
+// opCodes() -> { binary, unary, reduce }: each family's op names in code order (native/kernels.h).
+SV_EXPORT(op_codes) {
+  Napi::Env env = info.Env();
+  auto names = [&](const auto& list) {
+    Napi::Array array = Napi::Array::New(env, std::size(list));
+    for (size_t i = 0; i < std::size(list); ++i) array.Set(static_cast<uint32_t>(i), Napi::String::New(env, list[i]));
+    return array;
+  };
+  Napi::Object codes = Napi::Object::New(env);
+  codes.Set("binary", names(kBinaryOpNames));
+  codes.Set("unary", names(kUnaryOpNames));
+  codes.Set("reduce", names(kReduceOpNames));
+  return codes;
+}
+
 void register_core_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("opCodes", Napi::Function::New(env, op_codes));
   exports.Set("copy", Napi::Function::New(env, op_copy));
   exports.Set("binary", Napi::Function::New(env, op_binary));
   exports.Set("unary", Napi::Function::New(env, op_unary));

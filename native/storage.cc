@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "environment.h"
 #include "error.h"
 #ifdef SV_WITH_CUDA
 #include "../cuda/runtime_api.h"
@@ -19,8 +20,7 @@ struct Counters {
 };
 
 Counters counters[kMaxCudaDevices + 1];
-std::atomic<bool> poison{std::getenv("STEPVIDEO_POISON") != nullptr &&
-                         std::string(std::getenv("STEPVIDEO_POISON")) == "1"};
+std::atomic<bool> poison{environment("STEPVIDEO_POISON") == "1"};
 
 Counters& counters_for(int device) {
   SV_CHECK(device >= kCpuDevice && device < kMaxCudaDevices, "ERR_DEVICE", "device index out of range");

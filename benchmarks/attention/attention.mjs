@@ -69,28 +69,17 @@ function randomInput(shape, seed) {
 }
 
 // Paths: 'auto' (what the models get), 'generic', and the Hopper kernel's variants (forced; the
-// first listed is its default). Each path is the environment the op reads when it is enqueued.
+// first listed is its default). Each path is a kernel policy the op reads when it is enqueued.
 const HOPPER_VARIANTS = [['pingpong', 2], ['pingpong', 3], ['overlap', 2], ['overlap', 3], ['serial', 2], ['serial', 3]];
 const hopperVariants = flags.hopper === 'none' ? [] : flags.hopper === 'default' ? HOPPER_VARIANTS.slice(0, 1) : HOPPER_VARIANTS;
-const pathEnv = (mode) => {
-  if (!mode.startsWith('hopper:')) return { STEPVIDEO_ATTENTION: mode };
+const pathPolicy = (mode) => {
+  if (!mode.startsWith('hopper:')) return { attention: mode };
   const [schedule, stages] = mode.slice('hopper:'.length).split('/');
-  return { STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_SCHEDULE: schedule, STEPVIDEO_ATTENTION_HOPPER_STAGES: stages };
+  return { attention: 'hopper', hopperSchedule: schedule, hopperStages: Number(stages) };
 };
 
-function onPath(mode, fn) {
-  const vars = pathEnv(mode);
-  const before = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
-  Object.assign(process.env, vars);
-  try {
-    return fn();
-  } finally {
-    for (const [key, value] of Object.entries(before)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  }
-}
+// The CPU has one kernel per op: only CUDA devices take a policy.
+const onPath = (mode, fn) => (device.isCuda ? device.withKernelPolicy(pathPolicy(mode), fn) : fn());
 
 /** The Hopper variants this call can take ([] off compute capability 9.0, for f32, other head dims, masks). */
 function hopperPaths(q, k, v, options) {

@@ -34,12 +34,10 @@ async function measure(run, reps) {
 }
 
 function withAutotune(on, body) {
-  const previous = process.env.STEPVIDEO_GEMM_AUTOTUNE;
-  process.env.STEPVIDEO_GEMM_AUTOTUNE = on ? '1' : '0';
-  return body().finally(() => {
-    if (previous === undefined) delete process.env.STEPVIDEO_GEMM_AUTOTUNE;
-    else process.env.STEPVIDEO_GEMM_AUTOTUNE = previous;
-  });
+  if (!device.isCuda) return body();
+  const previous = device.kernelPolicy().gemmAutotune;
+  device.setKernelPolicy({ gemmAutotune: on });
+  return body().finally(() => device.setKernelPolicy({ gemmAutotune: previous }));
 }
 
 const round = (v, digits = 3) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));

@@ -5,7 +5,7 @@
 // upsampling and the causal zero frames are resolved on read inside our timed region; the PyTorch
 // baseline gets its input already upsampled and padded.
 // Each shape runs with the default dispatch (mma.sync tensor cores) and with the opt-in Hopper kernel
-// (STEPVIDEO_CONV_KERNEL=wgmma; the `kernel` field says which ran).
+// (kernel policy conv = wgmma; the `kernel` field says which ran).
 //   node benchmarks/vae/conv3d.mjs [--torch=FILE] [--only=SUBSTRING] [--iterations=5] [--variants=default,wgmma]
 // (--device=cpu --shrink=8 --only=conv_in checks the script itself on any machine, in f32.)
 import { readFileSync } from 'node:fs';
@@ -58,8 +58,7 @@ async function measure(shape, index) {
 }
 
 for (const variant of variants) {
-  if (variant === 'default') delete process.env.STEPVIDEO_CONV_KERNEL;
-  else process.env.STEPVIDEO_CONV_KERNEL = variant;
+  if (device.isCuda) device.setKernelPolicy({ conv: variant === 'default' ? 'auto' : variant });
   let chunkMs = 0;
   let chunkTorchMs = 0;
   let chunkFlops = 0;
@@ -99,4 +98,4 @@ for (const variant of variants) {
     ...env,
   });
 }
-delete process.env.STEPVIDEO_CONV_KERNEL;
+if (device.isCuda) device.setKernelPolicy({ conv: 'auto' });

@@ -3,7 +3,7 @@
 // counts them), and the ratio to decode_torch.py (a PyTorch decoder written from the spec, same run,
 // --torch names its result file) and to the official figures (1.18 s per chunk, 14.2 s for 204
 // frames, 23.1 GiB peak). Chunks are streamed (decode with onChunk), as the pipeline consumes them.
-// Runs with the default conv kernels and with the opt-in Hopper one (STEPVIDEO_CONV_KERNEL=wgmma).
+// Runs with the default conv kernels and with the opt-in Hopper one (kernel policy conv = wgmma).
 //   node benchmarks/vae/decode.mjs [--frames=17,204] [--runs=2] [--torch=FILE] [--variants=default,wgmma]
 // (--device=cpu --height=64 --width=64 --frames=17 --runs=1 checks the script itself, in f32.)
 import { existsSync, readFileSync } from 'node:fs';
@@ -50,11 +50,10 @@ const weightBytes = device.memory().bytesInUse;
 console.error(`vae decode: random released decoder made in ${((performance.now() - started) / 1000).toFixed(1)} s (${(weightBytes / 2 ** 30).toFixed(2)} GiB)`);
 
 for (const variant of variants) {
-  if (variant === 'default') delete process.env.STEPVIDEO_CONV_KERNEL;
-  else process.env.STEPVIDEO_CONV_KERNEL = variant;
+  if (device.isCuda) device.setKernelPolicy({ conv: variant === 'default' ? 'auto' : variant });
   for (const frames of frameCounts) await measure(frames, variant);
 }
-delete process.env.STEPVIDEO_CONV_KERNEL;
+if (device.isCuda) device.setKernelPolicy({ conv: 'auto' });
 vae.dispose();
 
 async function measure(frames, variant) {

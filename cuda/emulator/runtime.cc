@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../native/environment.h"
 #include "sanitizer.h"
 #include "simt.h"
 
@@ -89,8 +90,8 @@ struct DeviceBlock {
 std::map<void*, DeviceBlock> device_blocks;
 std::multimap<size_t, void*> free_blocks;
 size_t capacity = [] {
-  const char* mib = std::getenv("STEPVIDEO_EMU_MEMORY_MIB");
-  return (mib != nullptr && *mib != '\0') ? static_cast<size_t>(std::strtoull(mib, nullptr, 10)) << 20 : size_t{8} << 30;
+  const std::string mib = ::sv::environment("STEPVIDEO_EMU_MEMORY_MIB");
+  return !mib.empty() ? static_cast<size_t>(std::strtoull(mib.c_str(), nullptr, 10)) << 20 : size_t{8} << 30;
 }();
 size_t reserved = 0, used = 0, reserved_high = 0, used_high = 0;
 

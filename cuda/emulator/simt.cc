@@ -1,5 +1,6 @@
 // The SIMT scheduler of the emulated device (see simt.h): blocks over a pool of workers, GPU threads
 // as fibers, barriers, warp and warpgroup collectives, shared memory, deadlock reports.
+#include "../../native/environment.h"
 #include "sanitizer.h"
 #include "simt.h"
 
@@ -30,20 +31,19 @@ constexpr size_t kArenaBytes = 256 * 1024;
 
 Settings read_settings() {
   Settings s;
-  if (const char* schedule = std::getenv("STEPVIDEO_EMU_SCHEDULE"); schedule != nullptr && *schedule != '\0') {
-    const std::string text(schedule);
+  if (const std::string text = ::sv::environment("STEPVIDEO_EMU_SCHEDULE"); !text.empty()) {
     if (text.rfind("random", 0) == 0) {
       s.random_schedule = true;
       s.seed = text.size() > 7 ? std::strtoull(text.c_str() + 7, nullptr, 10) : 1;
     } else if (text != "fifo") {
       std::fprintf(stderr, "stepvideo emulator: STEPVIDEO_EMU_SCHEDULE must be fifo or random[:seed], got '%s'; using fifo\n",
-                   schedule);
+                   text.c_str());
     }
   }
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   s.workers = std::min(cores, 8u);
-  if (const char* workers = std::getenv("STEPVIDEO_EMU_WORKERS"); workers != nullptr && *workers != '\0') {
-    s.workers = static_cast<unsigned>(std::max(1L, std::strtol(workers, nullptr, 10)));
+  if (const std::string workers = ::sv::environment("STEPVIDEO_EMU_WORKERS"); !workers.empty()) {
+    s.workers = static_cast<unsigned>(std::max(1L, std::strtol(workers.c_str(), nullptr, 10)));
   }
   return s;
 }

@@ -1,20 +1,39 @@
 // Options and helpers shared by the commands that run the whole pipeline (generate, serve, eval):
-// the model folder (or the built-in test model), the device and dtype, the sampling settings, and
-// the early checks that should fail before minutes of loading (ffmpeg, formats).
+// the model folder (or the built-in test model), the device and dtype, how the DiT holds its
+// weights (FP8, streaming), the sampling settings, and the early checks that should fail before
+// minutes of loading (ffmpeg, formats).
 import { parseDType } from '../dtype.js';
-import { StepVideoError } from '../errors.js';
-import { StepVideo } from '../pipeline/pipeline.js';
+import { StepVideoError, isStepVideoError } from '../errors.js';
+import { STREAMING_BUDGET_TOO_SMALL, type StreamingRequest } from '../pipeline/memory.js';
+import { BUILTIN_MODEL_WARNING, type StepVideoLoadOptions, StepVideo } from '../pipeline/pipeline.js';
 import type { JobRequest } from '../pipeline/options.js';
 import { type VideoFormat, requireFfmpeg } from '../video/writers.js';
 import type { OptionSpec, ParsedArgs } from './args.js';
 import type { CommandContext } from './commands/types.js';
-import type { ProgressReporter } from './progress.js';
+import type { ProgressReporter } from './progress-reporter.js';
 
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'model', type: 'string', description: 'model folder in the released layout (default: the built-in test model)', placeholder: 'DIR' },
   { name: 'device', type: 'string', description: 'cpu or cuda (default: cuda when a GPU answers)', choices: ['cpu', 'cuda'] },
   { name: 'dtype', type: 'string', description: 'compute precision (default: float32 on cpu, bfloat16 on cuda)', choices: ['float32', 'bfloat16'] },
+  { name: 'weights', type: 'string', description: 'DiT block weights: bf16 as released, held in the compute precision (default), or fp8 (quantized at load, about half the memory)', choices: ['bf16', 'fp8'] },
+  { name: 'stream-weights', type: 'number', description: 'stream the DiT block weights from host memory when they would take more than GB (10^9 bytes) of device memory', placeholder: 'GB' },
 ];
+
+/** Bytes per GB on the command line (decimal, as GPU memory is sold). */
+const GB = 1e9;
+
+/** The DiT weight options (--weights, --stream-weights) as StepVideo.load takes them. */
+export function ditWeightOptions(parsed: ParsedArgs): Pick<StepVideoLoadOptions, 'weights' | 'streaming'> {
+  const weights = parsed.options.weights as 'bf16' | 'fp8' | undefined;
+  const budgetGB = parsed.options['stream-weights'] as number | undefined;
+  if (budgetGB !== undefined && !(budgetGB > 0)) throw new StepVideoError('ERR_USAGE', 'option --stream-weights needs a positive number of GB', { got: budgetGB });
+  const streaming: StreamingRequest | undefined = budgetGB === undefined ? undefined : { deviceBudgetBytes: Math.round(budgetGB * GB) };
+  return {
+    ...(weights !== undefined ? { weights: weights === 'fp8' ? 'fp8' : 'model' } : {}),
+    ...(streaming !== undefined ? { streaming } : {}),
+  };
+}
 
 export const SAMPLING_OPTIONS: readonly OptionSpec[] = [
   { name: 'frames', type: 'integer', description: 'frames, floored to a multiple of 17 (default 204; built-in model 34)', placeholder: 'N' },
@@ -50,21 +69,41 @@ export function samplingRequest(parsed: ParsedArgs): Omit<JobRequest, 'prompt'> 
   return request;
 }
 
-/** Loads the pipeline named by --model/--device/--dtype, reporting progress and the built-in notice. */
+/** Loads the pipeline named by --model/--device/--dtype/--weights/--stream-weights, reporting progress, warnings and the built-in notice. */
 export async function loadPipeline(parsed: ParsedArgs, context: CommandContext, reporter: ProgressReporter): Promise<StepVideo> {
   const modelDir = parsed.options.model as string | undefined;
   const device = parsed.options.device as 'cpu' | 'cuda' | undefined;
   const dtypeName = parsed.options.dtype as string | undefined;
   const dtype = dtypeName === undefined ? undefined : parseDType(dtypeName);
   if (dtype !== undefined && dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_USAGE', 'unsupported --dtype', { expected: 'float32 or bfloat16', got: dtypeName });
+  const ditWeights = ditWeightOptions(parsed);
   if (modelDir === undefined) reporter.message(`stepvideo: ${BUILTIN_NOTICE}`);
-  return StepVideo.load({
-    ...(modelDir !== undefined ? { modelDir } : {}),
-    ...(device !== undefined ? { device } : {}),
-    ...(dtype !== undefined ? { dtype } : {}),
-    signal: context.signal,
-    onProgress: (p) => reporter.update(p),
-  });
+  try {
+    return await StepVideo.load({
+      ...(modelDir !== undefined ? { modelDir } : {}),
+      ...(device !== undefined ? { device } : {}),
+      ...(dtype !== undefined ? { dtype } : {}),
+      ...ditWeights,
+      signal: context.signal,
+      onProgress: (p) => reporter.update(p),
+      // The built-in model's notice is printed above, in the CLI's words.
+      onWarning: (message) => {
+        if (message !== BUILTIN_MODEL_WARNING) reporter.message(`stepvideo: warning: ${message}`);
+      },
+    });
+  } catch (error) {
+    // The budget was given in GB as --stream-weights: say so.
+    if (isStepVideoError(error, 'ERR_ARGUMENT') && error.message.startsWith(STREAMING_BUDGET_TOO_SMALL)) {
+      throw new StepVideoError('ERR_USAGE', `option --stream-weights ${String(parsed.options['stream-weights'])} (GB) is too small: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** How the DiT holds its weights, for the commands' summary lines: '' by default, else ', FP8 weights, streamed'. */
+export function describeDiTWeights(sv: StepVideo): string {
+  const { weights, streaming } = sv.dit.execution;
+  return `${weights === 'fp8' ? ', FP8 weights' : ''}${streaming ? ', streamed weights' : ''}`;
 }
 
 /** Fails at once (before any loading) when MP4 output is asked for and ffmpeg cannot be found. */

@@ -169,6 +169,8 @@ export async function runEval(pipeline: StepVideo, options: EvalOptions): Promis
     model: pipeline.builtin ? 'built-in test model' : pipeline.modelDir,
     device: pipeline.device.name,
     dtype: pipeline.dtype,
+    // FP8 weights change the videos (streaming does not); absent for the default, so earlier reports keep their key.
+    ...(pipeline.dit.execution.weights === 'fp8' ? { weights: 'fp8' } : {}),
     ...options.job,
     baseSeed: options.baseSeed,
     format: options.format,

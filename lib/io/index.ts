@@ -18,7 +18,8 @@ export { openCheckpoint, openSafetensorsIndex, readSafetensors, readSafetensorsH
 export type { HostTensor, OpenCheckpointOptions, SafetensorsHeader, TensorData } from './safetensors.js';
 export { readTorchCheckpoint, unpickleStateDict } from './torch-pickle.js';
 export type { PickleLimits } from './torch-pickle.js';
-export { STORAGE_DTYPES, STORAGE_DTYPE_SIZE, TensorIndex, numel, toDType, toStorageDType } from './tensor-record.js';
+export { STORAGE_DTYPES, STORAGE_DTYPE_SIZE, TensorIndex, toDType, toStorageDType } from './tensor-record.js';
+export { numel } from '../shape.js';
 export type { StorageDType, TensorRecord, WeightFormat, WeightIndex } from './tensor-record.js';
 
 export type WeightsFileKind = 'safetensors' | 'safetensors-index' | 'torch';

@@ -3,8 +3,9 @@
 // backend). Bytes go file -> (pinned staging) -> device in native code, off the JS thread; the
 // work is split into batches so progress is reported and an AbortSignal is honoured between them.
 import { DTYPE_CODE, type DType } from '../dtype.js';
-import { type Device, type DeviceSpec, getDevice } from '../device.js';
+import { type DeviceSpec, getDevice } from '../device.js';
 import { StepVideoError, throwIfAborted } from '../errors.js';
+import { defaultComputeDType } from '../models/compute-dtype.js';
 import { native } from '../native.js';
 import { formatShape, shapeEquals } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -27,11 +28,6 @@ export interface LoadOptions {
   batchBytes?: number;
 }
 
-/** The dtype a float weight gets by default on a device. */
-export function defaultWeightDType(device: Device): DType {
-  return device.isCuda ? 'bf16' : 'f32';
-}
-
 function targetDType(record: TensorRecord, requested: DType): { source: DType; target: DType } {
   const source = toDType(record.dtype);
   if (source === undefined) {
@@ -44,7 +40,7 @@ function targetDType(record: TensorRecord, requested: DType): { source: DType; t
 /** Loads the given records; returns tensors by record name. All or nothing: on failure nothing stays allocated. */
 export async function loadRecords(records: readonly TensorRecord[], options: LoadOptions = {}): Promise<Map<string, Tensor>> {
   const device = getDevice(options.device);
-  const dtype = options.dtype ?? defaultWeightDType(device);
+  const dtype = options.dtype ?? defaultComputeDType(device);
   const batchBytes = options.batchBytes ?? 256 * 1024 * 1024;
   const totalBytes = records.reduce((n, r) => n + r.byteLength, 0);
   const loaded = new Map<string, Tensor>();

@@ -7,13 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { type AnyTypedArray, type DType, DTYPE_SIZE, DTYPES, typedArrayFor } from '../dtype.js';
 import { type ErrorDetails, StepVideoError, asStepVideoError } from '../errors.js';
+import { checkedNumel } from '../shape.js';
 import {
   STORAGE_DTYPES,
   STORAGE_DTYPE_SIZE,
   type TensorRecord,
   TensorIndex,
   type WeightIndex,
-  checkedNumel,
   isStorageDType,
   makeRecord,
   readExactly,

@@ -3,11 +3,11 @@
 // handful of opcodes and globals a state dict needs, builds plain data, and refuses everything else.
 // No code from the file is ever run; tensors come out as byte ranges inside the storage entries.
 import { StepVideoError } from '../errors.js';
+import { checkedNumel } from '../shape.js';
 import {
   STORAGE_DTYPE_SIZE,
   type StorageDType,
   type TensorRecord,
-  checkedNumel,
   makeRecord,
 } from './tensor-record.js';
 import { ZIP_STORED, ZipArchive, type ZipEntry } from './zip.js';

@@ -1,15 +1,9 @@
 // Typed wrapper of the attention kernel family (native/attention.h).
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, requireRank, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-
-interface AttentionNative {
-  attention(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): void;
-  attentionKernelName(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): string;
-}
-const n = native as unknown as AttentionNative;
 
 export interface AttentionOptions {
   /** Softmax scale; default 1/sqrt(head_dim). */
@@ -55,12 +49,12 @@ function resolve(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) {
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
   const r = resolve(q, k, v, options);
   return withOutput(r.outShape, q.dtype, q, (out) =>
-    n.attention(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt),
+    native.attention(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt),
   );
 }
 
 /**
- * Which kernel attention(q, k, v, options) would run now (STEPVIDEO_ATTENTION is read at the
+ * Which kernel attention(q, k, v, options) would run now (the device's kernel policy is read at the
  * call, as attention reads it). A forced kernel that cannot take the call throws ERR_UNSUPPORTED,
  * as attention would.
  */
@@ -69,5 +63,5 @@ export function attentionKernel(q: Tensor, k: Tensor, v: Tensor, options: Attent
   // The native side validates a complete call, output included; nothing is enqueued, so a view of
   // q with the output's shape stands in for it (no allocation at real sizes).
   using out = q.viewAs(r.outShape, q.dtype, 0);
-  return n.attentionKernelName(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt) as AttentionKernel;
+  return native.attentionKernelName(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt) as AttentionKernel;
 }

@@ -2,17 +2,11 @@
 // on channels-last video, with zero padding, causal zero frames and nearest upsampling resolved on
 // read (nothing padded or upsampled is materialised), and an optional fused residual.
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, sameDType, sameDevice } from '../op-utils.js';
 import * as ops from '../ops.js';
 import { type Shape, formatShape, shapeEquals } from '../shape.js';
 import { Tensor } from '../tensor.js';
-
-interface ConvNative {
-  conv3d(out: H, x: H, weight: H, bias: H | null, residual: H | null, stride: number[], pads: number[], upsample: number[]): void;
-  conv3dKernelName(out: H, x: H, weight: H, bias: H | null, residual: H | null, stride: number[], pads: number[], upsample: number[]): string;
-}
-const n = native as unknown as ConvNative;
 
 /** Zero padding of the (upsampled) input: frames before/after, rows above/below, columns left/right. */
 export interface ConvPadding {
@@ -110,7 +104,7 @@ function enqueueConv(call: 'conv3d' | 'conv3dKernelName', x: Tensor, weight: Ten
     const x5 = viewAs(x, r.inShape, 'x', views);
     const out5 = viewAs(out, r.outShape, 'out', views);
     const residual5 = options.residual ? viewAs(options.residual, r.outShape, 'residual', views) : undefined;
-    return n[call](out5.handle, x5.handle, weight.handle, options.bias?.handle ?? null, residual5?.handle ?? null, r.stride, r.pads, r.upsample);
+    return native[call](out5.handle, x5.handle, weight.handle, options.bias?.handle ?? null, residual5?.handle ?? null, r.stride, r.pads, r.upsample);
   } finally {
     for (const view of views) view.dispose();
   }

@@ -2,15 +2,10 @@
 // (tokenizer output, CLI inputs), so they are range-checked here, where a bad id can be named,
 // and only then uploaded to the table's device.
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, withOutput } from '../op-utils.js';
 import { type Shape, formatShape, numel } from '../shape.js';
 import { Tensor } from '../tensor.js';
-
-interface EmbeddingNative {
-  embedding(out: H, table: H, ids: H): void;
-}
-const n = native as unknown as EmbeddingNative;
 
 /** Token ids as they come from a tokenizer or a safetensors input. */
 export type TokenIds = Int32Array | BigInt64Array;
@@ -54,5 +49,5 @@ export function embedding(table: Tensor, ids: TokenIds, shape: Shape = [ids.leng
   const [vocab, dim] = table.shape as [number, number];
   checkTokenIds(ids, vocab, shape, what);
   using onDevice = Tensor.from(ids, shape, { device: table.device });
-  return withOutput([...shape, dim], table.dtype, table, (out) => n.embedding(out.handle, table.handle, onDevice.handle));
+  return withOutput([...shape, dim], table.dtype, table, (out) => native.embedding(out.handle, table.handle, onDevice.handle));
 }

@@ -1,17 +1,10 @@
 // Typed wrappers of the FP8 family (native/fp8.h): e4m3 codes in u8 tensors with one f32 scale per
 // row (per output channel of a Linear weight), and the Linear over such a weight.
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, requireRank, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape, numel } from '../shape.js';
 import { Tensor } from '../tensor.js';
-
-interface Fp8Native {
-  fp8Quantize(codes: H, scales: H, x: H): void;
-  fp8Dequantize(out: H, codes: H, scales: H): void;
-  linearFp8(out: H, x: H, codes: H, scales: H, activations: number, epilogue: number): void;
-}
-const n = native as unknown as Fp8Native;
 
 /** Largest finite e4m3 value: a row's scale is its amax / 448. */
 export const FP8_E4M3_MAX = 448;
@@ -60,7 +53,7 @@ export function quantizeFp8(x: Tensor): Fp8Weight {
   const [rows, cols] = x.shape as [number, number];
   const scales = Tensor.empty([rows], 'f32', x.device);
   try {
-    const codes = withOutput([rows, cols], 'u8', x, (out) => n.fp8Quantize(out.handle, scales.handle, x.handle));
+    const codes = withOutput([rows, cols], 'u8', x, (out) => native.fp8Quantize(out.handle, scales.handle, x.handle));
     return new Fp8Weight(codes, scales);
   } catch (error) {
     scales.dispose();
@@ -71,7 +64,7 @@ export function quantizeFp8(x: Tensor): Fp8Weight {
 /** decode(codes) · scale per row, as `dtype` [rows, cols]. */
 export function dequantizeFp8(weight: Fp8Weight, dtype: 'f32' | 'bf16' | 'f16'): Tensor {
   sameDevice('dequantizeFp8', weight.codes, weight.scales);
-  return withOutput([...weight.shape], dtype, weight.codes, (out) => n.fp8Dequantize(out.handle, weight.codes.handle, weight.scales.handle));
+  return withOutput([...weight.shape], dtype, weight.codes, (out) => native.fp8Dequantize(out.handle, weight.codes.handle, weight.scales.handle));
 }
 
 export interface LinearFp8Options {
@@ -101,7 +94,7 @@ export function linearFp8(x: Tensor, weight: Fp8Weight, options: LinearFp8Option
   const rows = x.ndim === 1 ? 1 : numel(x.shape.slice(0, -1));
   using flat = x.reshape(rows, features);
   using y = withOutput([rows, out], x.dtype, x, (o) =>
-    n.linearFp8(o.handle, flat.handle, weight.codes.handle, weight.scales.handle, activations === 'per-row' ? 1 : 0, epilogue === 'gelu_tanh' ? 1 : 0),
+    native.linearFp8(o.handle, flat.handle, weight.codes.handle, weight.scales.handle, activations === 'per-row' ? 1 : 0, epilogue === 'gelu_tanh' ? 1 : 0),
   );
   return y.reshape(...x.shape.slice(0, -1), out);
 }

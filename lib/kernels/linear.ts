@@ -1,15 +1,10 @@
 // Typed wrapper of the gated-residual linear (native/linear.h): the AdaLN block's
 // `x + gate ⊙ (a·Wᵀ)` as one op, the add fused into the GEMM's epilogue on CUDA.
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape, numel, shapeEquals } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-
-interface LinearNative {
-  linearResidual(out: H, x: H, weight: H, residual: H, gate: H | null): void;
-}
-const n = native as unknown as LinearNative;
 
 /**
  * residual + gate ⊙ (x · weightᵀ): x [..., in], weight [out, in], residual [..., out] with x's
@@ -34,7 +29,7 @@ export function linearResidual(x: Tensor, weight: Tensor, residual: Tensor, gate
   using flatX = x.reshape(rows, x.size(-1));
   using flatResidual = residual.reshape(rows, weight.size(0));
   using y = withOutput([rows, weight.size(0)], x.dtype, x, (out) =>
-    n.linearResidual(out.handle, flatX.handle, weight.handle, flatResidual.handle, gate?.handle ?? null),
+    native.linearResidual(out.handle, flatX.handle, weight.handle, flatResidual.handle, gate?.handle ?? null),
   );
   return y.reshape(outShape);
 }

@@ -1,17 +1,9 @@
 // Typed wrappers of the normalisation kernels (native/norm.h).
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-
-interface NormNative {
-  layerNorm(out: H, x: H, weight: H | null, bias: H | null, scale: H | null, shift: H | null, eps: number): void;
-  rmsNorm(out: H, x: H, weight: H | null, eps: number): void;
-  groupNorm(out: H, x: H, weight: H, bias: H, groups: number, eps: number, silu: boolean): void;
-  gatedResidual(out: H, x: H, y: H, gate: H | null): void;
-}
-const n = native as unknown as NormNative;
 
 export interface LayerNormOptions {
   /** Affine weight [D]. */
@@ -34,7 +26,7 @@ export function layerNorm(x: Tensor, options: LayerNormOptions): Tensor {
     throw new StepVideoError('ERR_ARGUMENT', 'layerNorm: scale and shift come together');
   }
   return withOutput(x.shape, x.dtype, x, (out) =>
-    n.layerNorm(out.handle, x.handle, weight?.handle ?? null, bias?.handle ?? null, scale?.handle ?? null, shift?.handle ?? null, eps),
+    native.layerNorm(out.handle, x.handle, weight?.handle ?? null, bias?.handle ?? null, scale?.handle ?? null, shift?.handle ?? null, eps),
   );
 }
 
@@ -43,7 +35,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | undefined, eps: number): Ten
   sameDevice('rmsNorm', x, weight);
   sameDType('rmsNorm', x, weight);
   requireFloat('rmsNorm', x);
-  return withOutput(x.shape, x.dtype, x, (out) => n.rmsNorm(out.handle, x.handle, weight?.handle ?? null, eps));
+  return withOutput(x.shape, x.dtype, x, (out) => native.rmsNorm(out.handle, x.handle, weight?.handle ?? null, eps));
 }
 
 /**
@@ -55,12 +47,12 @@ export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, options: { gr
   sameDevice('groupNorm', x, weight, bias);
   sameDType('groupNorm', x, weight, bias);
   if (x.ndim < 3) throw new StepVideoError('ERR_SHAPE', 'groupNorm: x must be [..., H, W, C]', { got: formatShape(x.shape) });
-  return withOutput(x.shape, x.dtype, x, (out) => n.groupNorm(out.handle, x.handle, weight.handle, bias.handle, groups, eps, silu));
+  return withOutput(x.shape, x.dtype, x, (out) => native.groupNorm(out.handle, x.handle, weight.handle, bias.handle, groups, eps, silu));
 }
 
 /** x + gate ⊙ y with gate [G, D] broadcast over each group of rows (AdaLN gate); plain x + y without gate. */
 export function gatedResidual(x: Tensor, y: Tensor, gate?: Tensor): Tensor {
   sameDevice('gatedResidual', x, y, gate);
   sameDType('gatedResidual', x, y, gate);
-  return withOutput(x.shape, x.dtype, x, (out) => n.gatedResidual(out.handle, x.handle, y.handle, gate?.handle ?? null));
+  return withOutput(x.shape, x.dtype, x, (out) => native.gatedResidual(out.handle, x.handle, y.handle, gate?.handle ?? null));
 }

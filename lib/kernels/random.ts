@@ -3,14 +3,9 @@
 import type { DType } from '../dtype.js';
 import { type DeviceSpec, getDevice } from '../device.js';
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { type Shape, validateShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-
-interface RandomNative {
-  randomNormal(out: H, seedLow: number, seedHigh: number, offset: number): void;
-}
-const n = native as unknown as RandomNative;
 
 const MAX_SEED = (1n << 64n) - 1n;
 
@@ -52,7 +47,7 @@ export function randomNormal(shape: Shape, options: RandomNormalOptions): Tensor
   }
   const out = Tensor.empty(validateShape(shape), dtype, device);
   try {
-    n.randomNormal(out.handle, low, high, offset);
+    native.randomNormal(out.handle, low, high, offset);
   } catch (error) {
     out.dispose();
     throw error;

@@ -4,18 +4,10 @@
 import { roundBf16 } from '../dtype.js';
 import type { DeviceSpec } from '../device.js';
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, requireRank, sameDType, sameDevice } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-
-interface RopeNative {
-  splitHeads(
-    proj: H, q: H | null, k: H | null, v: H | null, qNorm: H | null, kNorm: H | null, ropeTable: H | null,
-    grid: number[], split: number[], heads: number, parts: number, qPart: number, kPart: number, vPart: number, eps: number,
-  ): void;
-}
-const n = native as unknown as RopeNative;
 
 // ---- RoPE tables ----
 
@@ -159,7 +151,7 @@ export function splitHeads(proj: Tensor, options: SplitHeadsOptions): Partial<Re
   const outputs: Partial<Record<HeadPart, Tensor>> = {};
   try {
     for (const part of layout) outputs[part] = Tensor.empty([batch, heads, tokens, headDim], proj.dtype, proj.device);
-    n.splitHeads(
+    native.splitHeads(
       proj.handle, outputs.q?.handle ?? null, outputs.k?.handle ?? null, outputs.v?.handle ?? null,
       qNorm?.handle ?? null, kNorm?.handle ?? null, rope?.table.handle ?? null,
       rope ? [...rope.grid] : [], rope ? [...rope.split] : [], heads, layout.length,

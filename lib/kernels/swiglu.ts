@@ -1,14 +1,9 @@
 // Typed wrapper of the fused SwiGLU kernel (native/swiglu.h).
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, withOutput } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-
-interface SwigluNative {
-  swiglu(out: H, x: H): void;
-}
-const n = native as unknown as SwigluNative;
 
 /** silu(x[..., :F]) · x[..., F:] for x [..., 2F] (the halves of a fused gate/up projection) → [..., F]. */
 export function swiglu(x: Tensor): Tensor {
@@ -17,5 +12,5 @@ export function swiglu(x: Tensor): Tensor {
   if (x.ndim === 0 || width % 2 !== 0) {
     throw new StepVideoError('ERR_SHAPE', 'swiglu: x must be [..., 2F] with an even last dimension', { got: formatShape(x.shape) });
   }
-  return withOutput([...x.shape.slice(0, -1), width / 2], x.dtype, x, (out) => n.swiglu(out.handle, x.handle));
+  return withOutput([...x.shape.slice(0, -1), width / 2], x.dtype, x, (out) => native.swiglu(out.handle, x.handle));
 }

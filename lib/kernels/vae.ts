@@ -1,14 +1,9 @@
 // Typed wrappers of the video VAE's fused elementwise kernels (native/vae.h).
 import { StepVideoError } from '../errors.js';
-import { native, type NativeTensorHandle as H } from '../native.js';
+import { native } from '../native.js';
 import { requireFloat, sameDType, sameDevice } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-
-interface VaeNative {
-  upsampleResidual(out: H, h: H, x: H, upT: number, upS: number): void;
-}
-const n = native as unknown as VaeNative;
 
 export interface UpsampleResidualOptions {
   /** Nearest upsampling factors of x: time and space (Upsample3D: 2 and 2). */
@@ -39,7 +34,7 @@ export function upsampleResidual(h: Tensor, x: Tensor, options: UpsampleResidual
   };
   try {
     const out5 = options.inPlace ? batched(h) : batched(out);
-    n.upsampleResidual(out5.handle, options.inPlace ? out5.handle : batched(h).handle, batched(x).handle, options.time, options.space);
+    native.upsampleResidual(out5.handle, options.inPlace ? out5.handle : batched(h).handle, batched(x).handle, options.time, options.space);
   } catch (error) {
     if (!options.inPlace) out.dispose();
     throw error;

@@ -5,11 +5,8 @@
 import { randomBytes } from 'node:crypto';
 
 import { StepVideoError } from '../errors.js';
+import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
 import { type SamplerPresetName, type SamplerSettings, NEG_MAGIC, POS_MAGIC, resolveSamplerSettings } from '../sampler/scheduler.js';
-
-/** Frames per VAE chunk and the spatial factor of VAE × patch (spec §3.1). */
-export const FRAME_MULTIPLE = 17;
-export const SIZE_MULTIPLE = 16;
 
 /** The official default size: 204 frames of 544×992 (8.16 s at 25 fps). */
 export const RELEASED_DEFAULT_VIDEO = Object.freeze({ frames: 204, height: 544, width: 992 });
@@ -49,12 +46,12 @@ export function normalizeVideoSize(request: VideoSizeRequest, defaults: Normaliz
     const value = given === undefined ? defaults[name] : requirePositiveInteger(name, given);
     const floored = floorToMultiple(value, multiple);
     if (floored !== value) {
-      const unit = name === 'frames' ? `a multiple of ${multiple} (each ${multiple}-frame chunk is 3 latent frames)` : `a multiple of ${multiple} (the VAE's spatial factor)`;
+      const unit = name === 'frames' ? `a multiple of ${multiple} (each ${multiple}-frame chunk is ${LATENTS_PER_CHUNK} latent frames)` : `a multiple of ${multiple} (the VAE's spatial factor)`;
       warnings.push(`${name} ${value} is not ${unit}: using ${floored}`);
     }
     return floored;
   };
-  return { size: { frames: pick('frames', FRAME_MULTIPLE), height: pick('height', SIZE_MULTIPLE), width: pick('width', SIZE_MULTIPLE) }, warnings };
+  return { size: { frames: pick('frames', FRAMES_PER_CHUNK), height: pick('height', SPATIAL_FACTOR), width: pick('width', SPATIAL_FACTOR) }, warnings };
 }
 
 export interface JobRequest extends VideoSizeRequest {

@@ -13,23 +13,36 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { trimCudaPool } from '../device-stats.js';
-import { type Device, type DeviceSpec, getDevice } from '../device.js';
+import { Device, type DeviceSpec, getDevice } from '../device.js';
 import { StepVideoError, isStepVideoError, throwIfAborted } from '../errors.js';
 import type { HostTensor } from '../io/safetensors.js';
+import { CaptionEncoder } from '../models/caption-encoder.js';
+import { parseClipConfig } from '../models/clip/config.js';
+import { type ComputeDType, resolveComputeDType } from '../models/compute-dtype.js';
+import { type DiTWeightFormat, StepVideoDiT, readDiTConfig } from '../models/dit/index.js';
 import { ConfigJson } from '../models/json-config.js';
 import { resolveModelRoot } from '../models/layout.js';
-import { parseClipConfig, clipWeightSpec } from '../models/clip/config.js';
-import type { ComputeDType } from '../models/compute-dtype.js';
-import { StepVideoDiT, ditWeightSpec, readDiTConfig } from '../models/dit/index.js';
-import { parseStepLlmConfig, stepLlmWeightSpec } from '../models/step-llm/config.js';
-import { CLIP_TOKENS, LLM_TOKENS, TextEncoder } from '../models/text-encoder.js';
-import { type DecodedChunk, VideoVAE, decoderWeightSpec, readVaeConfig } from '../models/vae/index.js';
+import { parseStepLlmConfig } from '../models/step-llm/config.js';
 import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
+import { type DecodedChunk, VideoVAE, readVaeConfig } from '../models/vae/index.js';
+import { latentShape } from '../sampler/noise.js';
 import { sample } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
+import { CLIP_TOKENS, LLM_TOKENS } from '../tokenizers/caption-lengths.js';
 import { standard540pCrop } from '../video/frames.js';
 import { BUILTIN_DEFAULT_VIDEO, ensureBuiltinModel } from './builtin/index.js';
-import { type ComputeBytes, type MemoryEstimate, type ModelDims, type QueueModel, estimateJobMemory, requireMemory, specBytes } from './memory.js';
+import {
+  LOAD_MARGIN,
+  type MemoryEstimate,
+  type ModelDims,
+  type QueueModel,
+  type StreamingRequest,
+  computeBytes,
+  estimateJobMemory,
+  estimateLoadMemory,
+  requireMemory,
+  resolveStreaming,
+} from './memory.js';
 import { type JobRequest, type NormalizedVideoSize, RELEASED_DEFAULT_VIDEO, type VideoSizeRequest, normalizeVideoSize, resolveJob } from './options.js';
 import { EtaTracker, type ModelPart, type PipelineProgress } from './progress.js';
 import { GeneratedVideo, VIDEO_FPS } from './video.js';
@@ -41,6 +54,22 @@ export interface StepVideoLoadOptions {
   device?: DeviceSpec;
   /** Compute dtype of the DiT, the VAE and Step-LLM: bf16 (default on CUDA, official) or f32 (the CPU's only one). Hunyuan-CLIP always computes in f32, as the official server does. */
   dtype?: ComputeDType;
+  /**
+   * How the DiT holds its block Linear weights (StepVideoDiT's `weights`): 'model' (default: the
+   * compute dtype) or 'fp8' (e4m3 with one scale per output channel, quantized at load: about half
+   * the bytes, 29.7 GB instead of 58.7 GB released). The CPU runs the FP8 Linear as its exact f32
+   * twin: the accuracy of FP8 weights, not its speed.
+   */
+  weights?: DiTWeightFormat;
+  /**
+   * DiT weight streaming (StepVideoDiT's `streaming`): the block weights stay in pinned host memory
+   * and two device slots are refilled block by block while the previous block computes. `true`
+   * streams; `{ deviceBudgetBytes }` streams only when the DiT's resident weights would take more
+   * device memory than that, and is ERR_ARGUMENT when even its streamed weights do not fit in it.
+   * Default false. On the CPU it runs (in program order) but saves nothing: host and device memory
+   * are one there (a warning says so).
+   */
+  streaming?: StreamingRequest;
   /** Folder for the built-in model (default: see defaultCacheDir()). */
   cacheDir?: string;
   /** Check estimated memory against free memory before loading and before each job (default true). */
@@ -49,6 +78,9 @@ export interface StepVideoLoadOptions {
   onProgress?: (progress: PipelineProgress) => void;
   onWarning?: (message: string) => void;
 }
+
+/** The warning StepVideo.load gives when it loads the built-in test model. */
+export const BUILTIN_MODEL_WARNING = 'no model folder given: using the built-in test model (tiny, random weights; its videos are noise)';
 
 export interface GenerateOptions extends JobRequest {
   /** Centre-crop landscape/portrait videos to 540×960/960×540 as the official writer does (default true). */
@@ -109,14 +141,14 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly builtin: boolean;
   /** The size a job gets when it names none (released: 204×544×992; built-in: small). */
   readonly defaultSize: NormalizedVideoSize;
-  readonly text: TextEncoder;
+  readonly text: CaptionEncoder;
   readonly dit: StepVideoDiT;
   readonly vae: VideoVAE;
   readonly #checkMemory: boolean;
   readonly #lock = new DeviceLock();
   #disposed = false;
 
-  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: TextEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean }) {
+  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean }) {
     this.device = init.device;
     this.dtype = init.dtype;
     this.modelDir = init.modelDir;
@@ -131,13 +163,13 @@ export class StepVideo implements Disposable, AsyncDisposable {
   static async load(options: StepVideoLoadOptions = {}): Promise<StepVideo> {
     const { signal, onProgress } = options;
     const device = getDevice(options.device);
-    const dtype = options.dtype ?? (device.isCuda ? 'bf16' : 'f32');
-    if (dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_ARGUMENT', 'dtype must be f32 or bf16', { got: dtype });
-    if (dtype === 'bf16' && !device.isCuda) {
-      throw new StepVideoError('ERR_UNSUPPORTED', 'the CPU backend computes in f32 only', { expected: "dtype 'f32' on the CPU (bf16 needs a CUDA device)", got: dtype });
+    const dtype = resolveComputeDType(device, options.dtype, 'bf16', 'pipeline dtype');
+    const weights = options.weights ?? 'model';
+    if (weights !== 'model' && weights !== 'fp8') {
+      throw new StepVideoError('ERR_ARGUMENT', 'weights must be a DiT weight format', { expected: "'model' (the compute dtype) or 'fp8'", got: weights });
     }
     const builtin = options.modelDir === undefined;
-    if (builtin) options.onWarning?.('no model folder given: using the built-in test model (tiny, random weights; its videos are noise)');
+    if (builtin) options.onWarning?.(BUILTIN_MODEL_WARNING);
     let made: string | undefined;
     const given = builtin
       ? await ensureBuiltinModel({
@@ -153,28 +185,19 @@ export class StepVideo implements Disposable, AsyncDisposable {
     // The root, also when modelDir names one of its folders (transformer/, hunyuan_clip/, ...).
     const modelDir = resolveModelRoot(given);
     const dims = await readModelDims(modelDir);
+    const streaming = resolveStreaming(options.streaming, dims.dit, dtype, weights);
+    if (streaming && !device.isCuda) options.onWarning?.('weight streaming on the CPU saves no memory (host and device memory are one there): it runs for testing only');
     const checkMemory = options.checkMemory ?? true;
-    if (checkMemory) {
-      const bytes = computeBytes(dtype);
-      const weights = {
-        dit: specBytes(ditWeightSpec(dims.dit), bytes.model),
-        'step-llm': specBytes(stepLlmWeightSpec(dims.llm), bytes.model),
-        clip: specBytes(clipWeightSpec(dims.clip), bytes.clip),
-        // The decoder's convolutions are repacked at load: briefly two copies.
-        vae: 2 * specBytes(decoderWeightSpec(dims.vae), bytes.model),
-      };
-      const total = Object.values(weights).reduce((a, b) => a + b, 0);
-      requireMemory('the model weights', Math.ceil(total * 1.1), weights, device, await freeBytes(device));
-    }
+    if (checkMemory) await checkLoadMemory(dims, dtype, { weights, streaming }, device);
 
     const loadProgress = (part: ModelPart) => (p: { loadedBytes: number; totalBytes: number }) =>
       onProgress?.({ stage: 'load', part, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes, fraction: p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 1 });
     const common = { device, ...(signal ? { signal } : {}) };
     const loaded: Disposable[] = [];
     try {
-      const text = await TextEncoder.load(modelDir, { ...common, llmDType: dtype, clipDType: 'f32', outputDType: dtype, onProgress: (p) => loadProgress(p.part)(p) });
+      const text = await CaptionEncoder.load(modelDir, { ...common, llmDType: dtype, clipDType: 'f32', outputDType: dtype, onProgress: (p) => loadProgress(p.part)(p) });
       loaded.push(text);
-      const dit = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...common, dtype, onProgress: loadProgress('dit') });
+      const dit = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...common, dtype, weights, streaming, onProgress: loadProgress('dit') });
       loaded.push(dit);
       const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, dtype, parts: ['decoder'], onProgress: loadProgress('vae') });
       loaded.push(vae);
@@ -197,7 +220,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
   /** Estimated activation memory of a job of this size (the weights are already resident). */
   estimateMemory(request: VideoSizeRequest & { cfgScale?: number } = {}): MemoryEstimate {
     const { size } = normalizeVideoSize(request, this.defaultSize);
-    return estimateJobMemory(this.dims, { ...size, guidance: (request.cfgScale ?? 9) > 1 }, computeBytes(this.dtype), this.#queue);
+    return estimateJobMemory(this.dims, { ...size, guidance: (request.cfgScale ?? 9) > 1 }, computeBytes(this.dtype), this.#queue, this.dit.execution);
   }
 
   /**
@@ -223,7 +246,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
       this.#requireLive();
       // Checked once the device is ours (the jobs before this one have freed their memory), before any work.
       if (this.#checkMemory) {
-        const estimate = estimateJobMemory(this.dims, { ...job.size, guidance }, computeBytes(this.dtype), this.#queue);
+        const estimate = estimateJobMemory(this.dims, { ...job.size, guidance }, computeBytes(this.dtype), this.#queue, this.dit.execution);
         requireMemory(`a ${frames}-frame ${width}x${height} video`, estimate.peakBytes, estimate.stages, this.device, await freeBytes(this.device));
       }
       const textStarted = performance.now();
@@ -233,7 +256,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
         // The stages do not overlap on the queue: honest stage times, and memory as estimated.
         await this.device.synchronize();
         onProgress?.({ stage: 'text', done: true, elapsedMs: performance.now() - textStarted, fraction: 1 });
-        const shape = [1, (frames / FRAMES_PER_CHUNK) * LATENTS_PER_CHUNK, this.vae.config.zChannels, height / SPATIAL_FACTOR, width / SPATIAL_FACTOR];
+        const shape = latentShape({ frames, height, width, channels: this.vae.config.zChannels });
         const tracker = new EtaTracker(job.settings.steps);
         latents = await sample(this.dit, {
           noise: { seed: job.seed, shape },
@@ -242,7 +265,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
           ...(signal ? { signal } : {}),
           ...(onProgress
             ? {
-                onBlock: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step - 1 + p.block / p.blocks) }),
+                onBlock: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step + p.block / p.blocks) }),
                 onProgress: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, ...tracker.at(p.step) }),
               }
             : {}),
@@ -315,7 +338,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const H = h * SPATIAL_FACTOR;
     const W = w * SPATIAL_FACTOR;
     if (this.#checkMemory) {
-      const estimate = estimateJobMemory(this.dims, { frames, height: H, width: W, guidance: false }, computeBytes(this.dtype), this.#queue);
+      const estimate = estimateJobMemory(this.dims, { frames, height: H, width: W, guidance: false }, computeBytes(this.dtype), this.#queue, this.dit.execution);
       requireMemory(`decoding ${frames} frames of ${W}x${H}`, B * estimate.stages.decode, { decode: B * estimate.stages.decode }, this.device, await freeBytes(this.device));
     }
     const out = new Float32Array(B * frames * 3 * H * W);
@@ -398,8 +421,21 @@ async function freeBytes(device: Device): Promise<number> {
   return device.info().freeBytes;
 }
 
-function computeBytes(dtype: ComputeDType): ComputeBytes {
-  return { model: dtype === 'bf16' ? 2 : 4, clip: 4 };
+/**
+ * Fails (ERR_CUDA_OOM / ERR_OOM) when the weights cannot be loaded: the device part against the
+ * device's free memory, and streamed DiT blocks against the host's (on the CPU, both together).
+ */
+async function checkLoadMemory(dims: ModelDims, dtype: ComputeDType, dit: { weights: DiTWeightFormat; streaming: boolean }, device: Device): Promise<void> {
+  const load = estimateLoadMemory(dims, dtype, dit);
+  const hostBytes = Math.ceil(load.hostBytes * LOAD_MARGIN);
+  // requireMemory leaves the parts of 0 bytes out of its message.
+  const hostPart = { 'dit (streamed, host)': load.hostBytes };
+  if (!device.isCuda) {
+    requireMemory('the model weights', load.deviceBytes + hostBytes, { ...load.parts, ...hostPart }, device, await freeBytes(device));
+    return;
+  }
+  requireMemory('the model weights', load.deviceBytes, load.parts, device, await freeBytes(device));
+  if (hostBytes > 0) requireMemory("the DiT's streamed weights (pinned)", hostBytes, hostPart, Device.cpu, await freeBytes(Device.cpu));
 }
 
 /** An error after the signal fired is reported as the abort it is (keeping the original as cause). */

@@ -2,6 +2,12 @@
 // denoising step (with the model's blocks in between, since a real step takes tens of seconds),
 // each decoded VAE chunk, and writing the file. Timed stages carry an ETA from the mean time per
 // unit so far.
+//
+// Every number in a progress update counts completed units, never an index: `step` steps done,
+// `block` blocks done within the running step, `chunk` chunks delivered, `frames` frames written,
+// `loadedBytes` bytes read. The DiT (onBlock) and the sampler (BlockProgress, SampleProgress) use
+// the same convention; only text for people turns a count into a 1-based position ("step 3/50").
+import type { LoadProgress } from '../io/load.js';
 
 export type ModelPart = 'step-llm' | 'clip' | 'dit' | 'vae';
 
@@ -13,11 +19,10 @@ export interface PrepareProgress {
   fraction: number;
 }
 
-export interface LoadProgress {
+/** A model part's weights being read (the bytes as the weight loader reports them). */
+export interface ModelLoadProgress extends Pick<LoadProgress, 'loadedBytes' | 'totalBytes'> {
   stage: 'load';
   part: ModelPart;
-  loadedBytes: number;
-  totalBytes: number;
   fraction: number;
 }
 
@@ -31,10 +36,10 @@ export interface TextProgress {
 
 export interface DenoiseProgress {
   stage: 'denoise';
-  /** The step in progress (1..total); `step` is complete when `block` is undefined. */
+  /** Steps done (0..total). An update with `block` set is within the running step, step + 1. */
   step: number;
   total: number;
-  /** Blocks of the DiT done within this step, when reported per block. */
+  /** Blocks of the DiT done within the running step (1..blocks), on the per-block updates only. */
   block?: number;
   blocks?: number;
   elapsedMs: number;
@@ -63,7 +68,7 @@ export interface WriteProgress {
   fraction: number;
 }
 
-export type PipelineProgress = PrepareProgress | LoadProgress | TextProgress | DenoiseProgress | DecodeProgress | WriteProgress;
+export type PipelineProgress = PrepareProgress | ModelLoadProgress | TextProgress | DenoiseProgress | DecodeProgress | WriteProgress;
 
 /**
  * Elapsed time and ETA over `total` units of work: the ETA is the mean time per unit so far times

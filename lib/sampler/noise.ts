@@ -8,6 +8,7 @@
 import type { DeviceSpec } from '../device.js';
 import { StepVideoError } from '../errors.js';
 import { randomNormal } from '../kernels/random.js';
+import { FRAMES_PER_CHUNK, LATENT_CHANNELS, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
 import type { Shape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 
@@ -27,22 +28,24 @@ export interface VideoSize {
   width: number;
   /** Videos per batch (default 1). */
   batch?: number;
+  /** Latent channels: the VAE's z_channels (default LATENT_CHANNELS, the released 64). */
+  channels?: number;
 }
 
-/** Latent channels of the released VAE (v2). */
-export const LATENT_CHANNELS = 64;
+export { LATENT_CHANNELS };
 
-/** The latent shape [B, 3·frames/17, 64, height/16, width/16] of a video size (544×992×204 → [1, 36, 64, 34, 62]). */
+/** The latent shape [B, 3·frames/17, channels, height/16, width/16] of a video size (544×992×204 → [1, 36, 64, 34, 62]). */
 export function latentShape(size: VideoSize): [number, number, number, number, number] {
-  const { frames, height, width, batch = 1 } = size;
+  const { frames, height, width, batch = 1, channels = LATENT_CHANNELS } = size;
   const check = (name: string, value: number, multiple: number): void => {
     if (!Number.isInteger(value) || value < multiple || value % multiple !== 0) {
       throw new StepVideoError('ERR_ARGUMENT', `${name} must be a positive multiple of ${multiple}`, { got: value });
     }
   };
-  check('frames', frames, 17);
-  check('height', height, 16);
-  check('width', width, 16);
+  check('frames', frames, FRAMES_PER_CHUNK);
+  check('height', height, SPATIAL_FACTOR);
+  check('width', width, SPATIAL_FACTOR);
   check('batch', batch, 1);
-  return [batch, (frames / 17) * 3, LATENT_CHANNELS, height / 16, width / 16];
+  check('channels', channels, 1);
+  return [batch, (frames / FRAMES_PER_CHUNK) * LATENTS_PER_CHUNK, channels, height / SPATIAL_FACTOR, width / SPATIAL_FACTOR];
 }

@@ -22,7 +22,7 @@ export interface VelocityConditioning {
 /**
  * What the sampler needs of a denoiser; StepVideoDiT has this shape. forward returns the velocity
  * (model dtype, the latents' shape) for latents [rows, F, C, H, W] in the model dtype and one
- * timestep per row in [0, 1).
+ * timestep per row in [0, 1); it calls onBlock with the count of its blocks done (1..total).
  */
 export interface VelocityModel<Context extends Disposable = Disposable> {
   readonly device: Device;
@@ -32,7 +32,7 @@ export interface VelocityModel<Context extends Disposable = Disposable> {
     latents: Tensor,
     timestep: readonly number[],
     context: Context,
-    options?: { signal?: AbortSignal; onBlock?: (index: number, total: number) => void },
+    options?: { signal?: AbortSignal; onBlock?: (done: number, total: number) => void },
   ): Promise<Tensor>;
 }
 
@@ -49,6 +49,7 @@ export interface TextConditioning {
   clip: Tensor;
 }
 
+/** Progress counts completed units (the convention of lib/pipeline/progress.ts). */
 export interface SampleProgress {
   /** Steps done, 1..total. */
   step: number;
@@ -80,10 +81,10 @@ export interface SampleOptions extends Partial<SamplerSettings> {
 }
 
 export interface BlockProgress {
-  /** The step in progress, 1..total. */
+  /** Steps done before this model call, 0..total − 1 (the call is step `step + 1`). */
   step: number;
   total: number;
-  /** Blocks done in this step's model call, 1..blocks. */
+  /** Blocks done in this model call, 1..blocks. */
   block: number;
   blocks: number;
 }
@@ -119,7 +120,7 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
       const timestep = sigmas[i]!;
       const forwardOptions = {
         ...(signal ? { signal } : {}),
-        ...(onBlock ? { onBlock: (index: number, blocks: number) => onBlock({ step: i + 1, total: settings.steps, block: index + 1, blocks }) } : {}),
+        ...(onBlock ? { onBlock: (done: number, blocks: number) => onBlock({ step: i, total: settings.steps, block: done, blocks }) } : {}),
       };
       const velocity = await model.forward(input!, new Array<number>(text.rows).fill(timestep), context, forwardOptions);
       try {

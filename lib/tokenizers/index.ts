@@ -5,6 +5,7 @@ import { StepTokenizer, type StepTokenizerOptions } from './step-tokenizer.js';
 import { BertTokenizer } from './wordpiece.js';
 
 export { ProtoReader, WireType, type ProtoTag } from './protobuf.js';
+export { CLIP_TOKENS, LLM_TOKENS } from './caption-lengths.js';
 export {
   SentencePieceProcessor,
   PieceType,
@@ -27,7 +28,7 @@ export interface EncodedBatch {
 
 export interface TextTokenizer {
   readonly kind: TokenizerKind;
-  /** Rows padded to `maxLength` (default: 320 for step-llm, 77 for clip). */
+  /** Rows padded to `maxLength` (default: the caption lengths, LLM_TOKENS for step-llm and CLIP_TOKENS for clip). */
   encodeBatch(texts: readonly string[], maxLength?: number): EncodedBatch;
 }
 
@@ -40,7 +41,7 @@ export function loadTokenizer(kind: TokenizerKind, location: string, options: St
     const tokenizer = StepTokenizer.fromFile(location, options);
     return {
       kind,
-      encodeBatch: (texts, maxLength = StepTokenizer.DEFAULT_MAX_LENGTH) => {
+      encodeBatch: (texts, maxLength) => {
         const batch = tokenizer.encode(texts, maxLength);
         return { input_ids: batch.inputIds, attention_mask: batch.attentionMask };
       },
@@ -50,7 +51,7 @@ export function loadTokenizer(kind: TokenizerKind, location: string, options: St
     const tokenizer = BertTokenizer.fromPath(location);
     return {
       kind,
-      encodeBatch: (texts, maxLength = 77) => {
+      encodeBatch: (texts, maxLength) => {
         const batch = tokenizer.encode(texts, maxLength);
         return { input_ids: batch.inputIds, attention_mask: batch.attentionMask };
       },

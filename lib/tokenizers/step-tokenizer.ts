@@ -2,6 +2,7 @@
 // plain SentencePiece `encode_as_ids`, truncated to maxLength - 2, framed as [BOS] ids [EOS] and
 // right-padded with PAD. BOS/EOS/PAD are hard-coded there (1, 2, 2), not read from the model.
 import { StepVideoError } from '../errors.js';
+import { LLM_TOKENS } from './caption-lengths.js';
 import { PieceType, SentencePieceProcessor } from './sentencepiece.js';
 
 /** Pieces StepChatTokenizer asserts are present and special (control or unknown). */
@@ -23,7 +24,6 @@ export class StepTokenizer {
   static readonly BOS = 1;
   static readonly EOS = 2;
   static readonly PAD = 2;
-  static readonly DEFAULT_MAX_LENGTH = 320;
 
   constructor(
     readonly sentencePiece: SentencePieceProcessor,
@@ -60,7 +60,7 @@ export class StepTokenizer {
   }
 
   /** One framed, padded row. */
-  encodeOne(text: string, maxLength = StepTokenizer.DEFAULT_MAX_LENGTH): { inputIds: number[]; attentionMask: number[] } {
+  encodeOne(text: string, maxLength = LLM_TOKENS): { inputIds: number[]; attentionMask: number[] } {
     checkMaxLength(maxLength);
     const ids = [StepTokenizer.BOS, ...this.tokenize(text).slice(0, maxLength - 2), StepTokenizer.EOS];
     const valid = ids.length;
@@ -73,7 +73,7 @@ export class StepTokenizer {
    * A batch of framed rows, each exactly `maxLength` long. (The official wrapper turns an empty
    * list into one empty-text row; here an empty list gives an empty batch.)
    */
-  encode(texts: readonly string[], maxLength = StepTokenizer.DEFAULT_MAX_LENGTH): TokenBatch {
+  encode(texts: readonly string[], maxLength = LLM_TOKENS): TokenBatch {
     if (!Array.isArray(texts)) throw new StepVideoError('ERR_ARGUMENT', 'texts must be an array of strings', { got: typeof texts });
     checkMaxLength(maxLength);
     const batch: TokenBatch = { inputIds: [], attentionMask: [] };

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { StepVideoError, asStepVideoError } from '../errors.js';
+import { CLIP_TOKENS } from './caption-lengths.js';
 
 export interface BertTokenizerConfig {
   doLowerCase: boolean;
@@ -170,7 +171,7 @@ export class BertTokenizer {
   }
 
   /** `tokenizer(texts, max_length, padding='max_length', truncation=True)`. */
-  encode(texts: readonly string[], maxLength = 77): BertBatch {
+  encode(texts: readonly string[], maxLength = CLIP_TOKENS): BertBatch {
     if (!Array.isArray(texts)) throw new StepVideoError('ERR_ARGUMENT', 'texts must be an array of strings', { got: typeof texts });
     if (!Number.isInteger(maxLength) || maxLength < 2) {
       throw new StepVideoError('ERR_ARGUMENT', 'maxLength must leave room for [CLS] and [SEP]', { expected: 'an integer >= 2', got: maxLength });

@@ -275,7 +275,7 @@ class PngWriter implements VideoWriter {
   }
 }
 
-/** YUV4MPEG2, 4:2:0 (C420jpeg, BT.601 full range): plays in ffplay/mpv, needs no encoder. */
+/** YUV4MPEG2, 4:2:0 (C420jpeg, BT.601 full range, said in the header: XCOLORRANGE=FULL, else players assume limited range): plays in ffplay/mpv, needs no encoder. */
 class Y4mWriter implements VideoWriter {
   readonly path: string;
   framesWritten = 0;
@@ -295,7 +295,7 @@ class Y4mWriter implements VideoWriter {
     if (this.#stream === undefined) {
       this.#stream = createWriteStream(this.#temporary);
       this.#stream.on('error', (error) => (this.#error = error));
-      this.#stream.write(`YUV4MPEG2 W${this.options.width} H${this.options.height} F${this.options.fps ?? 25}:1 Ip A1:1 C420jpeg\n`);
+      this.#stream.write(`YUV4MPEG2 W${this.options.width} H${this.options.height} F${this.options.fps ?? 25}:1 Ip A1:1 C420jpeg XCOLORRANGE=FULL\n`);
     }
     return this.#stream;
   }

@@ -6,8 +6,11 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "../environment.h"
 
 namespace sv::cpu {
 namespace {
@@ -107,8 +110,8 @@ class Pool {
 };
 
 int configured_threads() {
-  if (const char* env = std::getenv("STEPVIDEO_THREADS")) {
-    int value = std::atoi(env);
+  if (const std::string env = environment("STEPVIDEO_THREADS"); !env.empty()) {
+    int value = std::atoi(env.c_str());
     if (value > 0) return std::min(value, 256);
   }
   unsigned hw = std::thread::hardware_concurrency();

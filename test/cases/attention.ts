@@ -4,7 +4,8 @@
 // the same cases check its partial tiles on the GPU. Real sizes are in attentionLargeCases().
 import type { DType } from '../../lib/dtype.js';
 import { attention } from '../../lib/kernels/attention.js';
-import { cast, matmul } from '../../lib/ops.js';
+import { randomNormal } from '../../lib/kernels/random.js';
+import { cast, scale } from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { fitEmulated } from '../helpers/gpu.js';
 import { Rng, randn, randu } from '../helpers/random.js';
@@ -117,19 +118,15 @@ export function attentionCases(): OpCase[] {
 // ---- real sizes (GPU suite; CPU twin on a sample) ----
 
 /**
- * Seeded random [B, H, N, D] data made on the GPU, as bf16: rows of a [B·H·N, 16] uniform matrix
- * (uploaded) times a [16, D] Gaussian basis, one GEMM. Every row is distinct and element std is
- * about `std`; bf16 storage means the f32 run, the bf16 run and the CPU twin see the same numbers.
+ * Seeded random [B, H, N, D] data made on the GPU, as bf16: standard-normal values from the
+ * counter-based generator (randomNormal: Philox of the element's index), times `std` in bf16 (as
+ * test/gpu/attention-sm90.test.ts makes its real sizes). Every element is drawn on its own: full
+ * rank, independent heads, no period along N, in one pass over the tensor and nothing uploaded.
+ * bf16 storage means the f32 run, the bf16 run and the CPU twin see the same numbers.
  */
 function randomOnGpu(shape: [number, number, number, number], seed: number, std: number): Tensor {
-  const rank = 16;
-  const rows = shape[0] * shape[1] * shape[2];
-  const rng = new Rng(seed);
-  using coefficients = Tensor.from(randu(rng, rows * rank, -1, 1), [rows, rank], { device: 'cuda' });
-  using basis = Tensor.from(randn(rng, rank * shape[3], std / Math.sqrt(rank / 3)), [rank, shape[3]], { device: 'cuda' });
-  using product = matmul(coefficients, basis);
-  using rounded = cast(product, 'bf16');
-  return rounded.reshape(shape);
+  using unit = randomNormal(shape, { seed, dtype: 'bf16', device: 'cuda' });
+  return scale(unit, std);
 }
 
 /** Rows [start, start + count) of head h of batch item b of a [B, H, N, D] tensor, on the host. */

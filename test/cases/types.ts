@@ -21,6 +21,13 @@ export interface OpCase {
   /** Relative tolerance of the f32 backends against the float64 reference (default 2e-6). */
   tolerance?: number;
   /**
+   * References of the op with one plausible defect each (a norm's epsilon x10, say). The suites
+   * assert the backend's output is more than MUTANT_SEPARATION x the bound they hold it to away from
+   * each: a self-check that the case's inputs make the defect visible above rounding, so a kernel
+   * with that defect fails at kernel level (docs/TOLERANCES.md, "Kernel cases").
+   */
+  mutants?: Array<{ defect: string; reference(inputs: Array<ArrayLike<number>>): Float64Array }>;
+  /**
    * The result is exact by construction (data movement, gathers, exact casts, fills): every backend
    * must equal the reference value for value (Object.is: -0 and +0 differ), f32 and bf16 runs
    * alike; `tolerance` is then unused.
@@ -61,3 +68,6 @@ export interface LargeCase {
   /** The dtypes the GPU suite runs (default both): f32 may be left out where it takes minutes. */
   dtypes?: ReadonlyArray<'f32' | 'bf16'>;
 }
+
+/** How far (in multiples of a case's bound) a backend's output must be from every mutant reference. */
+export const MUTANT_SEPARATION = 10;

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 
 import { Tensor } from '../../lib/tensor.js';
 import { allCases } from '../cases/index.js';
-import { exactValues, expectIdentical, expectRelErr } from '../helpers/compare.js';
+import { MUTANT_SEPARATION } from '../cases/types.js';
+import { exactValues, expectIdentical, expectRelErr, relErr } from '../helpers/compare.js';
 
 describe('kernels on the CPU backend vs float64 references', () => {
   for (const testCase of allCases()) {
@@ -17,7 +18,13 @@ describe('kernels on the CPU backend vs float64 references', () => {
       } else {
         const got = await out.toFloat32();
         expect(got.length).toBe(ref.length);
-        expectRelErr(got, ref, testCase.tolerance ?? 2e-6, testCase.name);
+        const tolerance = testCase.tolerance ?? 2e-6;
+        expectRelErr(got, ref, tolerance, testCase.name);
+        // The case can tell its mutants (a defect each) from rounding: far outside the bound.
+        for (const mutant of testCase.mutants ?? []) {
+          const distance = relErr(got, mutant.reference(testCase.inputs.map((input) => input.data)));
+          expect(distance, `${testCase.name}: ${mutant.defect} is only ${distance.toExponential(2)} away`).toBeGreaterThan(MUTANT_SEPARATION * tolerance);
+        }
       }
       for (const t of [...inputs, out]) t.dispose();
     });

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { Device } from '../../lib/device.js';
 import { bf16ArrayToF32 } from '../../lib/dtype.js';
 import { isStepVideoError } from '../../lib/errors.js';
 import { openWeights } from '../../lib/io/index.js';
@@ -58,15 +59,27 @@ describe.runIf(requireGolden())('native weight loading', () => {
     const index = await openWeights(ditFile);
     const controller = new AbortController();
     const records = index.names().map((n) => index.get(n));
+    await Device.cpu.synchronize();
+    const before = Device.cpu.memory();
+    let loaded = 0;
     const load = loadRecords(records, {
       device: 'cpu',
       batchBytes: 1,
       onProgress: (p) => {
+        loaded = p.tensors;
         if (p.tensors >= 3) controller.abort();
       },
       signal: controller.signal,
     });
     await expect(load).rejects.toSatisfy((e: unknown) => isStepVideoError(e, 'ERR_ABORTED'));
+    // It had loaded tensors (and stopped long before the last) ...
+    expect(loaded).toBeGreaterThanOrEqual(3);
+    expect(loaded).toBeLessThan(records.length);
+    // ... and freed every one of them: the device holds what it held before, allocation for allocation.
+    await Device.cpu.synchronize();
+    const after = Device.cpu.memory();
+    expect(after.bytesInUse).toBe(before.bytesInUse);
+    expect(after.liveBlocks).toBe(before.liveBlocks);
   });
 
   it('reports a file that ends before its tensor data', async () => {

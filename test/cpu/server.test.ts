@@ -82,7 +82,6 @@ const tiny = { frames: 17, height: 32, width: 32, steps: 2 };
 describe('stepvideo serve (loopback, built-in model)', () => {
   it('runs many concurrent clients: each job finishes or is cancelled as asked, no result lost or swapped', async () => {
     const clients = 10;
-    const started = performance.now();
     const outcomes = await Promise.all(
       Array.from({ length: clients }, async (_, i) => {
         // Clients i and i + 5 ask for the same seed and format: their files must be identical.
@@ -100,13 +99,17 @@ describe('stepvideo serve (loopback, built-in model)', () => {
         if (i === 9) {
           // Cancelled while running: a long job, cancelled at its first denoising progress.
           const job = await submit({ prompt, ...tiny, steps: 200, seed, format });
-          let cancelled = false;
+          let cancelledAtStep: number | undefined;
           const events = await readEvents(job.id, (e) => {
-            if (e.event === 'progress' && e.data.stage === 'denoise' && !cancelled) {
-              cancelled = true;
+            if (e.event === 'progress' && e.data.stage === 'denoise' && cancelledAtStep === undefined) {
+              cancelledAtStep = e.data.step as number;
               void fetch(`${url}/v1/videos/${job.id}`, { method: 'DELETE' });
             }
           });
+          // The cancel stopped the job within a few of its 200 steps (work counted, not time measured).
+          const steps = events.filter((e) => e.event === 'progress' && e.data.stage === 'denoise').map((e) => e.data.step as number);
+          expect(cancelledAtStep).toBeDefined();
+          expect(Math.max(...steps), `steps run after the cancel at step ${cancelledAtStep}`).toBeLessThanOrEqual(cancelledAtStep! + 3);
           return { i, seed, format, status: events.at(-1)!.data.status as string, id: job.id, asked: 'cancel' };
         }
         const job = await submit({ prompt, ...tiny, seed, format });
@@ -120,7 +123,6 @@ describe('stepvideo serve (loopback, built-in model)', () => {
         return { i, seed, format, status: final.status as string, id: job.id, asked: 'result', bytes: await download(job.id) };
       }),
     );
-    expect(performance.now() - started).toBeLessThan(90_000);
 
     for (const o of outcomes) {
       if (o.asked === 'cancel') expect(o.status, `client ${o.i}`).toBe('cancelled');

@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { runCli } from '../helpers/cli.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
@@ -12,15 +12,13 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe.runIf(requireGolden())('stepvideo tokenize', () => {
-  const sp = JSON.parse(readFileSync(casePath('sentencepiece_case.json'), 'utf8')) as {
-    texts: string[];
-    models: Record<string, { input_ids: number[][]; attention_mask: number[][] }>;
-  };
-  const bert = JSON.parse(readFileSync(casePath('bert_tokenizer_case.json'), 'utf8')) as {
-    texts: string[];
-    input_ids: number[][];
-    attention_mask: number[][];
-  };
+  // Read in beforeAll, not while collecting: without the goldens the suite is skipped, not an ENOENT.
+  let sp: { texts: string[]; models: Record<string, { input_ids: number[][]; attention_mask: number[][] }> };
+  let bert: { texts: string[]; input_ids: number[][]; attention_mask: number[][] };
+  beforeAll(() => {
+    sp = JSON.parse(readFileSync(casePath('sentencepiece_case.json'), 'utf8')) as typeof sp;
+    bert = JSON.parse(readFileSync(casePath('bert_tokenizer_case.json'), 'utf8')) as typeof bert;
+  });
 
   for (const model of ['bpe', 'unigram']) {
     it(`step-llm (${model}) matches the golden ids and masks for every text`, async () => {

@@ -4,14 +4,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Device } from '../../lib/device.js';
-import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
+import { type HostTensor, readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { ClipTextEncoder, keyLengthsFromMask } from '../../lib/models/clip/index.js';
 import { runCli } from '../helpers/cli.js';
 import { expectRelErr } from '../helpers/compare.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
+import { F32_GOLDEN } from '../helpers/tolerances.js';
 
 const clipDir = path.join(tinyModelDir, 'hunyuan_clip', 'clip_text_encoder');
 const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-clip-'));
@@ -31,14 +32,22 @@ describe('attention mask to key lengths', () => {
   });
 });
 
-describe.runIf(requireGolden())('Hunyuan-CLIP on the CPU backend (golden clip_case)', async () => {
-  const golden = await readSafetensors(casePath('clip_case.safetensors'));
-  const ids = golden.get('input_ids')!.data as Int32Array;
-  const mask = golden.get('attention_mask')!.data as Int32Array;
-  const expected = golden.get('last_hidden_state')!.data as Float32Array;
-  const shape = golden.get('input_ids')!.shape as [number, number];
+describe.runIf(requireGolden())('Hunyuan-CLIP on the CPU backend (golden clip_case)', () => {
+  // Read in beforeAll, not while collecting: without the goldens the suite is skipped, not an ENOENT.
+  let golden: Map<string, HostTensor>;
+  let ids: Int32Array;
+  let mask: Int32Array;
+  let expected: Float32Array;
+  let shape: [number, number];
+  beforeAll(async () => {
+    golden = await readSafetensors(casePath('clip_case.safetensors'));
+    ids = golden.get('input_ids')!.data as Int32Array;
+    mask = golden.get('attention_mask')!.data as Int32Array;
+    expected = golden.get('last_hidden_state')!.data as Float32Array;
+    shape = golden.get('input_ids')!.shape as [number, number];
+  });
 
-  it('matches the float64 reference within 1e-4 from pytorch_model.bin (float32)', async () => {
+  it('matches the float64 reference within 10x its measured f32 error from pytorch_model.bin (float32)', async () => {
     const baseline = Device.cpu.memory().bytesInUse;
     {
       using model = await ClipTextEncoder.load(clipDir, { device: 'cpu' });
@@ -46,7 +55,7 @@ describe.runIf(requireGolden())('Hunyuan-CLIP on the CPU backend (golden clip_ca
       using hidden = await model.forward(ids, mask, shape);
       expect(hidden.shape).toEqual([2, 16, 64]);
       expect(hidden.dtype).toBe('f32');
-      const rel = expectRelErr(await hidden.toFloat32(), expected, 1e-4, 'clip_case last_hidden_state');
+      const rel = expectRelErr(await hidden.toFloat32(), expected, F32_GOLDEN.clip, 'clip_case last_hidden_state');
       console.log(`clip_case float32 CPU rel err ${rel.toExponential(3)} (pytorch_model.bin)`);
     }
     expect(Device.cpu.memory().bytesInUse).toBe(baseline);
@@ -94,7 +103,7 @@ describe.runIf(requireGolden())('Hunyuan-CLIP on the CPU backend (golden clip_ca
       expect(result.stderr).toContain(`clip: loading ${clipDir}`);
       const hidden = (await readSafetensors(output)).get('last_hidden_state')!;
       expect(hidden.shape).toEqual([2, 16, 64]);
-      expectRelErr(hidden.data as Float32Array, expected, 1e-4, `clip component last_hidden_state (--model ${model})`);
+      expectRelErr(hidden.data as Float32Array, expected, F32_GOLDEN.clip, `clip component last_hidden_state (--model ${model})`);
     }
   });
 

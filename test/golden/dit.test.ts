@@ -1,5 +1,6 @@
 // The DiT on the CPU reference backend against the official golden case (float64 reference,
-// rel <= 1e-4 on the output and on every captured intermediate); the official bf16 quantisation
+// within 10x the measured f32 error on the output and on each captured intermediate: F32_GOLDEN,
+// docs/TOLERANCES.md "CPU golden cases, float32"); the official bf16 quantisation
 // points against quirks.safetensors; the reference measurements the GPU bounds rest on
 // (docs/TOLERANCES.md, "DiT golden, bf16"); loading (sharded, config/checkpoint mismatches, missing
 // and unexpected tensors named); memory returned after forward, abort and dispose.
@@ -19,7 +20,7 @@ import { expectRelErr, relErr } from '../helpers/compare.js';
 import { compareDiTCase, readDiTCase, runDiTCase, uploadDiTInputs } from '../helpers/dit-golden.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
 import { Rng } from '../helpers/random.js';
-import { BF16_ROUNDING_RMS, GPU_NOISE_FACTOR, INTERMEDIATE_FACTOR, MEASURED, bf16Allowance, isAsRecorded } from '../helpers/tolerances.js';
+import { BF16_ROUNDING_RMS, GPU_NOISE_FACTOR, INTERMEDIATE_FACTOR, MEASURED, bf16Allowance, ditGoldenLimit, isAsRecorded } from '../helpers/tolerances.js';
 
 const transformerDir = path.join(tinyModelDir, 'transformer');
 const manifest = () => JSON.parse(readFileSync(path.join(tinyModelDir, 'manifest.json'), 'utf8')) as { cases: { dit: { official_bf16_rel_err: number } } };
@@ -176,11 +177,11 @@ describe.runIf(requireGolden())('DiT golden case on the CPU (float32)', () => {
   });
   afterAll(() => model?.dispose());
 
-  it('matches the float64 reference on the output and every intermediate (rel <= 1e-4)', async () => {
+  it('matches the float64 reference on the output and every intermediate (rel <= 10x the measured f32 error of each)', async () => {
     expect(model.dtype).toBe('f32');
     expect(model.numerics).toBe('exact');
     const run = await runDiTCase(model, golden);
-    const errors = compareDiTCase(golden, run, { output: 1e-4, inter: 1e-4 });
+    const errors = compareDiTCase(golden, run, { output: ditGoldenLimit('output'), inter: ditGoldenLimit });
     console.log(`DiT golden, CPU f32 rel errors: ${[...errors].map(([n, e]) => `${n} ${e.toExponential(2)}`).join(', ')}`);
   });
 
@@ -255,8 +256,8 @@ describe.runIf(requireGolden())('DiT golden case on the CPU (float32)', () => {
     const baseline = cpu.memory().bytesInUse;
 
     const blocks: number[] = [];
-    const out = await local.forward(latents, timestep, context, { onBlock: (i, total) => blocks.push(i * 10 + total) });
-    expect(blocks).toEqual([2, 12]);
+    const out = await local.forward(latents, timestep, context, { onBlock: (done, total) => blocks.push(done * 10 + total) });
+    expect(blocks).toEqual([12, 22]);
     expect(out.shape).toEqual([2, 3, 64, 4, 6]);
     out.dispose();
     await cpu.synchronize();
@@ -302,7 +303,7 @@ describe.runIf(requireGolden())('DiT golden case on the CPU (float32)', () => {
     expect(result.code, result.stderr).toBe(0);
     const written = (await readSafetensors(output)).get('output')!;
     expect(written.shape).toEqual([2, 3, 64, 4, 6]);
-    expectRelErr(written.data as Float32Array, golden.get('output')!.data as Float32Array, 1e-4, 'dit component output');
+    expectRelErr(written.data as Float32Array, golden.get('output')!.data as Float32Array, ditGoldenLimit('output'), 'dit component output');
     const bad = await runCli(['run', 'dit', '--model', tinyModelDir, '--inputs', casePath('dit_case.safetensors'), '--output', output, '--device', 'cpu', '--numerics', 'fast']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('numerics');

@@ -1,15 +1,15 @@
 // `stepvideo run sample` and sample() over the tiny DiT against the official sampler (cases/
 // sampler_case.safetensors: 3 Euler steps, cfg 9, shift 13, text inputs of dit_case, float64
-// reference): float32 on the CPU within rel 1e-4; with the official bf16 quantisation points, near the
-// official bf16 final latents (r, on which the bf16 CUDA bounds rest: docs/TOLERANCES.md). The bf16
-// CUDA run is in test/gpu/sampler.test.ts.
+// reference): float32 on the CPU within 10x its measured error (F32_GOLDEN); with the official bf16
+// quantisation points, near the official bf16 final latents (r, on which the bf16 CUDA bounds rest:
+// docs/TOLERANCES.md). The bf16 CUDA run is in test/gpu/sampler.test.ts.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { runCommand } from '../../lib/cli/commands/run.js';
-import { readSafetensors } from '../../lib/io/safetensors.js';
+import { type HostTensor, readSafetensors } from '../../lib/io/safetensors.js';
 import { StepVideoDiT } from '../../lib/models/dit/index.js';
 import { sample } from '../../lib/sampler/index.js';
 import { Device } from '../../lib/device.js';
@@ -17,15 +17,21 @@ import { Tensor } from '../../lib/tensor.js';
 import { expectRelErr, relErr } from '../helpers/compare.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
 import { officialNumericsSample } from '../helpers/sampler-twin.js';
-import { MEASURED, isAsRecorded } from '../helpers/tolerances.js';
+import { F32_GOLDEN, MEASURED, isAsRecorded } from '../helpers/tolerances.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-sampler-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-describe.runIf(requireGolden())('sampler_case: 3 Euler steps, cfg 9, shift 13 (float32, CPU)', async () => {
-  const samplerCase = await readSafetensors(casePath('sampler_case.safetensors'));
-  const ditCase = await readSafetensors(casePath('dit_case.safetensors'));
-  const expected = samplerCase.get('latents_final')!.data as Float32Array;
+describe.runIf(requireGolden())('sampler_case: 3 Euler steps, cfg 9, shift 13 (float32, CPU)', () => {
+  // Read in beforeAll, not while collecting: without the goldens the suite is skipped, not an ENOENT.
+  let samplerCase: Map<string, HostTensor>;
+  let ditCase: Map<string, HostTensor>;
+  let expected: Float32Array;
+  beforeAll(async () => {
+    samplerCase = await readSafetensors(casePath('sampler_case.safetensors'));
+    ditCase = await readSafetensors(casePath('dit_case.safetensors'));
+    expected = samplerCase.get('latents_final')!.data as Float32Array;
+  });
 
   it('stepvideo run sample matches latents_final', async () => {
     const output = path.join(work, 'latents.safetensors');
@@ -39,7 +45,7 @@ describe.runIf(requireGolden())('sampler_case: 3 Euler steps, cfg 9, shift 13 (f
     const written = (await readSafetensors(output)).get('latents_final')!;
     expect(written.dtype).toBe('f32');
     expect(written.shape).toEqual([1, 3, 64, 4, 6]);
-    const rel = expectRelErr(written.data as Float32Array, expected, 1e-4, 'latents_final (CLI)');
+    const rel = expectRelErr(written.data as Float32Array, expected, F32_GOLDEN.sampler, 'latents_final (CLI)');
     console.log(`sampler_case float32 CPU via stepvideo run sample: rel err ${rel.toExponential(3)}`);
     expect(lines.filter((l) => /sample: step \d\/3/.test(l))).toHaveLength(3);
   });
@@ -85,7 +91,7 @@ describe.runIf(requireGolden())('sampler_case: 3 Euler steps, cfg 9, shift 13 (f
     const before = Device.cpu.memory().bytesInUse;
     using out = await sample(dit, { latents, text: { y, yMask, clip }, steps: 3, cfgScale: 9, timeShift: 13 });
     const first = (await out.toFloat32()).slice();
-    const rel = expectRelErr(first, expected, 1e-4, 'latents_final (API)');
+    const rel = expectRelErr(first, expected, F32_GOLDEN.sampler, 'latents_final (API)');
     console.log(`sampler_case float32 CPU via sample(): rel err ${rel.toExponential(3)}`);
     out.dispose();
     expect(Device.cpu.memory().bytesInUse).toBe(before);
@@ -98,11 +104,11 @@ describe.runIf(requireGolden())('sampler_case: 3 Euler steps, cfg 9, shift 13 (f
       latents, text: { y, yMask, clip }, steps: 3, cfgScale: 9, timeShift: 13, signal: controller.signal,
       onBlock: ({ step, block }) => {
         blocksSeen.push([step, block]);
-        if (step === 2 && block === 1) controller.abort();
+        if (step === 1 && block === 1) controller.abort();
       },
     }).catch((e: unknown) => (error = e));
     expect((error as { code?: string }).code, String(error)).toBe('ERR_ABORTED');
-    expect(blocksSeen.at(-1)).toEqual([2, 1]); // the second block of step 2 never finished
+    expect(blocksSeen.at(-1)).toEqual([1, 1]); // the second block of step 2 never finished
     expect(Device.cpu.memory().bytesInUse).toBe(before);
     using again = await sample(dit, { latents, text: { y, yMask, clip }, steps: 3, cfgScale: 9, timeShift: 13 });
     expect(Array.from(await again.toFloat32())).toEqual(Array.from(first));

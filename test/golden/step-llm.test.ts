@@ -4,14 +4,15 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Device } from '../../lib/device.js';
-import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
+import { type HostTensor, readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { StepLlm } from '../../lib/models/step-llm/index.js';
 import { runCli } from '../helpers/cli.js';
 import { expectRelErr, relErr } from '../helpers/compare.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
+import { F32_GOLDEN } from '../helpers/tolerances.js';
 
 const llmDir = path.join(tinyModelDir, 'step_llm');
 const work = mkdtempSync(path.join(os.tmpdir(), 'stepvideo-llm-'));
@@ -28,11 +29,17 @@ function editedModel(name: string, edit: (config: Record<string, unknown>) => vo
   return dir;
 }
 
-describe.runIf(requireGolden())('Step-LLM on the CPU backend (golden step_llm_case)', async () => {
-  const golden = await readSafetensors(casePath('step_llm_case.safetensors'));
-  const ids = golden.get('input_ids')!;
-  const expected = golden.get('y')!.data as Float32Array;
-  const shape = ids.shape as [number, number];
+describe.runIf(requireGolden())('Step-LLM on the CPU backend (golden step_llm_case)', () => {
+  // Read in beforeAll, not while collecting: without the goldens the suite is skipped, not an ENOENT.
+  let ids: HostTensor;
+  let expected: Float32Array;
+  let shape: [number, number];
+  beforeAll(async () => {
+    const golden = await readSafetensors(casePath('step_llm_case.safetensors'));
+    ids = golden.get('input_ids')!;
+    expected = golden.get('y')!.data as Float32Array;
+    shape = ids.shape as [number, number];
+  });
 
   it('reads the config and derives the layout from it', async () => {
     using model = await StepLlm.load(llmDir, { device: 'cpu' });
@@ -40,13 +47,13 @@ describe.runIf(requireGolden())('Step-LLM on the CPU backend (golden step_llm_ca
     expect(model.dtype).toBe('f32');
   });
 
-  it('matches the float64 reference within 1e-4 (float32)', async () => {
+  it('matches the float64 reference within 10x its measured f32 error (float32)', async () => {
     const baseline = Device.cpu.memory().bytesInUse;
     {
       using model = await StepLlm.load(llmDir, { device: 'cpu' });
       using y = await model.forward(ids.data as Int32Array, shape);
       expect(y.shape).toEqual([2, 32, 256]);
-      const rel = expectRelErr(await y.toFloat32(), expected, 1e-4, 'step_llm_case y');
+      const rel = expectRelErr(await y.toFloat32(), expected, F32_GOLDEN.stepLlm, 'step_llm_case y');
       console.log(`step_llm_case float32 CPU rel err ${rel.toExponential(3)}`);
       // int64 ids (what torch tokenizers return) give the same result.
       using y64 = await model.forward(BigInt64Array.from(ids.data as Int32Array, (v) => BigInt(v)), shape);
@@ -97,7 +104,7 @@ describe.runIf(requireGolden())('Step-LLM on the CPU backend (golden step_llm_ca
       const y = (await readSafetensors(output)).get('y')!;
       expect(y.dtype).toBe('f32');
       expect(y.shape).toEqual([2, 32, 256]);
-      expectRelErr(y.data as Float32Array, expected, 1e-4, `step-llm component y (--model ${model})`);
+      expectRelErr(y.data as Float32Array, expected, F32_GOLDEN.stepLlm, `step-llm component y (--model ${model})`);
     }
   });
 

@@ -1,10 +1,10 @@
 // The caption encoder end to end on the tiny golden folder (CPU, float32): tokenizers → Step-LLM and
 // Hunyuan-CLIP → { y, yMask, clip } laid out as the official caption server returns them.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { Device } from '../../lib/device.js';
-import { TextEncoder } from '../../lib/models/text-encoder.js';
+import { CaptionEncoder } from '../../lib/models/caption-encoder.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
 
 interface TokenCase {
@@ -13,18 +13,24 @@ interface TokenCase {
   attention_mask: number[][];
 }
 
-describe.runIf(requireGolden())('TextEncoder.encodePrompts on the golden folder (CPU)', () => {
-  const sp = JSON.parse(readFileSync(casePath('sentencepiece_case.json'), 'utf8')) as { texts: string[]; models: Record<string, TokenCase> };
-  const bert = JSON.parse(readFileSync(casePath('bert_tokenizer_case.json'), 'utf8')) as TokenCase;
+describe.runIf(requireGolden())('CaptionEncoder.encodePrompts on the golden folder (CPU)', () => {
   // Texts whose BERT ids fit the tiny CLIP's 120-entry vocabulary (the golden vocab.txt is larger):
   // three English prompts and the empty prompt.
   const picks = [28, 29, 35, 30];
-  const prompts = picks.map((i) => sp.texts[i]!);
+  // Read in beforeAll, not while collecting: without the goldens the suite is skipped, not an ENOENT.
+  let sp: { texts: string[]; models: Record<string, TokenCase> };
+  let bert: TokenCase;
+  let prompts: string[];
+  beforeAll(() => {
+    sp = JSON.parse(readFileSync(casePath('sentencepiece_case.json'), 'utf8')) as { texts: string[]; models: Record<string, TokenCase> };
+    bert = JSON.parse(readFileSync(casePath('bert_tokenizer_case.json'), 'utf8')) as TokenCase;
+    prompts = picks.map((i) => sp.texts[i]!);
+  });
 
   it('returns y [B,320,D], yMask [B,397] = 77 ones + the Step-LLM mask, clip [B,77,D]; y and clip equal the encoders run alone', async () => {
     const baseline = Device.cpu.memory().bytesInUse;
     {
-      using encoder = await TextEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model' });
+      using encoder = await CaptionEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model' });
       const { y, yMask, clip } = await encoder.encodePrompts(prompts);
       using yOwned = y;
       using clipOwned = clip;
@@ -54,7 +60,7 @@ describe.runIf(requireGolden())('TextEncoder.encodePrompts on the golden folder 
   });
 
   it('encodes each prompt independently of its batch neighbours', async () => {
-    using encoder = await TextEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_unigram.model' });
+    using encoder = await CaptionEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_unigram.model' });
     const both = await encoder.encodePrompts([prompts[0]!, prompts[1]!]);
     const single = await encoder.encodePrompts([prompts[1]!]);
     const [yBoth, ySingle] = [await both.y.toFloat32(), await single.y.toFloat32()];
@@ -64,7 +70,7 @@ describe.runIf(requireGolden())('TextEncoder.encodePrompts on the golden folder 
   });
 
   it('reports CLIP token ids past the model vocabulary (the golden Chinese texts) as ERR_ARGUMENT and frees y', async () => {
-    using encoder = await TextEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model' });
+    using encoder = await CaptionEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model' });
     const baseline = Device.cpu.memory().bytesInUse;
     await expect(encoder.encodePrompts([prompts[0]!, sp.texts[0]!])).rejects.toMatchObject({ code: 'ERR_ARGUMENT', tensor: 'input_ids', message: expect.stringContaining('< 120') });
     await Device.cpu.synchronize();
@@ -72,8 +78,8 @@ describe.runIf(requireGolden())('TextEncoder.encodePrompts on the golden folder 
   });
 
   it('rejects bad prompt lists and a missing tokenizer, and honours an aborted signal', async () => {
-    await expect(TextEncoder.load(tinyModelDir, { device: 'cpu' })).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_(IO|TOKENIZER)$/) });
-    using encoder = await TextEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model' });
+    await expect(CaptionEncoder.load(tinyModelDir, { device: 'cpu' })).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_(IO|TOKENIZER)$/) });
+    using encoder = await CaptionEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model' });
     const baseline = Device.cpu.memory().bytesInUse;
     await expect(encoder.encodePrompts([])).rejects.toMatchObject({ code: 'ERR_ARGUMENT' });
     await expect(encoder.encodePrompts([1 as unknown as string])).rejects.toMatchObject({ code: 'ERR_ARGUMENT' });
@@ -83,6 +89,6 @@ describe.runIf(requireGolden())('TextEncoder.encodePrompts on the golden folder 
     await expect(pending).rejects.toMatchObject({ code: 'ERR_ABORTED' });
     await Device.cpu.synchronize();
     expect(Device.cpu.memory().bytesInUse).toBe(baseline);
-    await expect(TextEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model', outputDType: 'bf16' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
+    await expect(CaptionEncoder.load(tinyModelDir, { device: 'cpu', tokenizerModel: 'step_llm/sp_bpe.model', outputDType: 'bf16' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
   });
 });

@@ -44,6 +44,17 @@ function firstMismatch<T>(what: string, texts: readonly string[], got: readonly 
   return null;
 }
 
+/**
+ * CPU time (user + system, ms) the process spent in `work`. The tokenizers' cost is what the bounds
+ * below are about; unlike wall time, it does not grow when a busy runner leaves the process waiting.
+ */
+function cpuMs(work: () => void): number {
+  const start = process.cpuUsage();
+  work();
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
+}
+
 const run = requireGolden();
 
 describe.skipIf(!run)('SentencePiece golden cases (Step-LLM tokenizer)', () => {
@@ -86,11 +97,9 @@ describe.skipIf(!run)('SentencePiece golden cases (Step-LLM tokenizer)', () => {
         expect(firstMismatch('attention_mask', data!.texts, batch.attention_mask, expected().attention_mask)).toBeNull();
       });
 
-      it('tokenizes all texts well under a second', () => {
+      it('tokenizes all texts in well under a second of CPU time', () => {
         const tokenizer = StepTokenizer.fromFile(modelFile());
-        const start = performance.now();
-        tokenizer.encode(data!.texts);
-        expect(performance.now() - start).toBeLessThan(250);
+        expect(cpuMs(() => tokenizer.encode(data!.texts))).toBeLessThan(250);
       });
     });
   }
@@ -121,10 +130,8 @@ describe.skipIf(!run)('BertTokenizer golden cases (Hunyuan-CLIP tokenizer)', () 
     }
   });
 
-  it('tokenizes all texts well under a second', () => {
+  it('tokenizes all texts in well under a second of CPU time', () => {
     const bert = BertTokenizer.fromPath(folder);
-    const start = performance.now();
-    bert.encode(data!.texts, data!.max_length);
-    expect(performance.now() - start).toBeLessThan(250);
+    expect(cpuMs(() => bert.encode(data!.texts, data!.max_length))).toBeLessThan(250);
   });
 });

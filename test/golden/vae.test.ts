@@ -1,14 +1,15 @@
 // The video VAE (version 2) against the official implementation's float64 outputs on the tiny golden
 // model (vae/ folder with config.json overrides, weights stored in bf16 with the released naming):
-// float32 on the CPU backend within 1e-4 relative error, for decode (two chunks and the boundary
-// mix) and encode (moments of one 17-frame chunk); plus the streaming form, time slicing, sampling,
-// errors and memory ownership.
+// float32 on the CPU backend within 10x the measured f32 error (F32_GOLDEN), for decode (two chunks
+// and the boundary mix) and encode (moments of one 17-frame chunk); plus the streaming form, time
+// slicing, sampling, errors and memory ownership.
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Device } from '../../lib/device.js';
+import { opCount } from '../../lib/device-stats.js';
 import { isStepVideoError } from '../../lib/errors.js';
 import { type HostTensor, readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import * as ops from '../../lib/ops.js';
@@ -17,6 +18,7 @@ import { Tensor } from '../../lib/tensor.js';
 import { expectRelErr, relErr } from '../helpers/compare.js';
 import { runCli } from '../helpers/cli.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
+import { F32_GOLDEN } from '../helpers/tolerances.js';
 
 const run = requireGolden();
 const vaeDir = path.join(tinyModelDir, 'vae');
@@ -43,27 +45,27 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     expect(vae.dtype).toBe('f32');
   });
 
-  it('decode: latents [1, 6, 4, 4, 4] -> decoded [1, 34, 3, 64, 64], rel <= 1e-4; memory back to baseline', async () => {
+  it('decode: latents [1, 6, 4, 4, 4] -> decoded [1, 34, 3, 64, 64], rel <= 10x the measured f32 error; memory back to baseline', async () => {
     const baseline = Device.cpu.memory().bytesInUse;
     {
       using latents = input('latents');
       const out = await vae.decode(latents);
       using decoded = out!;
       expect(decoded.shape).toEqual([1, 34, 3, 64, 64]);
-      const rel = expectRelErr(await decoded.toFloat32(), expected('decoded'), 1e-4, 'decoded');
+      const rel = expectRelErr(await decoded.toFloat32(), expected('decoded'), F32_GOLDEN.vaeDecode, 'decoded');
       console.log(`vae decode f32 CPU rel err ${rel.toExponential(3)} (official bf16: ${relErr(expected('decoded_bf16_official'), expected('decoded')).toExponential(3)})`);
     }
     await Device.cpu.synchronize();
     expect(Device.cpu.memory().bytesInUse).toBe(baseline);
   });
 
-  it('encode: frames [1, 17, 3, 64, 64] -> encoded_moments [1, 3, 8, 4, 4], rel <= 1e-4; memory back to baseline', async () => {
+  it('encode: frames [1, 17, 3, 64, 64] -> encoded_moments [1, 3, 8, 4, 4], rel <= 10x the measured f32 error; memory back to baseline', async () => {
     const baseline = Device.cpu.memory().bytesInUse;
     {
       using frames = input('frames');
       using moments = await vae.encodeMoments(frames);
       expect(moments.shape).toEqual([1, 3, 8, 4, 4]);
-      const rel = expectRelErr(await moments.toFloat32(), expected('encoded_moments'), 1e-4, 'encoded_moments');
+      const rel = expectRelErr(await moments.toFloat32(), expected('encoded_moments'), F32_GOLDEN.vaeEncode, 'encoded_moments');
       console.log(`vae encode f32 CPU rel err ${rel.toExponential(3)} (official bf16: ${relErr(expected('encoded_moments_bf16_official'), expected('encoded_moments')).toExponential(3)})`);
     }
     await Device.cpu.synchronize();
@@ -78,7 +80,7 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
       onChunk: async (frames, index, total) => {
         seen.push({ index, total, shape: frames.shape });
         const want = expected('decoded').subarray(index * 17 * frameSize, (index + 1) * 17 * frameSize);
-        expectRelErr(await frames.toFloat32(), want, 1e-4, `chunk ${index}`);
+        expectRelErr(await frames.toFloat32(), want, F32_GOLDEN.vaeDecode, `chunk ${index}`);
       },
     });
     expect(result).toBeUndefined();
@@ -104,10 +106,10 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     const last = av.subarray(16 * frameSize, 17 * frameSize), firstOfNext = bv.subarray(0, frameSize);
     const newFirst = firstOfNext.map((v, i) => 0.6 * v + 0.4 * last[i]!);
     const newLast = last.map((v, i) => 0.6 * v + 0.4 * newFirst[i]!);
-    expectRelErr(newLast, mixed.subarray(16 * frameSize, 17 * frameSize), 1e-4, 'mixed last frame of chunk 0');
-    expectRelErr(newFirst, mixed.subarray(17 * frameSize, 18 * frameSize), 1e-4, 'mixed first frame of chunk 1');
+    expectRelErr(newLast, mixed.subarray(16 * frameSize, 17 * frameSize), F32_GOLDEN.vaeDecode, 'mixed last frame of chunk 0');
+    expectRelErr(newFirst, mixed.subarray(17 * frameSize, 18 * frameSize), F32_GOLDEN.vaeDecode, 'mixed first frame of chunk 1');
     // Away from the boundary, chunks are independent: frames 1..15 of chunk 1 are untouched by the mix.
-    expectRelErr(bv.subarray(frameSize, 16 * frameSize), mixed.subarray(18 * frameSize, 33 * frameSize), 1e-4, 'chunk 1 interior');
+    expectRelErr(bv.subarray(frameSize, 16 * frameSize), mixed.subarray(18 * frameSize, 33 * frameSize), F32_GOLDEN.vaeDecode, 'chunk 1 interior');
   });
 
   it('time-sliced GroupNorm + conv (forced on every layer), through the async iterator, gives the same frames', async () => {
@@ -148,7 +150,7 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
       mean.set(moments.subarray(t * 128, t * 128 + 64), t * 64);
       logvar.set(moments.subarray(t * 128 + 64, t * 128 + 128), t * 64);
     }
-    expectRelErr(await mode.toFloat32(), mean, 1e-4, 'mode');
+    expectRelErr(await mode.toFloat32(), mean, F32_GOLDEN.vaeEncode, 'mode');
     using s1 = await vae.encode(frames, { sample: { seed: 7 } });
     using s2 = await vae.encode(frames, { sample: { seed: 7 } });
     using s3 = await vae.encode(frames, { sample: { seed: 8 } });
@@ -170,15 +172,24 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     using latents = input('latents');
     const controller = new AbortController();
     let chunks = 0;
-    const decoding = vae.decode(latents, {
-      signal: controller.signal,
-      onChunk: () => {
-        chunks++;
-      },
-    });
-    setTimeout(() => controller.abort(new Error('stop')), 5);
-    const error = await decoding.then(() => undefined, (e: unknown) => e);
-    expect(isStepVideoError(error, 'ERR_ABORTED')).toBe(true);
+    const opsBefore = opCount('cpu');
+    let settled = false;
+    const outcome = vae
+      .decode(latents, {
+        signal: controller.signal,
+        onChunk: () => {
+          chunks++;
+        },
+      })
+      .then(() => undefined, (e: unknown) => e)
+      .finally(() => (settled = true));
+    // Abort once the decoder is at work (its first ops are on the queue), whatever the runner's load:
+    // no timer that a busy machine could delay past the whole decode.
+    while (opCount('cpu') === opsBefore && !settled) await new Promise((resolve) => setImmediate(resolve));
+    expect(settled, 'the decode ended before it enqueued any op').toBe(false);
+    controller.abort(new Error('stop'));
+    const error = await outcome;
+    expect(isStepVideoError(error, 'ERR_ABORTED'), String(error)).toBe(true);
     expect(chunks).toBe(0);
     await Device.cpu.synchronize();
     expect(Device.cpu.memory().bytesInUse).toBe(baseline + latents.byteLength);
@@ -191,13 +202,13 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     expect(decode.code, decode.stderr).toBe(0);
     const decoded = (await readSafetensors(decodedFile)).get('decoded')!;
     expect(decoded.shape).toEqual([1, 34, 3, 64, 64]);
-    expectRelErr(decoded.data as Float32Array, expected('decoded'), 1e-4, 'vae-decode component');
+    expectRelErr(decoded.data as Float32Array, expected('decoded'), F32_GOLDEN.vaeDecode, 'vae-decode component');
     const encodedFile = path.join(work, 'encoded.safetensors');
     const encode = await runCli(['run', 'vae-encode', '--model', path.join(tinyModelDir, 'vae'), '--inputs', casePath('vae_case.safetensors'), '--output', encodedFile, '--device', 'cpu']);
     expect(encode.code, encode.stderr).toBe(0);
     const moments = (await readSafetensors(encodedFile)).get('encoded_moments')!;
     expect(moments.shape).toEqual([1, 3, 8, 4, 4]);
-    expectRelErr(moments.data as Float32Array, expected('encoded_moments'), 1e-4, 'vae-encode component');
+    expectRelErr(moments.data as Float32Array, expected('encoded_moments'), F32_GOLDEN.vaeEncode, 'vae-encode component');
     // A latent frame count that is not a multiple of 3 is a shape error naming the tensor.
     const bad = path.join(work, 'bad.safetensors');
     await writeSafetensors(bad, { latents: { dtype: 'f32', shape: [1, 4, 4, 4, 4], data: new Float32Array(256) } });

@@ -1,6 +1,6 @@
-// The Hopper attention kernel (cuda/attention_sm90.cuh, STEPVIDEO_ATTENTION=hopper) on an sm_90
+// The Hopper attention kernel (cuda/attention_sm90.cuh, kernel policy attention = hopper) on an sm_90
 // GPU, written without one and opt-in until this suite passes on the H200. Every schedule and ring
-// depth (STEPVIDEO_ATTENTION_HOPPER_SCHEDULE = serial | overlap | pingpong, _STAGES = 2 | 3) runs
+// depth (policy hopperSchedule = serial | overlap | pingpong, hopperStages = 2 | 3) runs
 // against the CPU twin (f32, exact softmax, on the same bf16 values) and against the mma kernel:
 // its bf16 error must be within 1.25x of the mma kernel's, measured against the same reference.
 // N in {1, 127, 129, 4,096, 75,888}, both batch items with different key-prefix lengths, random
@@ -11,13 +11,13 @@ import { describe, expect, it } from 'vitest';
 import { roundBf16 } from '../../lib/dtype.js';
 import { backendInfo, getDevice } from '../../lib/device.js';
 import { StepVideoError } from '../../lib/errors.js';
+import { kernelPolicyFromEnvironment } from '../../lib/kernel-policy.js';
 import { attention, attentionKernel, type AttentionOptions } from '../../lib/kernels/attention.js';
 import { randomNormal } from '../../lib/kernels/random.js';
 import { cast, scale, square, sub, sum } from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { expectRelErr, relErr } from '../helpers/compare.js';
-import { withEnv } from '../helpers/env.js';
-import { describeGpu, fitEmulated, gpuAvailable, gpuSkipReason } from '../helpers/gpu.js';
+import { describeGpu, fitEmulated, gpuAvailable, gpuSkipReason, withPolicy } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 
 // ---- where the suite can run ----
@@ -50,8 +50,8 @@ const DEFAULT_VARIANT: Variant = { schedule: 'pingpong', stages: 2 };
 const label = (v: Variant): string => `${v.schedule}, ${v.stages} stages`;
 
 const onHopper = <T>(variant: Variant, fn: () => T): T =>
-  withEnv({ STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_SCHEDULE: variant.schedule, STEPVIDEO_ATTENTION_HOPPER_STAGES: String(variant.stages) }, fn);
-const onMma = <T>(fn: () => T): T => withEnv({ STEPVIDEO_ATTENTION: 'mma' }, fn);
+  withPolicy({ attention: 'hopper', hopperSchedule: variant.schedule, hopperStages: variant.stages }, fn);
+const onMma = <T>(fn: () => T): T => withPolicy({ attention: 'mma' }, fn);
 
 function expectErrorCode(fn: () => unknown, code: string, pattern?: RegExp): void {
   let caught: unknown;
@@ -325,16 +325,20 @@ describeHopper('attention: Hopper kernel (sm_90a) vs the CPU twin and the mma ke
     using storage = Tensor.from(shifted, [shifted.length], { device: 'cuda', dtype: 'bf16' });
     using misaligned = storage.viewAs([2, 2, 40, 128], 'bf16', 2);
     expectErrorCode(() => hopper(() => attention(misaligned, x, x)), 'ERR_UNSUPPORTED', /16-byte aligned/);
-    expectErrorCode(() => withEnv({ STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_SCHEDULE: 'fastest' }, () => attention(x, x, x)), 'ERR_ARGUMENT', /SCHEDULE/);
-    expectErrorCode(() => withEnv({ STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_STAGES: '4' }, () => attention(x, x, x)), 'ERR_ARGUMENT', /STAGES/);
+    // A variant that does not exist: refused where the policy is set, from the environment or by argument.
+    expectErrorCode(() => kernelPolicyFromEnvironment({ STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_SCHEDULE: 'fastest' }), 'ERR_ARGUMENT', /STEPVIDEO_ATTENTION_HOPPER_SCHEDULE/);
+    expectErrorCode(() => kernelPolicyFromEnvironment({ STEPVIDEO_ATTENTION: 'hopper', STEPVIDEO_ATTENTION_HOPPER_STAGES: '4' }), 'ERR_ARGUMENT', /STEPVIDEO_ATTENTION_HOPPER_STAGES/);
+    expectErrorCode(() => withPolicy({ hopperSchedule: 'fastest' as never }, () => attention(x, x, x)), 'ERR_ARGUMENT', /hopperSchedule/);
+    expectErrorCode(() => withPolicy({ hopperStages: 4 as never }, () => attention(x, x, x)), 'ERR_ARGUMENT', /hopperStages/);
   });
 
   it('automatic dispatch keeps the mma kernel while the Hopper kernel is opt-in', () => {
-    // kHopperValidated in cuda/attention.cu is false until this suite and the benchmark have run on
-    // the H200; the session that flips it changes the expectation below to 'hopper'.
+    // The policy's hopperInAuto (lib/kernel-policy.ts) is false until this suite and the benchmark have
+    // run on the H200; the session that flips its default changes the expectation below to 'hopper'.
     using q = Tensor.zeros([2, 48, 300, 128], 'bf16', 'cuda');
     using kvLen = Tensor.from(Int32Array.from([300, 200]), [2], { device: 'cuda' });
-    expect(withEnv({ STEPVIDEO_ATTENTION: 'auto' }, () => attentionKernel(q, q, q, { kvLen }))).toBe('mma');
+    expect(withPolicy({ attention: 'auto' }, () => attentionKernel(q, q, q, { kvLen }))).toBe('mma');
+    expect(withPolicy({ attention: 'auto', hopperInAuto: true }, () => attentionKernel(q, q, q, { kvLen }))).toBe('hopper');
     expect(onHopper(DEFAULT_VARIANT, () => attentionKernel(q, q, q, { kvLen }))).toBe('hopper');
   });
 

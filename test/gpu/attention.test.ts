@@ -1,18 +1,19 @@
 // The tensor-core attention path (cuda/attention_mma.cuh) against the generic path on the same
 // inputs, bf16 and f16: every attention case (also against its float64 reference), mid-size
 // cases with many key tiles, masked keys holding NaN, automatic dispatch and its fallbacks, and
-// memory returning to its baseline. STEPVIDEO_ATTENTION picks the path (generic | mma).
+// memory returning to its baseline. The device's kernel policy picks the path (generic | mma).
 import { expect, it } from 'vitest';
 
 import { f16BitsToF32, f32ToF16Bits, roundBf16 } from '../../lib/dtype.js';
 import { getDevice } from '../../lib/device.js';
 import { StepVideoError } from '../../lib/errors.js';
+import type { KernelPolicy } from '../../lib/kernel-policy.js';
 import { attention, type AttentionOptions } from '../../lib/kernels/attention.js';
 import { cast } from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { attentionCases, attentionRef } from '../cases/attention.js';
 import { expectRelErr, relErr } from '../helpers/compare.js';
-import { describeGpu, fitEmulated } from '../helpers/gpu.js';
+import { describeGpu, fitEmulated, withPolicy } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 
 type Half = 'bf16' | 'f16';
@@ -22,16 +23,9 @@ const TENSOR_CORE_HEAD_DIMS = [64, 128, 256, 512];
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 const rounder = (dtype: Half) => (dtype === 'bf16' ? roundBf16 : roundF16);
 
-/** Runs fn with STEPVIDEO_ATTENTION set (the op reads it when it is enqueued). */
+/** Runs fn with the device's attention kernel chosen (the op reads the policy when it is enqueued). */
 function onPath<T>(path: Path | string, fn: () => T): T {
-  const before = process.env.STEPVIDEO_ATTENTION;
-  process.env.STEPVIDEO_ATTENTION = path;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.STEPVIDEO_ATTENTION;
-    else process.env.STEPVIDEO_ATTENTION = before;
-  }
+  return withPolicy({ attention: path as KernelPolicy['attention'] }, fn);
 }
 
 /**
@@ -205,7 +199,7 @@ describeGpu('attention: tensor-core path vs generic path', () => {
     using fallback = attention(misaligned, aligned, aligned);
     using viaGeneric = onPath('generic', () => attention(aligned, aligned, aligned));
     expectIdentical(await fallback.toFloat32(), await viaGeneric.toFloat32(), 'misaligned view falls back to the generic path');
-    expectErrorCode(() => onPath('fastest', () => attention(aligned, aligned, aligned)), 'ERR_ARGUMENT', /STEPVIDEO_ATTENTION/);
+    expectErrorCode(() => onPath('fastest', () => attention(aligned, aligned, aligned)), 'ERR_ARGUMENT', /attention must be one of auto, generic, mma, hopper, got 'fastest'/);
   });
 
   it('returns device memory to its baseline', async () => {

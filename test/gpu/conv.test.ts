@@ -1,5 +1,5 @@
 // The conv3d tensor-core kernels against the CPU twin, each forced explicitly: the default mma.sync
-// kernel (every tile shape) and the opt-in Hopper wgmma kernel (STEPVIDEO_CONV_KERNEL=wgmma, sm_90a
+// kernel (every tile shape) and the opt-in Hopper wgmma kernel (kernel policy conv = wgmma, sm_90a
 // builds on compute capability 9.0). Inputs are bf16 values, so the CPU twin (f32) sees the same
 // numbers; the error left is the output rounding and the accumulation order. The kernel cases in
 // test/cases/conv.ts cover the default dispatch in f32 and bf16 as well.
@@ -68,7 +68,7 @@ async function runConv(spec: ConvSpec, data: ReturnType<typeof makeInputs>, devi
 
 describeGpu('conv3d tensor-core kernels vs the CPU twin', () => {
   afterEach(() => {
-    delete process.env.STEPVIDEO_CONV_KERNEL;
+    getDevice('cuda').setKernelPolicy({ conv: 'auto' });
   });
 
   const cc = (() => {
@@ -87,7 +87,7 @@ describeGpu('conv3d tensor-core kernels vs the CPU twin', () => {
       expect(mma.kernel).toMatch(/^mma-/);
       const tolerance = 6e-3;
       expectRelErr(mma.values, cpu.values, tolerance, `${name} ${mma.kernel}`);
-      process.env.STEPVIDEO_CONV_KERNEL = 'wgmma';
+      getDevice('cuda').setKernelPolicy({ conv: 'wgmma' });
       const wg = await runConv(spec, data, 'cuda', 'bf16');
       if (cc.startsWith('9.0')) expect(wg.kernel).toBe('wgmma-128x128');
       const err = expectRelErr(wg.values, cpu.values, tolerance, `${name} ${wg.kernel}`);
@@ -99,7 +99,7 @@ describeGpu('conv3d tensor-core kernels vs the CPU twin', () => {
   for (const large of convLargeCases().filter((c) => /mid 512|up\.0 block conv1/.test(c.name))) {
     it(`${large.name} through wgmma (real size, sampled)`, async () => {
       const expected = await large.runCpuSample();
-      process.env.STEPVIDEO_CONV_KERNEL = 'wgmma';
+      getDevice('cuda').setKernelPolicy({ conv: 'wgmma' });
       for (const dtype of large.dtypes ?? (['f32', 'bf16'] as const)) {
         using out = await large.runGpu(dtype);
         expectRelErr(large.sample(await out.toFloat32()), expected, large.tolerance[dtype], `${large.name} ${dtype} (wgmma where it applies)`);

@@ -8,9 +8,9 @@ import { roundBf16 } from '../../lib/dtype.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { allCases, largeCases } from '../cases/index.js';
-import type { OpInput } from '../cases/types.js';
+import { MUTANT_SEPARATION, type OpCase, type OpInput } from '../cases/types.js';
 import { bf16Tolerance, exactValues, expectIdentical, expectRelErr, relErr, roundArrayBf16 } from '../helpers/compare.js';
-import { describeGpu } from '../helpers/gpu.js';
+import { describeGpu, withPolicy } from '../helpers/gpu.js';
 
 function upload(input: OpInput, device: 'cpu' | 'cuda', floatDType: 'f32' | 'bf16', data = input.data): Tensor {
   return Tensor.from(data, input.shape, { device, dtype: input.dtype ?? floatDType });
@@ -18,6 +18,14 @@ function upload(input: OpInput, device: 'cpu' | 'cuda', floatDType: 'f32' | 'bf1
 
 function roundInput(input: OpInput): Float32Array | Int32Array {
   return input.dtype === undefined ? Float32Array.from(input.data as Float32Array, roundBf16) : input.data;
+}
+
+/** The case's mutants (a defect each) lie far outside the bound the output was held to (OpCase.mutants). */
+function expectFarFromMutants(got: Float32Array, testCase: OpCase, data: Array<ArrayLike<number>>, tolerance: number, what: string): void {
+  for (const mutant of testCase.mutants ?? []) {
+    const distance = relErr(got, mutant.reference(data));
+    expect(distance, `${what}: ${mutant.defect} is only ${distance.toExponential(2)} away`).toBeGreaterThan(MUTANT_SEPARATION * tolerance);
+  }
 }
 
 describeGpu('kernels on CUDA', () => {
@@ -39,6 +47,7 @@ describeGpu('kernels on CUDA', () => {
         const tolerance = testCase.cudaF32Tolerance?.() ?? Math.max(testCase.tolerance ?? 0, 1e-5);
         expectRelErr(got, ref, tolerance, `${testCase.name} vs reference`);
         expectRelErr(got, await cpuOut.toFloat32(), tolerance, `${testCase.name} vs CPU twin`);
+        expectFarFromMutants(got, testCase, testCase.inputs.map((input) => input.data), tolerance, `${testCase.name} (f32)`);
       }
       for (const t of [...onGpu, ...onCpu, gpuOut, cpuOut]) t.dispose();
     });
@@ -50,7 +59,12 @@ describeGpu('kernels on CUDA', () => {
       expect(out.dtype).toBe('bf16');
       const ref = testCase.reference(rounded);
       if (testCase.exact) expectIdentical(await exactValues(out), ref, `${testCase.name} bf16`);
-      else expectRelErr(await out.toFloat32(), ref, bf16Tolerance(ref), `${testCase.name} bf16`);
+      else {
+        const got = await out.toFloat32();
+        const tolerance = bf16Tolerance(ref);
+        expectRelErr(got, ref, tolerance, `${testCase.name} bf16`);
+        expectFarFromMutants(got, testCase, rounded, tolerance, `${testCase.name} (bf16)`);
+      }
       for (const t of [...onGpu, out]) t.dispose();
     });
   }
@@ -76,13 +90,7 @@ describeGpu('kernels on CUDA', () => {
         const data = testCase.inputs.map((input) => (dtype === 'bf16' ? roundInput(input) : input.data));
         const inputs = testCase.inputs.map((input, i) => upload(input, 'cuda', dtype, data[i]));
         const viaLt = testCase.run(inputs);
-        process.env.STEPVIDEO_GEMM = 'fallback';
-        let viaFallback: Tensor;
-        try {
-          viaFallback = testCase.run(inputs);
-        } finally {
-          delete process.env.STEPVIDEO_GEMM;
-        }
+        const viaFallback = withPolicy({ gemm: 'fallback' }, () => testCase.run(inputs));
         const ref = testCase.reference(data);
         const tolerance = dtype === 'bf16' ? bf16Tolerance(ref) : 1e-5;
         const fallback = await viaFallback.toFloat32();

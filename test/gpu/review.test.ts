@@ -22,8 +22,7 @@ import { upsampleResidual } from '../../lib/kernels/vae.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { bf16Tolerance, expectRelErr } from '../helpers/compare.js';
-import { withEnv } from '../helpers/env.js';
-import { describeGpu, itUnlessEmulated } from '../helpers/gpu.js';
+import { describeGpu, itUnlessEmulated, withPolicy } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 
 type Float = 'f32' | 'bf16';
@@ -88,7 +87,7 @@ function offsetCases(): OffsetCase[] {
     {
       name: 'matmul transB + bias, fallback kernel',
       inputs: [input(37, 64), input(48, 64), gain(48)],
-      run: ([a, w, b]) => withEnv({ STEPVIDEO_GEMM: 'fallback' }, () => ops.matmul(a!, w!, { transB: true, bias: b! })),
+      run: ([a, w, b]) => withPolicy({ gemm: 'fallback' }, () => ops.matmul(a!, w!, { transB: true, bias: b! })),
     },
     { name: 'softmax 3x100', inputs: [input(3, 100)], run: ([x]) => ops.softmax(x!) },
     { name: 'swiglu 3x(2x40)', inputs: [input(3, 80)], run: ([x]) => swiglu(x!) },
@@ -264,7 +263,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     expect(conv3dKernelName(x, weight, { bias, padding }), 'the default tensor-core kernel runs past 2^31').toBe('mma-128x128');
     for (const choice of kernels) {
       const run = () => conv3d(x, weight, { bias, padding });
-      using out = choice === 'wgmma' ? withEnv({ STEPVIDEO_CONV_KERNEL: 'wgmma' }, run) : run();
+      using out = choice === 'wgmma' ? withPolicy({ conv: 'wgmma' }, run) : run();
       expectPast2To31(out);
       using pixelRows = out.reshape(T * H, W, cout);
       expectRelErr(await tail(pixelRows, 1), expected, 6e-3, `conv3d (${choice}) last output row`);
@@ -287,8 +286,8 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     using kc = await toCpuF32(k);
     using vc = await toCpuF32(v);
     const expected = await cpuResult(attention(qc, kc, vc));  // [1, rows, H, D]
-    for (const path of ['mma', 'generic']) {
-      using out = withEnv({ STEPVIDEO_ATTENTION: path }, () => attention(q, k, v));
+    for (const path of ['mma', 'generic'] as const) {
+      using out = withPolicy({ attention: path }, () => attention(q, k, v));
       expectPast2To31(out);
       using tokens = out.reshape(Nq, H, D);
       // bf16 P before P·V and the rounded output, as in the real-size attention cases.
@@ -311,7 +310,7 @@ describeGpu('CUDA kernels on offset views and past 2^31 elements (review)', () =
     const expected = await cpuResult(ops.matmul(ac, wc, { transB: true, bias: bc }));
     for (const path of ['cublaslt', 'fallback']) {
       const run = () => ops.matmul(a, w, { transB: true, bias: b });
-      using out = path === 'fallback' ? withEnv({ STEPVIDEO_GEMM: 'fallback' }, run) : run();
+      using out = path === 'fallback' ? withPolicy({ gemm: 'fallback' }, run) : run();
       expectPast2To31(out);
       using outRows = out.reshape(batch * m, n);
       expectRelErr(await tail(outRows, rows), expected, bf16Tolerance(expected), `matmul (${path}) last rows`);

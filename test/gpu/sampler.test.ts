@@ -225,7 +225,7 @@ describeGpu('sampler on CUDA', () => {
       ...run,
       signal: controller.signal,
       onBlock: ({ step, block }) => {
-        if (step === 2 && block === 1) controller.abort();
+        if (step === 1 && block === 1) controller.abort();
       },
     }).catch((e: unknown) => (error = e));
     expect(isStepVideoError(error, 'ERR_ABORTED'), String(error)).toBe(true);

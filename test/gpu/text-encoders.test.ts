@@ -18,7 +18,7 @@ import type { ComputeDType } from '../../lib/models/compute-dtype.js';
 import { ConfigJson } from '../../lib/models/json-config.js';
 import { StepLlm } from '../../lib/models/step-llm/index.js';
 import { parseStepLlmConfig, stepLlmWeightSpec } from '../../lib/models/step-llm/config.js';
-import { TextEncoder } from '../../lib/models/text-encoder.js';
+import { CaptionEncoder } from '../../lib/models/caption-encoder.js';
 import { randomWeights } from '../../lib/models/weight-source.js';
 import { bf16Tolerance, expectRelErr } from '../helpers/compare.js';
 import { casePath, requireGolden, tinyModelDir } from '../helpers/golden.js';
@@ -206,13 +206,13 @@ describeGpu('text encoders on CUDA', () => {
   it('encodePrompts on CUDA (Step-LLM bf16, CLIP f32, bf16 outputs) against the CPU encoder; abort frees everything', async () => {
     const prompts = ['A golden retriever runs along the beach at sunset, waves crashing behind it.', '', 'Time-lapse of clouds rolling over snow-capped mountains, cinematic lighting.'];
     const options = { tokenizerModel: 'step_llm/sp_bpe.model' };
-    using cpu = await TextEncoder.load(tinyModelDir, { ...options, device: 'cpu' });
+    using cpu = await CaptionEncoder.load(tinyModelDir, { ...options, device: 'cpu' });
     const reference = await cpu.encodePrompts(prompts);
     const [yRef, clipRef] = [await reference.y.toFloat32(), await reference.clip.toFloat32()];
     reference.y.dispose();
     reference.clip.dispose();
     await noLeak(async () => {
-      using encoder = await TextEncoder.load(tinyModelDir, { ...options, device: 'cuda' });
+      using encoder = await CaptionEncoder.load(tinyModelDir, { ...options, device: 'cuda' });
       expect([encoder.llm.dtype, encoder.clip.dtype, encoder.outputDType]).toEqual(['bf16', 'f32', 'bf16']);
       const { y, yMask, clip } = await encoder.encodePrompts(prompts);
       using yOwned = y;

@@ -7,7 +7,8 @@
 // means the GPU tests ran.
 import { describe, it } from 'vitest';
 
-import { cudaAvailable, cudaUnavailableReason } from '../../lib/device.js';
+import { cudaAvailable, cudaUnavailableReason, getDevice } from '../../lib/device.js';
+import type { KernelPolicy } from '../../lib/kernel-policy.js';
 import { native } from '../../lib/native.js';
 
 export const gpuAvailable = cudaAvailable();
@@ -73,4 +74,23 @@ export function itUnlessEmulated(name: string, reason: string, fn: () => Promise
 export function describeUnlessEmulated(name: string, reason: string, body: () => void): void {
   if (emulatedDevice) describe.skip(`${name} [emulated device: skipped, ${reason}]`, body);
   else describe(name, body);
+}
+
+// ---- kernel choices ----
+
+/** Runs fn with these kernel choices on cuda:0 (ops read the device's policy when they are enqueued). */
+export function withPolicy<T>(changes: Partial<KernelPolicy>, fn: () => T): T {
+  return getDevice('cuda').withKernelPolicy(changes, fn);
+}
+
+/** As withPolicy for an async body: the choices hold until it settles (nothing else may use the device meanwhile). */
+export async function withPolicyAsync<T>(changes: Partial<KernelPolicy>, body: () => Promise<T>): Promise<T> {
+  const device = getDevice('cuda');
+  const before = device.kernelPolicy();
+  device.setKernelPolicy(changes);
+  try {
+    return await body();
+  } finally {
+    device.setKernelPolicy(before);
+  }
 }

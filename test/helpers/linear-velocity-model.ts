@@ -59,7 +59,7 @@ export class LinearVelocityModel implements VelocityModel {
     latents: Tensor,
     timestep: readonly number[],
     _context: Disposable,
-    options: { signal?: AbortSignal; onBlock?: (index: number, total: number) => void } = {},
+    options: { signal?: AbortSignal; onBlock?: (done: number, total: number) => void } = {},
   ): Promise<Tensor> {
     const call = this.calls.length;
     this.calls.push({ shape: [...latents.shape], dtype: latents.dtype, timestep: [...timestep] });
@@ -70,7 +70,7 @@ export class LinearVelocityModel implements VelocityModel {
         throwIfAborted(options.signal, 'fake DiT forward');
       }
       await new Promise((resolve) => setImmediate(resolve));
-      options.onBlock?.(block, this.blocks);
+      options.onBlock?.(block + 1, this.blocks);
     }
     const rows = this.dropRow ? latents.shape[0]! - 1 : latents.shape[0]!;
     const parts: Tensor[] = [];

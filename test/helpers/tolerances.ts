@@ -53,6 +53,42 @@ export const MEASURED = {
   ditFp8Bf16Weights: 1.39e-3,
 } as const;
 
+/**
+ * float32 limits of the CPU golden cases against the float64 references (docs/TOLERANCES.md, "CPU
+ * golden cases, float32"): 10x the CPU backend's measured error, per case and per captured DiT
+ * intermediate (keys as in dit_case.safetensors), rounded up to two digits.
+ */
+export const F32_GOLDEN = {
+  dit: {
+    output: 3.7e-5,
+    'inter.adaln_single': 7.2e-5,
+    'inter.adaln_single.embedded_timestep': 7.0e-5,
+    'inter.caption_projection': 4.0e-6,
+    'inter.clip_projection': 1.8e-6,
+    'inter.pos_embed': 1.5e-6,
+    'inter.transformer_blocks.0': 1.2e-5,
+    'inter.transformer_blocks.0.attn1': 5.6e-5,
+    'inter.transformer_blocks.0.attn2': 7.0e-6,
+    'inter.transformer_blocks.0.ff': 2.3e-5,
+    'inter.transformer_blocks.1': 1.6e-5,
+  } as Readonly<Record<string, number>>,
+  /** sampler_case latents_final (3 steps, cfg 9). */
+  sampler: 1.2e-5,
+  /** vae_case decoded, and every slice of it (chunks, boundary frames). */
+  vaeDecode: 7.1e-6,
+  /** vae_case encoded_moments, and the mode (the mean half). */
+  vaeEncode: 7.1e-6,
+  stepLlm: 5.0e-6,
+  clip: 2.6e-6,
+} as const;
+
+/** The f32 golden limit of a DiT tensor (`output` or an `inter.*` key); throws for a name without one. */
+export function ditGoldenLimit(name: string): number {
+  const limit = F32_GOLDEN.dit[name];
+  if (limit === undefined) throw new Error(`no f32 golden limit for DiT tensor ${name}: measure it and add it to F32_GOLDEN (docs/TOLERANCES.md)`);
+  return limit;
+}
+
 /** Asserts a re-measured reference distance is where docs/TOLERANCES.md says (within 2%). */
 export function isAsRecorded(measured: number, recorded: number): boolean {
   return Math.abs(measured - recorded) <= 0.02 * recorded;

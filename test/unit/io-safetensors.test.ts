@@ -12,7 +12,8 @@ import {
   readSafetensorsHeader,
   writeSafetensors,
 } from '../../lib/io/safetensors.js';
-import { numel, toDType } from '../../lib/io/tensor-record.js';
+import { toDType } from '../../lib/io/tensor-record.js';
+import { numel } from '../../lib/shape.js';
 import { requireGolden, tinyModelDir } from '../helpers/golden.js';
 
 let dir: string;

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { defaultOutputName, resolveFormat } from '../../lib/cli/output.js';
-import { ProgressReporter, describeProgress } from '../../lib/cli/progress.js';
+import { ProgressReporter, describeProgress } from '../../lib/cli/progress-reporter.js';
 import type { Device } from '../../lib/device.js';
 import { isStepVideoError } from '../../lib/errors.js';
 import { parseClipConfig } from '../../lib/models/clip/config.js';
@@ -176,7 +176,7 @@ describe('progress and ETA', () => {
   it('describes each stage, marking what ends a line', () => {
     const step = describeProgress({ stage: 'denoise', step: 3, total: 50, elapsedMs: 6000, etaMs: 94_000, fraction: 0.06 });
     expect(step).toEqual({ text: expect.stringMatching(/^denoising \[#.*\] step 3\/50, 2\.0 s\/step, ETA 1 min 34 s$/), final: true });
-    const block = describeProgress({ stage: 'denoise', step: 4, total: 50, block: 10, blocks: 48, elapsedMs: 6500, etaMs: 1, fraction: 0.07 });
+    const block = describeProgress({ stage: 'denoise', step: 3, total: 50, block: 10, blocks: 48, elapsedMs: 6500, etaMs: 1, fraction: 0.07 });
     expect(block.final).toBe(false);
     expect(block.text).toContain('step 4/50 block 10/48');
     expect(describeProgress({ stage: 'load', part: 'dit', loadedBytes: 10, totalBytes: 20, fraction: 0.5 }).final).toBe(false);
@@ -188,7 +188,7 @@ describe('progress and ETA', () => {
 
   it('redraws in place on a terminal and prints whole lines otherwise', () => {
     const updates = [
-      { stage: 'denoise', step: 1, total: 2, block: 1, blocks: 2, elapsedMs: 1, etaMs: 3, fraction: 0.25 },
+      { stage: 'denoise', step: 0, total: 2, block: 1, blocks: 2, elapsedMs: 1, etaMs: 3, fraction: 0.25 },
       { stage: 'denoise', step: 1, total: 2, elapsedMs: 2, etaMs: 2, fraction: 0.5 },
       { stage: 'denoise', step: 2, total: 2, elapsedMs: 4, etaMs: 0, fraction: 1 },
       { stage: 'decode', chunk: 1, total: 1, elapsedMs: 5, etaMs: 0, fraction: 1 },

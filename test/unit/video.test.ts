@@ -60,6 +60,101 @@ function decodePng(png: Buffer): { width: number; height: number; rgb: Uint8Arra
   return { width, height, rgb };
 }
 
+// ---- content checks: what a writer wrote, decoded, against the frames that went in ----
+
+/** Saturated colours whose channels are 0 or 255: any channel swap moves some of them by 255. */
+const SATURATED: ReadonlyArray<readonly [number, number, number]> = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]];
+/** Mid-range colours: no channel at 0 or 255, so nothing clips and a range error shows in full. */
+const MIDTONES: ReadonlyArray<readonly [number, number, number]> = [[200, 100, 50], [60, 180, 90], [40, 70, 210], [230, 220, 30]];
+const BLOCK = 16;
+
+/** Flat 16x16 blocks of four colours, the pattern moving by one colour per frame (frame order shows). */
+function blockFrames(count: number, height: number, width: number, colors: ReadonlyArray<readonly [number, number, number]>): RgbFrames {
+  const data = new Uint8Array(count * height * width * 3);
+  for (let t = 0; t < count; t++)
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++) data.set(colors[(Math.floor(x / BLOCK) + 3 * Math.floor(y / BLOCK) + t) % colors.length]!, ((t * height + y) * width + x) * 3);
+  return { width, height, count, data };
+}
+
+/** Largest |a - b| over all channels of the pixels at least `margin` pixels inside their 16x16 block. */
+function maxBlockInteriorError(a: Uint8Array, b: Uint8Array, frames: RgbFrames, margin: number): number {
+  const { count, height, width } = frames;
+  let worst = 0;
+  for (let t = 0; t < count; t++)
+    for (let y = 0; y < height; y++) {
+      if (y % BLOCK < margin || y % BLOCK >= BLOCK - margin) continue;
+      for (let x = 0; x < width; x++) {
+        if (x % BLOCK < margin || x % BLOCK >= BLOCK - margin) continue;
+        for (let c = 0; c < 3; c++) {
+          const i = ((t * height + y) * width + x) * 3 + c;
+          worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+        }
+      }
+    }
+  return worst;
+}
+
+/** The frames as a writer that exchanged R and B would have stored them. */
+function swapRedBlue(frames: RgbFrames): Uint8Array {
+  const out = Uint8Array.from(frames.data);
+  for (let i = 0; i < out.length; i += 3) [out[i], out[i + 2]] = [frames.data[i + 2]!, frames.data[i]!];
+  return out;
+}
+
+/** The frames as H.264 yuv420p (BT.601, limited range) with Cb and Cr exchanged would show them. */
+function swapChroma(frames: RgbFrames): Uint8Array {
+  const out = new Uint8Array(frames.data.length);
+  const clamp = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
+  for (let i = 0; i < out.length; i += 3) {
+    const [r, g, b] = [frames.data[i]!, frames.data[i + 1]!, frames.data[i + 2]!];
+    const y = 16 + (219 / 255) * (0.299 * r + 0.587 * g + 0.114 * b);
+    const cb = 128 + (224 / 255) * (-0.168736 * r - 0.331264 * g + 0.5 * b);
+    const cr = 128 + (224 / 255) * (0.5 * r - 0.418688 * g - 0.081312 * b);
+    const [u, v] = [cr - 128, cb - 128]; // exchanged
+    const l = (255 / 219) * (y - 16);
+    out[i] = clamp(l + (255 / 224) * 1.402 * v);
+    out[i + 1] = clamp(l - (255 / 224) * (0.344136 * u + 0.714136 * v));
+    out[i + 2] = clamp(l + (255 / 224) * 1.772 * u);
+  }
+  return out;
+}
+
+/** A video file decoded by ffmpeg to rgb24, frame after frame. */
+function decodeToRgb24(file: string, ffmpeg = requireFfmpeg().path): Buffer {
+  const result = spawnSync(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 28 });
+  if (result.error || result.status !== 0) throw new Error(`${ffmpeg} could not decode ${file}: ${result.error?.message ?? result.stderr.toString()}`);
+  return result.stdout;
+}
+
+interface Y4m {
+  header: string[];
+  frames: Array<{ y: Uint8Array; u: Uint8Array; v: Uint8Array }>;
+}
+
+/** Parses a 4:2:0 YUV4MPEG2 file: the header's parameters, then FRAME markers each followed by the Y, U and V planes. */
+function parseY4m(bytes: Buffer): Y4m {
+  const headerEnd = bytes.indexOf(0x0a);
+  const header = bytes.toString('ascii', 0, headerEnd).split(' ');
+  expect(header[0]).toBe('YUV4MPEG2');
+  const width = Number(header.find((p) => p.startsWith('W'))!.slice(1));
+  const height = Number(header.find((p) => p.startsWith('H'))!.slice(1));
+  const luma = width * height;
+  const chroma = (width / 2) * (height / 2);
+  const frames: Y4m['frames'] = [];
+  let at = headerEnd + 1;
+  while (at < bytes.length) {
+    const markerEnd = bytes.indexOf(0x0a, at);
+    expect(markerEnd, `FRAME marker at byte ${at}`).toBeGreaterThan(at);
+    expect(bytes.toString('ascii', at, markerEnd).split(' ')[0], `marker at byte ${at}`).toBe('FRAME');
+    at = markerEnd + 1;
+    expect(at + luma + 2 * chroma, `frame ${frames.length} is complete`).toBeLessThanOrEqual(bytes.length);
+    frames.push({ y: bytes.subarray(at, at + luma), u: bytes.subarray(at + luma, at + luma + chroma), v: bytes.subarray(at + luma + chroma, at + luma + 2 * chroma) });
+    at += luma + 2 * chroma;
+  }
+  return { header, frames };
+}
+
 describe('post-processing', () => {
   it('maps [-1, 1] to uint8 by truncation, clamping outside, NaN to 0, CHW to HWC', () => {
     const values = [-2, -1, -0.5, 0, 0.001, 0.5, 0.999, 1, 3, NaN, -0.99, 0.2];
@@ -100,6 +195,15 @@ describe('writers', () => {
     expect(existsSync(target)).toBe(false); // nothing at the target until finish
     await writer.finish();
     expect(readdirSync(target)).toEqual(['frame_00000.png', 'frame_00001.png', 'frame_00002.png']);
+    // Every written file holds its own frame, pixel for pixel, channels in PNG's R, G, B order (these
+    // frames differ between R and B almost everywhere, so a swap cannot pass).
+    const frameBytes = 17 * 23 * 3;
+    expect(Buffer.from(swapRedBlue(frames)).equals(Buffer.from(frames.data))).toBe(false);
+    for (let i = 0; i < 3; i++) {
+      const written = decodePng(readFileSync(path.join(target, `frame_0000${i}.png`)));
+      expect([written.width, written.height]).toEqual([23, 17]);
+      expect(Buffer.from(written.rgb).equals(Buffer.from(frames.data.subarray(i * frameBytes, (i + 1) * frameBytes))), `frame ${i}`).toBe(true);
+    }
   });
 
   it('writes YUV4MPEG2 with the right header and frame sizes', async () => {
@@ -109,9 +213,67 @@ describe('writers', () => {
     await writer.write(gradientFrames(1, 16, 24));
     await writer.finish();
     const bytes = readFileSync(target);
-    const header = 'YUV4MPEG2 W24 H16 F25:1 Ip A1:1 C420jpeg\n';
+    const header = 'YUV4MPEG2 W24 H16 F25:1 Ip A1:1 C420jpeg XCOLORRANGE=FULL\n';
     expect(bytes.toString('ascii', 0, header.length)).toBe(header);
     expect(bytes.length).toBe(header.length + 3 * ('FRAME\n'.length + 24 * 16 * 1.5));
+  });
+
+  it('stores each Y4M frame as Y, U, V planes of the BT.601 full-range conversion, chroma from each 2x2 mean', async () => {
+    // The conversion the writer documents (C420jpeg, BT.601 full range): Y = 0.299 R + 0.587 G +
+    // 0.114 B; Cb = 128 - 0.168736 R - 0.331264 G + 0.5 B and Cr = 128 + 0.5 R - 0.418688 G -
+    // 0.081312 B of the mean of each 2x2 block, clamped to [0, 255]. Every stored sample must be
+    // that value correctly rounded: within 0.5 (docs/TOLERANCES.md, "Video writers").
+    const [height, width] = [32, 48];
+    const parts = [gradientFrames(2, height, width), blockFrames(2, height, width, SATURATED)];
+    const target = path.join(work, 'planes.y4m');
+    const writer = openVideoWriter(target, { format: 'y4m', width, height });
+    for (const part of parts) await writer.write(part);
+    await writer.finish();
+    const y4m = parseY4m(readFileSync(target));
+    expect(y4m.header).toEqual(expect.arrayContaining([`W${width}`, `H${height}`, 'C420jpeg']));
+    expect(y4m.frames).toHaveLength(4);
+    const rgb = Buffer.concat(parts.map((p) => p.data));
+    const luma = (r: number, g: number, b: number) => 0.299 * r + 0.587 * g + 0.114 * b;
+    const cb = (r: number, g: number, b: number) => Math.min(255, Math.max(0, 128 - 0.168736 * r - 0.331264 * g + 0.5 * b));
+    const cr = (r: number, g: number, b: number) => Math.min(255, Math.max(0, 128 + 0.5 * r - 0.418688 * g - 0.081312 * b));
+    let worst = 0;
+    let bgrApart = 0; // how far a writer that read B, G, R would land (luma)
+    let uvApart = 0; // how far exchanged U and V planes would land
+    for (const [t, frame] of y4m.frames.entries()) {
+      const pixel = (x: number, y: number) => [...rgb.subarray(((t * height + y) * width + x) * 3, ((t * height + y) * width + x) * 3 + 3)] as [number, number, number];
+      for (let y = 0; y < height; y++)
+        for (let x = 0; x < width; x++) {
+          const [r, g, b] = pixel(x, y);
+          worst = Math.max(worst, Math.abs(frame.y[y * width + x]! - luma(r, g, b)));
+          bgrApart = Math.max(bgrApart, Math.abs(luma(b, g, r) - luma(r, g, b)));
+        }
+      for (let y = 0; y < height / 2; y++)
+        for (let x = 0; x < width / 2; x++) {
+          const block = [pixel(2 * x, 2 * y), pixel(2 * x + 1, 2 * y), pixel(2 * x, 2 * y + 1), pixel(2 * x + 1, 2 * y + 1)];
+          const [r, g, b] = [0, 1, 2].map((c) => block.reduce((sum, p) => sum + p[c]!, 0) / 4) as [number, number, number];
+          const at = y * (width / 2) + x;
+          worst = Math.max(worst, Math.abs(frame.u[at]! - cb(r, g, b)), Math.abs(frame.v[at]! - cr(r, g, b)));
+          uvApart = Math.max(uvApart, Math.abs(cb(r, g, b) - cr(r, g, b)));
+        }
+    }
+    expect(worst, 'largest distance of a stored sample from the exact conversion').toBeLessThanOrEqual(0.5 + 1e-9);
+    // The frames make the swaps visible: each would move some sample by far more than 0.5.
+    expect(bgrApart).toBeGreaterThan(20);
+    expect(uvApart).toBeGreaterThan(100);
+  });
+
+  it('writes Y4M that ffmpeg plays back as the frames that went in (full range declared)', async () => {
+    // Mid-range colours, so that neither range clips: a full-range file read as limited range moves
+    // them by up to 16 levels. Full-range 8-bit YCbCr and back is within 2.4 levels, ffmpeg's
+    // fixed-point conversion adds at most 1: 3 (docs/TOLERANCES.md, "Video writers").
+    const frames = blockFrames(4, 64, 96, MIDTONES);
+    const target = path.join(work, 'playback.y4m');
+    const writer = openVideoWriter(target, { format: 'y4m', width: 96, height: 64 });
+    await writer.write(frames);
+    await writer.finish();
+    const decoded = decodeToRgb24(target);
+    expect(decoded.length).toBe(frames.data.length);
+    expect(maxBlockInteriorError(decoded, frames.data, frames, 4)).toBeLessThanOrEqual(3);
   });
 
   it('leaves nothing behind when aborted', async () => {
@@ -253,6 +415,26 @@ describe('MP4 through ffmpeg', () => {
     expect(existsSync(target)).toBe(false);
     await writer.finish();
     expect(probeVideo(target)).toEqual({ codec: 'h264', pixFmt: 'yuv420p', width: 64, height: 48, frames: 51, fps: '25/1' });
+  });
+
+  it('decodes back to the frames that went in: flat colour blocks within 32 levels, where an R/B or U/V swap is 200+ off', async () => {
+    // H.264 yuv420p is lossy: 8-bit limited-range YCbCr (1.6 levels), chroma at half resolution
+    // (exact inside flat 2x2-aligned blocks; the decoder's chroma interpolation reaches 4 pixels, so
+    // 4 pixels at each block edge are left out) and x264's quantisation at CRF 25 (measured: 6 to 7
+    // levels in these blocks). 32 (docs/TOLERANCES.md, "Video writers") covers that 4x over; a channel
+    // swap moves the saturated colours by 200 levels or more, which the test checks of its frames.
+    const frames = blockFrames(6, 64, 96, SATURATED);
+    const target = path.join(work, 'content.mp4');
+    const writer = openVideoWriter(target, { format: 'mp4', width: 96, height: 64 });
+    await writer.write(frames);
+    await writer.finish();
+    const decoded = decodeToRgb24(target);
+    expect(decoded.length, 'decoded frames x 96 x 64 x 3').toBe(frames.data.length);
+    const error = maxBlockInteriorError(decoded, frames.data, frames, 4);
+    console.log(`MP4 round trip: largest block-interior error ${error} levels (bound 32)`);
+    expect(error).toBeLessThanOrEqual(32);
+    expect(maxBlockInteriorError(decoded, swapRedBlue(frames), frames, 4), 'R and B exchanged').toBeGreaterThanOrEqual(200);
+    expect(maxBlockInteriorError(decoded, swapChroma(frames), frames, 4), 'U and V exchanged').toBeGreaterThanOrEqual(200);
   });
 
   it('removes the partial file when aborted mid-stream', async () => {

@@ -5,7 +5,7 @@ import { StepVideoError } from '../../errors.js';
 import { runEval } from '../../eval/index.js';
 import { type OptionSpec, formatOptions, parseArgs, requireOption } from '../args.js';
 import { MODEL_OPTIONS, SAMPLING_OPTIONS, loadPipeline, requireFfmpegFor, samplingRequest } from '../pipeline-options.js';
-import { ProgressReporter } from '../progress.js';
+import { ProgressReporter } from '../progress-reporter.js';
 import type { CommandContext } from './types.js';
 
 const OPTIONS: readonly OptionSpec[] = [

@@ -8,8 +8,8 @@ import { StepVideoError } from '../../errors.js';
 import { formatDuration } from '../../pipeline/progress.js';
 import { type OptionSpec, formatOptions, parseArgs } from '../args.js';
 import { defaultOutputName, resolveFormat } from '../output.js';
-import { MODEL_OPTIONS, SAMPLING_OPTIONS, loadPipeline, requireFfmpegFor, samplingRequest } from '../pipeline-options.js';
-import { ProgressReporter } from '../progress.js';
+import { MODEL_OPTIONS, SAMPLING_OPTIONS, describeDiTWeights, loadPipeline, requireFfmpegFor, samplingRequest } from '../pipeline-options.js';
+import { ProgressReporter } from '../progress-reporter.js';
 import type { CommandContext } from './types.js';
 
 const OPTIONS: readonly OptionSpec[] = [
@@ -58,7 +58,7 @@ export async function generateCommand(argv: readonly string[], context: CommandC
       onWarning: (message) => reporter.message(`stepvideo: warning: ${message}`),
     });
     const { info } = video;
-    reporter.message(`stepvideo: ${info.frames} frames of ${info.width}x${info.height}, ${info.settings.steps} steps, cfg ${info.settings.cfgScale}, shift ${info.settings.timeShift} (${sv.device.name}, ${sv.dtype === 'f32' ? 'float32' : 'bfloat16'})`);
+    reporter.message(`stepvideo: ${info.frames} frames of ${info.width}x${info.height}, ${info.settings.steps} steps, cfg ${info.settings.cfgScale}, shift ${info.settings.timeShift} (${sv.device.name}, ${sv.dtype === 'f32' ? 'float32' : 'bfloat16'}${describeDiTWeights(sv)})`);
     const written = await video.save(out, { format, signal: context.signal, ...(parsed.options['no-denoise'] === true ? { denoise: false } : {}) });
     reporter.finish();
     context.stderr(`stepvideo: done in ${formatDuration(performance.now() - started)}`);

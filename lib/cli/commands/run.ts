@@ -4,6 +4,7 @@ import { parseDType } from '../../dtype.js';
 import { type Device, getDevice } from '../../device.js';
 import { StepVideoError } from '../../errors.js';
 import { type HostTensor, readSafetensors, writeSafetensors } from '../../io/safetensors.js';
+import { defaultComputeDType } from '../../models/compute-dtype.js';
 import { type OptionSpec, type ParsedArgs, formatOptions, parseArgs, requireOption } from '../args.js';
 import type { Component } from '../component.js';
 import { componentLoaders, componentNames } from '../components/index.js';
@@ -63,7 +64,7 @@ export async function readInputs(files: readonly string[], wanted: ReadonlySet<s
 export function resolveComputeDevice(parsed: ParsedArgs): { device: Device; dtype: 'f32' | 'bf16' } {
   const device = getDevice((parsed.options.device as 'cpu' | 'cuda' | undefined) ?? undefined);
   const requested = parsed.options.dtype as string | undefined;
-  const dtype = requested ? parseDType(requested) : device.isCuda ? 'bf16' : 'f32';
+  const dtype = requested ? parseDType(requested) : defaultComputeDType(device);
   if (dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_USAGE', 'unsupported --dtype', { expected: 'float32 or bfloat16', got: requested });
   if (dtype === 'bf16' && !device.isCuda) {
     throw new StepVideoError('ERR_UNSUPPORTED', 'the CPU backend computes in float32; use --dtype float32 or --device cuda');

@@ -4,8 +4,8 @@
 import { StepVideoError } from '../../errors.js';
 import { DEFAULT_LIMITS, createStepVideoServer } from '../../server/index.js';
 import { type OptionSpec, formatOptions, parseArgs } from '../args.js';
-import { MODEL_OPTIONS, loadPipeline } from '../pipeline-options.js';
-import { ProgressReporter } from '../progress.js';
+import { MODEL_OPTIONS, describeDiTWeights, loadPipeline } from '../pipeline-options.js';
+import { ProgressReporter } from '../progress-reporter.js';
 import type { CommandContext } from './types.js';
 
 const OPTIONS: readonly OptionSpec[] = [
@@ -47,7 +47,7 @@ export async function serveCommand(argv: readonly string[], context: CommandCont
   });
   try {
     const url = await server.listen();
-    context.stderr(`stepvideo serve: listening on ${url} (${pipeline.device.name}${pipeline.builtin ? ', built-in test model' : ''}); Ctrl-C stops`);
+    context.stderr(`stepvideo serve: listening on ${url} (${pipeline.device.name}${describeDiTWeights(pipeline)}${pipeline.builtin ? ', built-in test model' : ''}); Ctrl-C stops`);
     context.stdout(url);
     await new Promise<void>((resolve) => {
       if (context.signal.aborted) resolve();

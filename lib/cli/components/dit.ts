@@ -73,8 +73,8 @@ const component: Component = {
     using ditContext = model.prepareContext({ y, clip, mask: hostNumbers(maskHost) });
     using output = await model.forward(latents, timestep, ditContext, {
       signal: context.signal,
-      onBlock: (index, total) => {
-        if ((index + 1) % 8 === 0 || index + 1 === total) context.log(`dit: block ${index + 1}/${total}`);
+      onBlock: (done, total) => {
+        if (done % 8 === 0 || done === total) context.log(`dit: block ${done}/${total}`);
       },
     });
     return { output: { dtype: 'f32', shape: [...output.shape], data: await output.toFloat32() } };

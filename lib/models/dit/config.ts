@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { StepVideoError, asStepVideoError } from '../../errors.js';
+import { LATENT_CHANNELS } from '../vae/config.js';
 
 export interface DiTConfig {
   numAttentionHeads: number;
@@ -42,8 +43,8 @@ export interface DiTConfig {
 export const RELEASED_DIT_CONFIG = {
   num_attention_heads: 48,
   attention_head_dim: 128,
-  in_channels: 64,
-  out_channels: 64,
+  in_channels: LATENT_CHANNELS,
+  out_channels: LATENT_CHANNELS,
   num_layers: 48,
   dropout: 0,
   patch_size: 1,

@@ -13,5 +13,5 @@ export {
 } from './model.js';
 export { FP8_BLOCK_LINEARS } from './block-weights.js';
 export { STREAM_SLOTS, streamedBlockLayout } from './streaming.js';
-export { type DiTMemoryEstimate, type DiTMemoryInput, ditWeightBytes, estimateDiTMemory } from './memory.js';
+export { type DiTMemoryEstimate, type DiTMemoryInput, ditWeightBytes, estimateDiTMemory } from './memory-model.js';
 export { checkDiTCheckpoint, ditWeightSpec } from './weights.js';

@@ -3,7 +3,7 @@
 // forward awaits the device between blocks, so the event loop stays free, an AbortSignal is
 // honoured within a block's time, and no more than about two blocks are queued at once. Block
 // weights come from a BlockSource (block-weights.ts): resident in the model dtype or as FP8, or
-// streamed from pinned host memory (streaming.ts); memory.ts counts what a forward allocates.
+// streamed from pinned host memory (streaming.ts); memory-model.ts counts what a forward allocates.
 import type { Device, DeviceSpec } from '../../device.js';
 import { getDevice } from '../../device.js';
 import { StepVideoError, throwIfAborted } from '../../errors.js';
@@ -18,13 +18,14 @@ import { Rope3D, splitHeads } from '../../kernels/rope.js';
 import * as ops from '../../ops.js';
 import { formatShape } from '../../shape.js';
 import { Tensor, TensorScope } from '../../tensor.js';
+import { type ComputeDType, resolveComputeDType } from '../compute-dtype.js';
 import { type DiTConfig, readDiTConfig } from './config.js';
 import { type DiTNumerics, crossAttentionLengths, timestepSinusoid } from './conditioning.js';
 import { type BlockSource, type BlockWeights, type LinearWeight, isBlockTensor, loadResidentDiT, progressOver } from './block-weights.js';
 import { StreamedBlocks } from './streaming.js';
 import { checkDiTCheckpoint, ditWeightSpec } from './weights.js';
 
-export type DiTDType = 'f32' | 'bf16';
+export type DiTDType = ComputeDType;
 
 /** How the block Linear weights are held: in the compute dtype, or as e4m3 with per-channel scales. */
 export type DiTWeightFormat = 'model' | 'fp8';
@@ -75,8 +76,8 @@ export interface DiTConditioning {
 
 export interface DiTForwardOptions {
   signal?: AbortSignal;
-  /** Called once block `index` has finished on the device. */
-  onBlock?: (index: number, total: number) => void;
+  /** Called as blocks finish on the device, with the count done so far (1..total). */
+  onBlock?: (done: number, total: number) => void;
   /**
    * Receives intermediates named as the golden `inter.*` keys. The tensor is valid during the call
    * only: start a read (toFloat32) or clone() it there.
@@ -170,11 +171,7 @@ export class StepVideoDiT implements Disposable {
    */
   static async fromIndex(config: DiTConfig, index: WeightIndex, options: DiTLoadOptions = {}): Promise<StepVideoDiT> {
     const device = getDevice(options.device);
-    const dtype = options.dtype ?? (device.isCuda ? 'bf16' : 'f32');
-    if (dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_ARGUMENT', 'DiT dtype must be f32 or bf16', { got: dtype });
-    if (!device.isCuda && dtype !== 'f32') {
-      throw new StepVideoError('ERR_UNSUPPORTED', 'the CPU backend computes in f32', { expected: 'f32', got: dtype });
-    }
+    const dtype = resolveComputeDType(device, options.dtype, 'bf16', 'DiT');
     const numerics = options.numerics ?? (dtype === 'bf16' ? 'bf16-official' : 'exact');
     if (numerics !== 'exact' && numerics !== 'bf16-official') {
       throw new StepVideoError('ERR_ARGUMENT', 'unknown DiT numerics', { expected: "'exact' or 'bf16-official'", got: numerics });
@@ -386,7 +383,7 @@ export class StepVideoDiT implements Disposable {
         show(`transformer_blocks.${i}`, x);
         if (inFlight) {
           await inFlight;
-          onBlock?.(i - 1, cfg.numLayers);
+          onBlock?.(i, cfg.numLayers);
         }
         throwIfAborted(signal, 'DiT forward');
         inFlight = this.device.synchronize();
@@ -409,7 +406,7 @@ export class StepVideoDiT implements Disposable {
         throw error;
       }
       inFlight = undefined;
-      onBlock?.(cfg.numLayers - 1, cfg.numLayers);
+      onBlock?.(cfg.numLayers, cfg.numLayers);
       return output;
     } catch (error) {
       x?.dispose();
@@ -454,7 +451,7 @@ export class StepVideoDiT implements Disposable {
 
   /**
    * One StepVideoTransformerBlock (spec §2.3 step 4). Consumes `x` (disposed here) and returns the
-   * new residual stream; every temporary is freed as soon as it is dead (lib/models/dit/memory.ts
+   * new residual stream; every temporary is freed as soon as it is dead (lib/models/dit/memory-model.ts
    * counts the same lifetimes, and the tests hold it to the measured peak).
    */
   #block(i: number, w: BlockWeights, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, [B, N, D]: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {

@@ -5,25 +5,17 @@
 // acquire(i + 2) makes the work stream wait for that upload. Nothing on the host ever waits. On
 // the CPU backend the same protocol runs in program order (the tests check the bookkeeping there).
 import { Device } from '../../device.js';
-import { DTYPE_CODE, type DType } from '../../dtype.js';
+import { DTYPE_CODE, DTYPE_SIZE, type DType } from '../../dtype.js';
 import { StepVideoError, throwIfAborted } from '../../errors.js';
 import { type LoadProgress, loadRecords } from '../../io/load.js';
 import { toDType, type WeightIndex } from '../../io/tensor-record.js';
 import { Fp8Weight, quantizeFp8 } from '../../kernels/fp8.js';
-import { native, type NativeTensorHandle } from '../../native.js';
-import { contiguousStrides } from '../../shape.js';
+import { native, type NativeCopyEvent } from '../../native.js';
+import { contiguousStrides, numel } from '../../shape.js';
 import { Tensor } from '../../tensor.js';
 import { type BlockSource, type BlockWeights, FP8_BLOCK_LINEARS, blockPrefix, checkBlockIndex, progressOver } from './block-weights.js';
 import type { DiTConfig } from './config.js';
 import { ditWeightSpec } from './weights.js';
-
-interface StreamNative {
-  NativeTensor: new (device: number, dtype: number, shape: number[], pinned?: boolean) => NativeTensorHandle;
-  streamUpload(dst: NativeTensorHandle, src: NativeTensorHandle): unknown;
-  streamWait(device: number, event: unknown): void;
-  loadTensors(entries: Array<{ tensor: NativeTensorHandle; path: string; offset: number; byteLength: number; srcDtype: number }>): Promise<void>;
-}
-const n = native as unknown as StreamNative;
 
 /** Byte alignment of every tensor in a block buffer: what cuBLASLt's fastest kernels want. */
 const ALIGN = 256;
@@ -45,7 +37,7 @@ export function streamedBlockLayout(config: DiTConfig, dtype: DType, fp8: boolea
   let offset = 0;
   const place = (key: string, entryDType: DType, shape: number[]) => {
     entries.push({ key, dtype: entryDType, shape, byteOffset: offset });
-    const bytes = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[entryDType];
+    const bytes = numel(shape) * DTYPE_SIZE[entryDType];
     offset += Math.ceil(bytes / ALIGN) * ALIGN;
   };
   const prefix = blockPrefix(0);
@@ -62,8 +54,6 @@ export function streamedBlockLayout(config: DiTConfig, dtype: DType, fp8: boolea
   return { entries, bytes: offset };
 }
 
-const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, i64: 8, u8: 1 };
-
 interface Slot {
   buffer: Tensor;
   tensors: Map<string, Tensor>;
@@ -71,7 +61,7 @@ interface Slot {
   /** The block uploaded (or being uploaded) into this slot; -1 for none. */
   block: number;
   /** The upload's completion event (CUDA), null on the CPU or before any upload. */
-  done: unknown;
+  done: NativeCopyEvent | null;
 }
 
 function viewsOf(buffer: Tensor, entries: readonly Entry[]): { tensors: Map<string, Tensor>; fp8: Map<string, Fp8Weight> } {
@@ -88,7 +78,7 @@ function viewsOf(buffer: Tensor, entries: readonly Entry[]): { tensors: Map<stri
 }
 
 function pinnedHostBuffer(bytes: number): Tensor {
-  return new Tensor(new n.NativeTensor(-1, DTYPE_CODE.u8, [bytes], true), [bytes], 'u8', Device.cpu);
+  return new Tensor(new native.NativeTensor(-1, DTYPE_CODE.u8, [bytes], true), [bytes], 'u8', Device.cpu);
 }
 
 /** dst ← src (same dtype and size), src on the model device, dst a host view. */
@@ -159,7 +149,7 @@ export class StreamedBlocks implements BlockSource {
         // Tensors kept in the model dtype go straight from the file into the pinned buffer.
         const plain = entries.filter((e) => !e.key.endsWith('#scales') && !(fp8 && FP8_BLOCK_LINEARS.includes(e.key)));
         const plainBytes = plain.reduce((total, e) => total + index.get(prefix + e.key).byteLength, 0);
-        await n.loadTensors(
+        await native.loadTensors(
           plain.map((e) => {
             const record = index.get(prefix + e.key);
             const source = toDType(record.dtype);
@@ -215,7 +205,7 @@ export class StreamedBlocks implements BlockSource {
     }
     const slot = this.#slotOf(block);
     if (slot.block !== block) this.#upload(block);
-    n.streamWait(this.device.index, slot.done);
+    native.streamWait(this.device.index, slot.done);
     this.#inUse = block;
     return {
       tensor: (name) => this.#view(slot.tensors, name),
@@ -236,7 +226,7 @@ export class StreamedBlocks implements BlockSource {
     this.#disposed = true;
     for (const slot of this.#slots) {
       // The slot's memory is freed in order on the work stream: make that wait for its upload.
-      n.streamWait(this.device.index, slot.done);
+      native.streamWait(this.device.index, slot.done);
       for (const t of slot.tensors.values()) t.dispose();
       slot.buffer.dispose();
     }
@@ -262,7 +252,7 @@ export class StreamedBlocks implements BlockSource {
   /** Queues block's upload into its slot after all work enqueued so far (which may read the slot). */
   #upload(block: number): void {
     const slot = this.#slotOf(block);
-    slot.done = n.streamUpload(slot.buffer.handle, this.#host[block]!.handle);
+    slot.done = native.streamUpload(slot.buffer.handle, this.#host[block]!.handle);
     slot.block = block;
   }
 }

@@ -24,11 +24,13 @@ export interface VaeConfig {
   decoder: VaeTowerConfig;
 }
 
-/** Frames per independently decoded chunk, and the latent frames they come from. */
+/** Frames per independently decoded chunk, and the latent frames they come from: a video's frame count is a multiple of 17. */
 export const FRAMES_PER_CHUNK = 17;
 export const LATENTS_PER_CHUNK = 3;
-/** Spatial compression. */
+/** Spatial compression: a video's height and width are multiples of 16. */
 export const SPATIAL_FACTOR = 16;
+/** Latent channels of the released VAE (z_channels; the DiT's in_channels and out_channels). */
+export const LATENT_CHANNELS = 64;
 export const GROUP_NORM_GROUPS = 32;
 /** Encoder levels that end in a Downsample3D (level 0: Downsample2D, level 3: none). */
 export const ENCODER_3D_DOWN_LEVELS: readonly number[] = [1, 2];
@@ -38,7 +40,7 @@ export const DECODER_3D_UP_LEVELS: readonly number[] = [2, 3];
 export const DECODER_DROPPED_FRAMES = 3;
 
 export const RELEASED_VAE_CONFIG: VaeConfig = Object.freeze({
-  zChannels: 64,
+  zChannels: LATENT_CHANNELS,
   encoder: Object.freeze({ ch: 32, chMult: Object.freeze([4, 8, 16, 16]), blocksPerLevel: 2 }),
   decoder: Object.freeze({ ch: 128, chMult: Object.freeze([1, 2, 4, 4]), blocksPerLevel: 3 }),
 });

@@ -26,6 +26,7 @@ import { parseStepLlmConfig, stepLlmWeightSpec } from '../../models/step-llm/con
 import type { VaeConfig } from '../../models/vae/config.js';
 import { vaeWeightSpec } from '../../models/vae/weights.js';
 import * as ops from '../../ops.js';
+import { CLIP_TOKENS, LLM_TOKENS } from '../../tokenizers/caption-lengths.js';
 import { buildStepSentencePieceModel } from './sentencepiece-model.js';
 import { buildWordPieceVocab } from './wordpiece-vocab.js';
 
@@ -79,7 +80,7 @@ function llmConfig(vocabSize: number): Record<string, unknown> {
     ffn_hidden_size: 256,
     layernorm_epsilon: 1e-5,
     padded_vocab_size: Math.ceil(vocabSize / 64) * 64,
-    seq_length: 320,
+    seq_length: LLM_TOKENS,
     use_flash_attn: true,
     attention_dropout: 0,
     hidden_dropout: 0,
@@ -101,7 +102,7 @@ function clipConfig(vocabSize: number): Record<string, unknown> {
     hidden_act: 'gelu',
     hidden_dropout_prob: 0.1,
     attention_probs_dropout_prob: 0.1,
-    max_position_embeddings: 77,
+    max_position_embeddings: CLIP_TOKENS,
     type_vocab_size: 2,
     initializer_range: 0.02,
     layer_norm_eps: 1e-12,

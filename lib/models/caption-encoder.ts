@@ -10,17 +10,14 @@ import { StepVideoError, throwIfAborted } from '../errors.js';
 import type { LoadProgress } from '../io/load.js';
 import { cast } from '../ops.js';
 import type { Tensor } from '../tensor.js';
+import { CLIP_TOKENS, LLM_TOKENS } from '../tokenizers/caption-lengths.js';
 import { BertTokenizer } from '../tokenizers/wordpiece.js';
 import { StepTokenizer } from '../tokenizers/step-tokenizer.js';
 import { ClipTextEncoder } from './clip/index.js';
-import type { ComputeDType } from './compute-dtype.js';
+import { type ComputeDType, resolveComputeDType } from './compute-dtype.js';
 import { StepLlm } from './step-llm/index.js';
 
-/** Token lengths of the official server: Step-LLM max_length 320, CLIP max_length 77. */
-export const LLM_TOKENS = 320;
-export const CLIP_TOKENS = 77;
-
-export interface TextEncoderLoadOptions {
+export interface CaptionEncoderLoadOptions {
   device?: DeviceSpec;
   /** Step-LLM compute dtype; default bf16 on CUDA (official), f32 on the CPU. */
   llmDType?: ComputeDType;
@@ -43,7 +40,7 @@ export interface EncodedPrompts {
   clip: Tensor;
 }
 
-export class TextEncoder implements Disposable {
+export class CaptionEncoder implements Disposable {
   readonly device: Device;
   readonly outputDType: ComputeDType;
   readonly llm: StepLlm;
@@ -61,12 +58,9 @@ export class TextEncoder implements Disposable {
   }
 
   /** Loads both encoders and both tokenizers from the released root (step_llm/, hunyuan_clip/). */
-  static async load(modelDir: string, options: TextEncoderLoadOptions = {}): Promise<TextEncoder> {
+  static async load(modelDir: string, options: CaptionEncoderLoadOptions = {}): Promise<CaptionEncoder> {
     const device = getDevice(options.device);
-    const outputDType = options.outputDType ?? (device.isCuda ? 'bf16' : 'f32');
-    if (outputDType === 'bf16' && !device.isCuda) {
-      throw new StepVideoError('ERR_UNSUPPORTED', 'text encoder: the CPU backend holds f32 outputs only', { expected: 'outputDType f32 on the CPU', got: outputDType });
-    }
+    const outputDType = resolveComputeDType(device, options.outputDType, 'bf16', 'caption encoder outputDType');
     // Tokenizers first: they are cheap, and a wrong path should fail before gigabytes are read.
     const stepTokenizer = await StepTokenizer.load(path.resolve(modelDir, options.tokenizerModel ?? 'step_llm/step1_chat_tokenizer.model'));
     const clipTokenizer = BertTokenizer.fromPath(path.join(modelDir, 'hunyuan_clip', 'tokenizer'));
@@ -80,7 +74,7 @@ export class TextEncoder implements Disposable {
         ...progress('clip'),
         ...(options.clipDType ? { dtype: options.clipDType } : {}),
       });
-      return new TextEncoder({ device, outputDType, llm, clip, stepTokenizer, clipTokenizer });
+      return new CaptionEncoder({ device, outputDType, llm, clip, stepTokenizer, clipTokenizer });
     } catch (error) {
       llm.dispose();
       throw error;

@@ -5,7 +5,14 @@
 // device.memory() measured around a real forward at the golden size, so a change to the forward
 // that moves the peak shows up here too. Not counted (it is not in device.memory() either): the
 // cuBLASLt workspace (32 MiB per device) and the allocator's rounding and fragmentation.
+//
+// The forward peak is the live set: what CUDA's stream-ordered allocator holds, and the CPU backend
+// when its queue is drained after every op. A CPU queue that runs behind holds the temporaries of
+// the work in flight as well: an op's output is allocated when the op is enqueued and freed once
+// the last op reading it has run, so queuedPeakBytes replays the same allocations with every freed
+// tensor kept until the forward next waits for the device (after each block, for the one before).
 import { DTYPE_SIZE } from '../../dtype.js';
+import { numel } from '../../shape.js';
 import { FP8_BLOCK_LINEARS } from './block-weights.js';
 import type { DiTConfig } from './config.js';
 import type { DiTExecution } from './model.js';
@@ -39,27 +46,51 @@ export interface DiTMemoryEstimate {
   forwardPeakBytes: number;
   /** The largest set of block temporaries alive at once, above the residual stream entering the block. */
   blockPeakBytes: number;
+  /**
+   * The forward's peak on a CPU queue that has run nothing since the forward last waited for the
+   * device: the live set plus what was freed since (at most the pre-block work and two blocks).
+   */
+  queuedPeakBytes: number;
   /** One activation [B, N, D] in the model dtype: the unit the block's peak is counted in. */
   activationBytes: number;
   /** weights + context + input + forward peak: device memory a forward needs. */
   totalBytes: number;
 }
 
-/** A replay of allocations: current and highest bytes alive. */
+/**
+ * A replay of allocations: current and highest bytes alive; and for a CPU queue that runs behind,
+ * the freed bytes still held (by the epoch of work that frees them) and the highest bytes held.
+ */
 class LiveBytes {
   now = 0;
   peak = 0;
+  /** The work being enqueued: 0 before the blocks, i + 1 for block i, then the final layer. */
+  epoch = 0;
+  #held = new Map<number, number>();
+  #heldBytes = 0;
+  queuedPeak = 0;
   alloc(bytes: number): number {
     this.now += bytes;
     this.peak = Math.max(this.peak, this.now);
+    this.queuedPeak = Math.max(this.queuedPeak, this.now + this.#heldBytes);
     return bytes;
   }
   free(...sizes: number[]): void {
-    for (const bytes of sizes) this.now -= bytes;
+    for (const bytes of sizes) {
+      this.now -= bytes;
+      this.#held.set(this.epoch, (this.#held.get(this.epoch) ?? 0) + bytes);
+      this.#heldBytes += bytes;
+    }
+  }
+  /** The device has run the work of every epoch up to `epoch`: what it freed is gone. */
+  ran(epoch: number): void {
+    for (const [e, bytes] of this.#held) {
+      if (e > epoch) continue;
+      this.#heldBytes -= bytes;
+      this.#held.delete(e);
+    }
   }
 }
-
-const prod = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Device bytes of the weights as StepVideoDiT.load holds them. */
 export function ditWeightBytes(config: DiTConfig, dtype: 'f32' | 'bf16', execution: Partial<DiTExecution> = {}): { device: number; host: number } {
@@ -69,7 +100,7 @@ export function ditWeightBytes(config: DiTConfig, dtype: 'f32' | 'bf16', executi
   let device = 0;
   for (const [name, shape] of ditWeightSpec(config)) {
     if (execution.streaming && name.startsWith('transformer_blocks.')) continue;
-    device += quantized(name) ? prod(shape) + shape[0]! * 4 : prod(shape) * s;
+    device += quantized(name) ? numel(shape) + shape[0]! * 4 : numel(shape) * s;
   }
   if (!execution.streaming) return { device, host: 0 };
   const { bytes } = streamedBlockLayout(config, dtype, fp8);
@@ -130,6 +161,7 @@ export function estimateDiTMemory(input: DiTMemoryInput): DiTMemoryEstimate {
 
   let blockPeakBytes = 0;
   for (let i = 0; i < config.numLayers; i++) {
+    live.epoch = i + 1;
     const entry = live.now;
     const peakBefore = live.peak;
     live.peak = entry;
@@ -161,9 +193,12 @@ export function estimateDiTMemory(input: DiTMemoryInput): DiTMemoryEstimate {
     live.free(rows);
     blockPeakBytes = Math.max(blockPeakBytes, live.peak - entry);
     live.peak = Math.max(live.peak, peakBefore);
+    // forward() waits for the work up to block i − 1 once block i is enqueued.
+    if (i > 0) live.ran(i);
   }
 
-  // Final layer and unpatchify (the output stays with the caller).
+  // Final layer and unpatchify (the output stays with the caller), enqueued before the wait for the last block.
+  live.epoch = config.numLayers + 1;
   const outFeatures = config.outChannels * p * p;
   const shiftScale = live.alloc(2 * B * D * s);
   const normed = live.alloc(X);
@@ -180,7 +215,9 @@ export function estimateDiTMemory(input: DiTMemoryInput): DiTMemoryEstimate {
     inputBytes,
     forwardPeakBytes,
     blockPeakBytes,
+    queuedPeakBytes: live.queuedPeak,
     activationBytes: X,
     totalBytes: weights.device + contextBytes + inputBytes + forwardPeakBytes,
   };
 }
+

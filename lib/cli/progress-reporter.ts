@@ -16,10 +16,11 @@ export function describeProgress(p: PipelineProgress): { text: string; final: bo
     case 'text':
       return { text: p.done ? `encoded the prompt (${formatDuration(p.elapsedMs)})` : 'encoding the prompt', final: p.done };
     case 'denoise': {
+      // A finished step prints its count; a block update, the running step's 1-based position.
+      const position = p.block === undefined ? `step ${p.step}/${p.total}` : `step ${p.step + 1}/${p.total} block ${p.block}/${p.blocks}`;
       const perStep = p.block === undefined ? p.elapsedMs / p.step : Number.NaN;
-      const block = p.block !== undefined ? ` block ${p.block}/${p.blocks}` : '';
       const rate = Number.isFinite(perStep) ? `, ${formatDuration(perStep)}/step` : '';
-      return { text: `denoising ${progressBar(p.fraction)} step ${p.step}/${p.total}${block}${rate}, ETA ${formatDuration(p.etaMs)}`, final: p.block === undefined };
+      return { text: `denoising ${progressBar(p.fraction)} ${position}${rate}, ETA ${formatDuration(p.etaMs)}`, final: p.block === undefined };
     }
     case 'decode':
       return { text: `decoding ${progressBar(p.fraction)} chunk ${p.chunk}/${p.total}, ETA ${formatDuration(p.etaMs)}`, final: true };
