@@ -220,10 +220,10 @@ export const CUBLASLT_INSTALL_ADVICE =
 
 /**
  * The warning for a CUDA build that will run its GEMMs on the own kernel for want of cuBLASLt;
- * undefined when cuBLASLt is there, when there is no CUDA, or when STEPVIDEO_GEMM=fallback chose it.
+ * undefined when cuBLASLt is there, when there is no CUDA, or when the kernel policy chose the own kernel (gemm 'fallback').
  */
-export function missingCublasLtWarning(info: CublasLtInfo, build: { cuda: boolean }, env: NodeJS.ProcessEnv): string | undefined {
-  if (!build.cuda || info.path !== null || env.STEPVIDEO_GEMM === 'fallback') return undefined;
+export function missingCublasLtWarning(info: CublasLtInfo, build: { cuda: boolean }, gemm: KernelPolicy['gemm']): string | undefined {
+  if (!build.cuda || info.path !== null || gemm === 'fallback') return undefined;
   const reason = info.why.startsWith('STEPVIDEO_CUBLASLT') ? info.why : 'libcublasLt.so.13/.12 was not found';
   return `${reason}: the CUDA matrix products run on stepvideo's own GEMM kernel, which is slower. To use cuBLASLt, ${CUBLASLT_INSTALL_ADVICE} (\`stepvideo info\` shows where it looked)`;
 }
@@ -234,6 +234,6 @@ let cublasLtChecked = false;
 function warnOnceIfNoCublasLt(): void {
   if (cublasLtChecked) return;
   cublasLtChecked = true;
-  const warning = missingCublasLtWarning(cublasLtInfo(), native.build, process.env);
+  const warning = missingCublasLtWarning(cublasLtInfo(), native.build, environmentKernelPolicy().gemm);
   if (warning !== undefined) process.emitWarning(warning, { type: 'StepVideoWarning', code: 'STEPVIDEO_NO_CUBLASLT' });
 }

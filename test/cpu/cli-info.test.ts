@@ -57,7 +57,7 @@ describe('stepvideo info', () => {
   });
 });
 
-describe.runIf(native.build.cuda)('the cuBLASLt search', () => {
+describe.runIf(native.build.cuda)(`the cuBLASLt search${native.build.cuda ? '' : ' [skipped: this addon has no CUDA backend]'}`, () => {
   it('looks in LD_LIBRARY_PATH first, then the CUDA folders, then pip wheels (venv, conda, user, system), then conda', () => {
     const root = path.join(work, 'layouts');
     const site = (prefix: string) => {
@@ -100,17 +100,17 @@ describe.runIf(native.build.cuda)('the cuBLASLt search', () => {
 
   it('warns once, naming what to install, only when a CUDA build has no cuBLASLt and the own kernel was not chosen', () => {
     const missing = { path: null, why: 'libcublasLt not found (tried ...)' };
-    const warning = missingCublasLtWarning(missing, { cuda: true }, {});
+    const warning = missingCublasLtWarning(missing, { cuda: true }, 'auto');
     for (const advice of ["CUDA toolkit's libcublas", 'pip install nvidia-cublas', 'nvidia-cublas-cu12', 'STEPVIDEO_CUBLASLT=/path/libcublasLt.so.13', 'own GEMM kernel']) expect(warning).toContain(advice);
     const explicit = { path: null, why: 'STEPVIDEO_CUBLASLT does not name a loadable libcublasLt (/x/lib.so: cannot open shared object file)' };
-    expect(missingCublasLtWarning(explicit, { cuda: true }, {})).toMatch(/^STEPVIDEO_CUBLASLT does not name a loadable libcublasLt \(\/x\/lib\.so/);
-    expect(missingCublasLtWarning({ path: '/usr/lib/libcublasLt.so.13', why: '' }, { cuda: true }, {})).toBeUndefined();
-    expect(missingCublasLtWarning(missing, { cuda: false }, {})).toBeUndefined();
-    expect(missingCublasLtWarning(missing, { cuda: true }, { STEPVIDEO_GEMM: 'fallback' })).toBeUndefined();
+    expect(missingCublasLtWarning(explicit, { cuda: true }, 'auto')).toMatch(/^STEPVIDEO_CUBLASLT does not name a loadable libcublasLt \(\/x\/lib\.so/);
+    expect(missingCublasLtWarning({ path: '/usr/lib/libcublasLt.so.13', why: '' }, { cuda: true }, 'auto')).toBeUndefined();
+    expect(missingCublasLtWarning(missing, { cuda: false }, 'auto')).toBeUndefined();
+    expect(missingCublasLtWarning(missing, { cuda: true }, 'fallback')).toBeUndefined();
   });
 
   // Loading happens once per process: each case is a `stepvideo info` child process.
-  it.runIf(realCuda)('loads STEPVIDEO_CUBLASLT and reports the file; a wrong one is named, never bypassed', async (context) => {
+  it.runIf(realCuda)(`loads STEPVIDEO_CUBLASLT and reports the file; a wrong one is named, never bypassed${realCuda ? '' : ' [skipped: the emulated device uses its own reference cuBLASLt]'}`, async (context) => {
     const symbols = ['cublasLtCreate', 'cublasLtMatmulDescCreate', 'cublasLtMatmulDescDestroy', 'cublasLtMatmulDescSetAttribute', 'cublasLtMatrixLayoutCreate', 'cublasLtMatrixLayoutDestroy', 'cublasLtMatrixLayoutSetAttribute', 'cublasLtMatmulPreferenceCreate', 'cublasLtMatmulPreferenceDestroy', 'cublasLtMatmulPreferenceSetAttribute', 'cublasLtMatmulAlgoGetHeuristic', 'cublasLtMatmul', 'cublasLtGetStatusName'];
     // Stand-ins with the entry points' names only: enough for the loader, never called by `info`.
     const standIn = (name: string, exported: readonly string[]) => {

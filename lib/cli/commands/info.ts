@@ -1,11 +1,12 @@
 // `stepvideo info`: what this build and host can do.
 import { CUBLASLT_INSTALL_ADVICE, type CublasLtInfo, backendInfo, cublasLtInfo, cudaDeviceCount, deviceFault, getDevice } from '../../device.js';
+import { environmentKernelPolicy } from '../../kernel-policy.js';
 import type { AddonSource } from '../../native.js';
 import { lookupFfmpeg } from '../../video/writers.js';
 import type { CommandContext } from './types.js';
 
 function cublasLtLine(cublasLt: CublasLtInfo): string {
-  const unused = process.env.STEPVIDEO_GEMM === 'fallback' ? ' (unused: STEPVIDEO_GEMM=fallback)' : '';
+  const unused = environmentKernelPolicy().gemm === 'fallback' ? ' (unused: STEPVIDEO_GEMM=fallback)' : '';
   if (cublasLt.path !== null) return `cuBLASLt: ${cublasLt.path}${unused}`;
   return `cuBLASLt: not found: own GEMM kernel (${CUBLASLT_INSTALL_ADVICE})${unused}\n  ${cublasLt.why}`;
 }
