@@ -103,35 +103,35 @@ __global__ void attention_rowwise_kernel(const T* __restrict__ q, const T* __res
 }
 
 template <typename T, int PerLane>
-void launch_rowwise(const AttentionArgs& a, const AttentionParams& p) {
+void launch_rowwise(const ExecContext& ctx, const AttentionArgs& a, const AttentionParams& p) {
   const int64_t rows = a.batch * a.heads * a.q_len;
   const int threads = 128;  // 4 rows per block
   const int64_t blocks = (rows * 32 + threads - 1) / threads;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "attention: problem too large for one launch");
-  launch(SV_HERE, attention_rowwise_kernel<T, PerLane>, static_cast<unsigned>(blocks), threads, 0, stream_of(a.out),
+  launch(SV_HERE, attention_rowwise_kernel<T, PerLane>, static_cast<unsigned>(blocks), threads, 0, work_stream(ctx),
          a.q.as<const T>(), a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(),
          a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr, p, rows);
 }
 
 }  // namespace
 
-void attention_rowwise(const AttentionArgs& a) {
-  use_device(a.out.device);
+void attention_rowwise(const ExecContext& ctx, const AttentionArgs& a) {
+  use_device(ctx.device);
   if (a.batch * a.heads * a.q_len == 0) return;
   SV_CHECK(a.head_dim <= 512, "ERR_UNSUPPORTED", "attention: head dim " + std::to_string(a.head_dim) + " exceeds 512");
   AttentionParams p{a.heads, a.kv_heads, a.q_len, a.kv_len_max, a.head_dim, a.scale, a.causal, a.alibi_sqrt};
   dispatch_float(a.out.dtype, "attention", [&](auto t) {
     using T = decltype(t);
     if (a.head_dim <= 32) {
-      launch_rowwise<T, 1>(a, p);
+      launch_rowwise<T, 1>(ctx, a, p);
     } else if (a.head_dim <= 64) {
-      launch_rowwise<T, 2>(a, p);
+      launch_rowwise<T, 2>(ctx, a, p);
     } else if (a.head_dim <= 128) {
-      launch_rowwise<T, 4>(a, p);
+      launch_rowwise<T, 4>(ctx, a, p);
     } else if (a.head_dim <= 256) {
-      launch_rowwise<T, 8>(a, p);
+      launch_rowwise<T, 8>(ctx, a, p);
     } else {
-      launch_rowwise<T, 16>(a, p);
+      launch_rowwise<T, 16>(ctx, a, p);
     }
   });
 }
@@ -162,21 +162,19 @@ int mma_smem_bytes(int64_t head_dim) {
 }
 
 template <typename T, bool kAlibi>
-void launch_mma(const AttentionArgs& a, const mma_attention::Params& p) {
+void launch_mma(const ExecContext& ctx, const AttentionArgs& a, const mma_attention::Params& p) {
   const bool known = with_tiles(a.head_dim, [&](auto cfg) {
     using Cfg = decltype(cfg);
     auto kernel = mma_attention::flash_attention_kernel<T, Cfg, kAlibi>;
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
     const dim3 grid(static_cast<unsigned>((a.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), static_cast<unsigned>(a.heads),
                     static_cast<unsigned>(a.batch));
-    launch(SV_HERE, kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream_of(a.out), a.q.as<const T>(),
+    launch(SV_HERE, kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, work_stream(ctx), a.q.as<const T>(),
            a.k.as<const T>(), a.v.as<const T>(), a.out.as<T>(), a.kv_len.data ? a.kv_len.as<const int32_t>() : nullptr,
            p);
   });
   SV_CHECK(known, "ERR_UNSUPPORTED", "attention: no tensor-core kernel for head dim " + std::to_string(a.head_dim));
 }
-
-bool aligned16(const TensorRef& t) { return (reinterpret_cast<uintptr_t>(t.data) & 15u) == 0; }
 
 // Why the tensor-core path cannot take this call ("" when it can).
 std::string mma_unsupported_reason(const AttentionArgs& a) {
@@ -323,17 +321,17 @@ void prepare_hang_report(int device) {
 }
 
 template <int Stages, bool kOverlap, bool kPingPong>
-void launch_hopper_variant(const AttentionArgs& a, const CUtensorMap& q_map, const CUtensorMap& k_map,
+void launch_hopper_variant(const ExecContext& ctx, const AttentionArgs& a, const CUtensorMap& q_map, const CUtensorMap& k_map,
                            const CUtensorMap& v_map, const sm90_attention::Params& p) {
   auto kernel = sm90_attention::attention_sm90_kernel<Stages, kOverlap, kPingPong>;
   constexpr uint32_t smem = sm90_attention::SmemLayout<Stages>::kBytes;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const int64_t m_blocks = (a.q_len + sm90_attention::kBlockM - 1) / sm90_attention::kBlockM;
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  launch(SV_HERE, kernel, grid, sm90_attention::kThreads, smem, stream_of(a.out), q_map, k_map, v_map, p);
+  launch(SV_HERE, kernel, grid, sm90_attention::kThreads, smem, work_stream(ctx), q_map, k_map, v_map, p);
 }
 
-void launch_hopper(const AttentionArgs& a, const HopperVariant& variant) {
+void launch_hopper(const ExecContext& ctx, const AttentionArgs& a, const HopperVariant& variant) {
   prepare_hang_report(a.out.device);
   hang_report_stages = variant.stages;
   const CUtensorMap q_map = head_major_tensor_map(a.q, a.q_len, a.batch * a.heads, "q");
@@ -350,16 +348,16 @@ void launch_hopper(const AttentionArgs& a, const HopperVariant& variant) {
   const bool three = variant.stages == 3;
   switch (variant.schedule) {
     case HopperSchedule::serial:
-      three ? launch_hopper_variant<3, false, false>(a, q_map, k_map, v_map, p)
-            : launch_hopper_variant<2, false, false>(a, q_map, k_map, v_map, p);
+      three ? launch_hopper_variant<3, false, false>(ctx, a, q_map, k_map, v_map, p)
+            : launch_hopper_variant<2, false, false>(ctx, a, q_map, k_map, v_map, p);
       break;
     case HopperSchedule::overlap:
-      three ? launch_hopper_variant<3, true, false>(a, q_map, k_map, v_map, p)
-            : launch_hopper_variant<2, true, false>(a, q_map, k_map, v_map, p);
+      three ? launch_hopper_variant<3, true, false>(ctx, a, q_map, k_map, v_map, p)
+            : launch_hopper_variant<2, true, false>(ctx, a, q_map, k_map, v_map, p);
       break;
     case HopperSchedule::pingpong:
-      three ? launch_hopper_variant<3, true, true>(a, q_map, k_map, v_map, p)
-            : launch_hopper_variant<2, true, true>(a, q_map, k_map, v_map, p);
+      three ? launch_hopper_variant<3, true, true>(ctx, a, q_map, k_map, v_map, p)
+            : launch_hopper_variant<2, true, true>(ctx, a, q_map, k_map, v_map, p);
       break;
   }
 }
@@ -374,11 +372,11 @@ struct PathChoice {
 };
 
 // The kernel attention() runs for this call; a forced kernel that cannot take it is ERR_UNSUPPORTED.
-PathChoice choose_path(const AttentionArgs& a) {
-  const KernelPolicy policy = kernel_policy(a.out.device);
+PathChoice choose_path(const ExecContext& ctx, const AttentionArgs& a) {
+  const KernelPolicy& policy = ctx.policy;
   const AttentionChoice mode = policy.attention;
   if (mode == AttentionChoice::generic) return {AttentionPath::generic, {}};
-  use_device(a.out.device);
+  use_device(ctx.device);
   const HopperVariant variant{policy.hopper_schedule, policy.hopper_stages};
   if (mode == AttentionChoice::hopper) {
     const std::string why_not = hopper_unsupported_reason(a, variant);
@@ -402,8 +400,8 @@ PathChoice choose_path(const AttentionArgs& a) {
 
 }  // namespace
 
-const char* attention_kernel_name(const AttentionArgs& a) {
-  switch (choose_path(a).path) {
+const char* attention_kernel_name(const ExecContext& ctx, const AttentionArgs& a) {
+  switch (choose_path(ctx, a).path) {
     case AttentionPath::generic: return "generic";
     case AttentionPath::mma: return "mma";
     case AttentionPath::hopper: return "hopper";
@@ -411,11 +409,11 @@ const char* attention_kernel_name(const AttentionArgs& a) {
   return "?";
 }
 
-void attention(const AttentionArgs& a) {
-  const PathChoice choice = choose_path(a);
-  if (choice.path == AttentionPath::generic) return attention_rowwise(a);
+void attention(const ExecContext& ctx, const AttentionArgs& a) {
+  const PathChoice choice = choose_path(ctx, a);
+  if (choice.path == AttentionPath::generic) return attention_rowwise(ctx, a);
   if (a.batch * a.heads * a.q_len == 0) return;
-  if (choice.path == AttentionPath::hopper) return launch_hopper(a, choice.variant);
+  if (choice.path == AttentionPath::hopper) return launch_hopper(ctx, a, choice.variant);
   mma_attention::Params p{};
   p.heads = static_cast<int>(a.heads);
   p.group = static_cast<int>(a.heads / a.kv_heads);
@@ -425,9 +423,9 @@ void attention(const AttentionArgs& a) {
   p.scale_log2 = a.scale * 1.4426950408889634f;
   p.causal = a.causal;
   if (a.out.dtype == DType::bf16) {
-    a.alibi_sqrt ? launch_mma<__nv_bfloat16, true>(a, p) : launch_mma<__nv_bfloat16, false>(a, p);
+    a.alibi_sqrt ? launch_mma<__nv_bfloat16, true>(ctx, a, p) : launch_mma<__nv_bfloat16, false>(ctx, a, p);
   } else {
-    a.alibi_sqrt ? launch_mma<__half, true>(a, p) : launch_mma<__half, false>(a, p);
+    a.alibi_sqrt ? launch_mma<__half, true>(ctx, a, p) : launch_mma<__half, false>(ctx, a, p);
   }
 }
 

@@ -72,10 +72,33 @@ void launch(LaunchSite site, void (*kernel)(Params...), dim3 grid, dim3 block, s
 #define SV_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
 #endif
 
-inline cudaStream_t stream_of(const TensorRef& t) { return static_cast<cudaStream_t>(stream(t.device)); }
+// The context's work stream: where a launcher enqueues its kernels (native/exec_context.h).
+inline cudaStream_t work_stream(const ExecContext& ctx) { return static_cast<cudaStream_t>(ctx.work_stream); }
 
-// Makes `device` current on the calling thread (cheap when it already is).
+// Makes `device` current on the calling thread (cheap when it already is). Every launcher starts
+// with use_device(ctx.device).
 void use_device(int device);
+
+// A buffer for the duration of one op, from the device's stream-ordered pool: freed on the work
+// stream when it goes, after the kernels enqueued with it (so the launcher may return at once).
+class Scratch {
+ public:
+  Scratch(const ExecContext& ctx, size_t bytes) : device_(ctx.device), data_(alloc(ctx.device, bytes)) {}
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() {
+    try {
+      free_async(device_, data_);
+    } catch (...) {  // a faulted device: the block goes with the process; a destructor never throws
+    }
+  }
+  template <typename T>
+  T* as() const { return static_cast<T*>(data_); }
+
+ private:
+  int device_;
+  void* data_;
+};
 
 inline unsigned grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 64) {
   int64_t blocks = (n + threads - 1) / threads;
@@ -102,10 +125,55 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { retu
 template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
+// ---- 16-byte vector access: 8 bf16/f16 or 4 f32 elements per load/store ----
+
+template <typename T>
+constexpr int kVecElems = 16 / static_cast<int>(sizeof(T));
+
+template <typename T>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[kVecElems<T>]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVecElems<T>; i++) v[i] = to_f32(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[kVecElems<T>]) {
+  uint4 raw;
+  T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVecElems<T>; i++) e[i] = from_f32<T>(v[i]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// Whether a tensor may be read 16 bytes at a time (an absent tensor does not stand in the way).
+inline bool aligned16(const TensorRef& t) { return t.data == nullptr || reinterpret_cast<uintptr_t>(t.data) % 16 == 0; }
+
+// The element pointer of an optional tensor, nullptr when it is absent.
+template <typename T>
+T* ptr_or_null(const TensorRef& t) {
+  return t.data ? t.as<T>() : nullptr;
+}
+
 // The sum over a full warp, in every lane (butterfly: the same order in each lane, so bit-identical).
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
+}
+
+// Calls fn(T{}) for any dtype (data movement: copy, fill).
+template <typename Fn>
+inline void dispatch_any(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::f32: fn(float{}); return;
+    case DType::bf16: fn(__nv_bfloat16{}); return;
+    case DType::f16: fn(__half{}); return;
+    case DType::i32: fn(int32_t{}); return;
+    case DType::i64: fn(int64_t{}); return;
+    case DType::u8: fn(uint8_t{}); return;
+  }
+  fail("ERR_DTYPE", "unknown dtype");
 }
 
 // Calls fn(T{}) for the floating dtypes a compute kernel supports; other dtypes are ERR_DTYPE.

@@ -369,7 +369,7 @@ __global__ void __launch_bounds__(MmaConfig<BM, BN, WarpsM, WarpsN, Stages>::kTh
 }
 
 template <typename T, int BM, int BN, int WarpsM, int WarpsN, int Stages>
-void launch_mma(const Conv3dArgs& a, const ConvShape& s) {
+void launch_mma(const ExecContext& ctx, const Conv3dArgs& a, const ConvShape& s) {
   using Cfg = MmaConfig<BM, BN, WarpsM, WarpsN, Stages>;
   auto kernel = conv_mma_kernel<T, BM, BN, WarpsM, WarpsN, Stages>;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -379,7 +379,7 @@ void launch_mma(const Conv3dArgs& a, const ConvShape& s) {
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "conv3d: output too large for one launch");
   // Paired (4-byte) stores need an even channel count and 4-byte aligned out / residual.
   const bool paired = s.out_ch % 2 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 4 == 0;
-  launch(SV_HERE, kernel, static_cast<unsigned>(blocks), Cfg::kThreads, Cfg::kSharedBytes, stream_of(a.out), s,
+  launch(SV_HERE, kernel, static_cast<unsigned>(blocks), Cfg::kThreads, Cfg::kSharedBytes, work_stream(ctx), s,
          a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
          a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
 }
@@ -491,14 +491,14 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 }
 
 template <typename T>
-void launch_wgmma(const Conv3dArgs& a, const ConvShape& s) {
+void launch_wgmma(const ExecContext& ctx, const Conv3dArgs& a, const ConvShape& s) {
   auto kernel = conv_wgmma_kernel<T>;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSharedBytes)));
   const int64_t n_tiles = (s.out_ch + kWgCols - 1) / kWgCols, m_tiles = (s.M + kWgRows - 1) / kWgRows;
   const int64_t blocks = n_tiles * m_tiles;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "conv3d: output too large for one launch");
   const bool paired = s.out_ch % 2 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 4 == 0;
-  launch(SV_HERE, kernel, static_cast<unsigned>(blocks), kWgThreads, kWgSharedBytes, stream_of(a.out), s,
+  launch(SV_HERE, kernel, static_cast<unsigned>(blocks), kWgThreads, kWgSharedBytes, work_stream(ctx), s,
          a.x.as<const T>(), a.weight.as<const T>(), a.bias.data ? a.bias.as<const T>() : nullptr,
          a.residual.data ? a.residual.as<const T>() : nullptr, a.out.as<T>(), n_tiles, paired);
 }
@@ -506,15 +506,15 @@ void launch_wgmma(const Conv3dArgs& a, const ConvShape& s) {
 // The wgmma kernel needs an sm_90a build, a compute-capability 9.0 device, and is opt-in (the kernel
 // policy's conv = wgmma) until it has been validated on hardware (test/gpu/conv.test.ts runs it
 // against the CPU twin).
-bool wgmma_usable(int device) {
+bool wgmma_usable(const ExecContext& ctx) {
 #ifndef SV_CUDA_ARCHS
 #define SV_CUDA_ARCHS ""
 #endif
-  if (kernel_policy(device).conv != ConvChoice::wgmma) return false;
+  if (ctx.policy.conv != ConvChoice::wgmma) return false;
   if (std::strstr(SV_CUDA_ARCHS, "90a") == nullptr) return false;
   int major = 0, minor = 0;
-  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ctx.device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ctx.device));
   return major == 9 && minor == 0;
 }
 
@@ -522,10 +522,10 @@ enum class ConvKernel { simt, wgmma_128x128, mma_128x128, mma_128x64, mma_128x32
 
 bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-ConvKernel choose_kernel(const Conv3dArgs& a) {
+ConvKernel choose_kernel(const ExecContext& ctx, const Conv3dArgs& a) {
   const bool half = a.out.dtype == DType::bf16 || a.out.dtype == DType::f16;
   if (!half || a.in_ch % kMmaK != 0 || !aligned_16(a.x.data) || !aligned_16(a.weight.data)) return ConvKernel::simt;
-  if (a.out_ch > 64 && a.in_ch % kWgK == 0 && wgmma_usable(a.out.device)) return ConvKernel::wgmma_128x128;
+  if (a.out_ch > 64 && a.in_ch % kWgK == 0 && wgmma_usable(ctx)) return ConvKernel::wgmma_128x128;
   if (a.out_ch > 64) return ConvKernel::mma_128x128;
   if (a.out_ch > 32) return ConvKernel::mma_128x64;
   if (a.out_ch > 16) return ConvKernel::mma_128x32;
@@ -534,8 +534,8 @@ ConvKernel choose_kernel(const Conv3dArgs& a) {
 
 }  // namespace
 
-const char* conv3d_kernel_name(const Conv3dArgs& a) {
-  switch (choose_kernel(a)) {
+const char* conv3d_kernel_name(const ExecContext& ctx, const Conv3dArgs& a) {
+  switch (choose_kernel(ctx, a)) {
     case ConvKernel::simt: return "simt";
     case ConvKernel::wgmma_128x128: return "wgmma-128x128";
     case ConvKernel::mma_128x128: return "mma-128x128";
@@ -546,18 +546,18 @@ const char* conv3d_kernel_name(const Conv3dArgs& a) {
   return "?";
 }
 
-void conv3d(const Conv3dArgs& a) {
-  use_device(a.out.device);
+void conv3d(const ExecContext& ctx, const Conv3dArgs& a) {
+  use_device(ctx.device);
   const ConvShape s = shape_of(a);
   if (s.M == 0 || s.out_ch == 0) return;
-  const ConvKernel kernel = choose_kernel(a);
+  const ConvKernel kernel = choose_kernel(ctx, a);
   if (kernel == ConvKernel::simt) {
     const int64_t m_tiles = (s.M + kSimtTile - 1) / kSimtTile, n_tiles = (s.out_ch + kSimtTile - 1) / kSimtTile;
     SV_CHECK(m_tiles <= 2147483647LL && n_tiles <= 65535, "ERR_SHAPE", "conv3d: output too large for one launch");
     dispatch_float(a.out.dtype, "conv3d", [&](auto t) {
       using T = decltype(t);
       launch(SV_HERE, conv_simt_kernel<T>, dim3(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles)),
-             kSimtThreads, 0, stream_of(a.out), s, a.x.as<const T>(), a.weight.as<const T>(),
+             kSimtThreads, 0, work_stream(ctx), s, a.x.as<const T>(), a.weight.as<const T>(),
              a.bias.data ? a.bias.as<const T>() : nullptr, a.residual.data ? a.residual.as<const T>() : nullptr,
              a.out.as<T>());
     });
@@ -566,11 +566,11 @@ void conv3d(const Conv3dArgs& a) {
   auto run = [&](auto t) {
     using T = decltype(t);
     switch (kernel) {
-      case ConvKernel::wgmma_128x128: launch_wgmma<T>(a, s); break;
-      case ConvKernel::mma_128x128: launch_mma<T, 128, 128, 2, 4, 4>(a, s); break;
-      case ConvKernel::mma_128x64: launch_mma<T, 128, 64, 4, 2, 4>(a, s); break;
-      case ConvKernel::mma_128x32: launch_mma<T, 128, 32, 4, 1, 4>(a, s); break;
-      case ConvKernel::mma_128x16: launch_mma<T, 128, 16, 4, 1, 4>(a, s); break;
+      case ConvKernel::wgmma_128x128: launch_wgmma<T>(ctx, a, s); break;
+      case ConvKernel::mma_128x128: launch_mma<T, 128, 128, 2, 4, 4>(ctx, a, s); break;
+      case ConvKernel::mma_128x64: launch_mma<T, 128, 64, 4, 2, 4>(ctx, a, s); break;
+      case ConvKernel::mma_128x32: launch_mma<T, 128, 32, 4, 1, 4>(ctx, a, s); break;
+      case ConvKernel::mma_128x16: launch_mma<T, 128, 16, 4, 1, 4>(ctx, a, s); break;
       case ConvKernel::simt: break;
     }
   };

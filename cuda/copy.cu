@@ -1,4 +1,4 @@
-// CUDA twins of native/cpu/copy.cc: strided copy with dtype conversion, and fill.
+// CUDA twin of native/cpu/copy.cc: strided copy with dtype conversion.
 #include <type_traits>
 
 #include "../native/cast.h"
@@ -45,25 +45,6 @@ __global__ void copy_strided_kernel(const S* __restrict__ src, D* __restrict__ d
   }
 }
 
-template <typename T>
-__global__ void fill_kernel(T* __restrict__ out, T value, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = value;
-}
-
-template <typename Fn>
-void dispatch_all(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::f32: fn(float{}); return;
-    case DType::bf16: fn(__nv_bfloat16{}); return;
-    case DType::f16: fn(__half{}); return;
-    case DType::i32: fn(int32_t{}); return;
-    case DType::i64: fn(int64_t{}); return;
-    case DType::u8: fn(uint8_t{}); return;
-  }
-  fail("ERR_DTYPE", "unknown dtype");
-}
-
 bool is_contiguous(const CopyArgs& a, const int64_t* strides) {
   int64_t expected = 1;
   for (int k = a.ndim - 1; k >= 0; k--) {
@@ -75,9 +56,9 @@ bool is_contiguous(const CopyArgs& a, const int64_t* strides) {
 
 }  // namespace
 
-void copy(const CopyArgs& args) {
-  use_device(args.dst.device);
-  cudaStream_t stream = stream_of(args.dst);
+void copy(const ExecContext& ctx, const CopyArgs& args) {
+  use_device(ctx.device);
+  cudaStream_t stream = work_stream(ctx);
   int64_t n = 1;
   for (int k = 0; k < args.ndim; k++) n *= args.shape[k];
   if (n == 0) return;
@@ -95,36 +76,14 @@ void copy(const CopyArgs& args) {
     index.src_strides[k] = k < args.ndim ? args.src_strides[k] : 0;
     index.dst_strides[k] = k < args.ndim ? args.dst_strides[k] : 0;
   }
-  dispatch_all(args.src.dtype, [&](auto s) {
-    dispatch_all(args.dst.dtype, [&](auto d) {
+  dispatch_any(args.src.dtype, [&](auto s) {
+    dispatch_any(args.dst.dtype, [&](auto d) {
       using S = decltype(s);
       using D = decltype(d);
       launch(SV_HERE, copy_strided_kernel<S, D>, grid_for(n, 256), 256, 0, stream,
              static_cast<const S*>(args.src.data) + args.src_offset, static_cast<D*>(args.dst.data) + args.dst_offset,
              index, n);
     });
-  });
-}
-
-void fill(const FillArgs& args) {
-  use_device(args.out.device);
-  int64_t n = args.out.numel();
-  if (n == 0) return;
-  cudaStream_t stream = stream_of(args.out);
-  dispatch_all(args.out.dtype, [&](auto t) {
-    using T = decltype(t);
-    // The f64 value by the shared rules (native/cast.h): saturating for integers, NaN -> 0.
-    T value;
-    if constexpr (std::is_integral_v<T>) {
-      value = cast::from_real<T>(args.value);
-    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-      value = __float2bfloat16_rn(static_cast<float>(args.value));
-    } else if constexpr (std::is_same_v<T, __half>) {
-      value = __float2half_rn(static_cast<float>(args.value));
-    } else {
-      value = static_cast<float>(args.value);
-    }
-    launch(SV_HERE, fill_kernel<T>, grid_for(n, 256), 256, 0, stream, static_cast<T*>(args.out.data), value, n);
   });
 }
 

@@ -9,10 +9,10 @@ __global__ void trap_kernel() { __trap(); }
 
 }  // namespace
 
-void launch_fault(int device) {
-  require_healthy(device);
-  use_device(device);
-  launch(SV_HERE, trap_kernel, 1, 1, 0, static_cast<cudaStream_t>(stream(device)));
+void launch_fault(const ExecContext& ctx) {
+  require_healthy(ctx.device);
+  use_device(ctx.device);
+  launch(SV_HERE, trap_kernel, 1, 1, 0, work_stream(ctx));
 }
 
 }  // namespace sv::cuda

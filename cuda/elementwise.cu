@@ -66,8 +66,8 @@ __global__ void unary_kernel(const T* __restrict__ x, T* __restrict__ out, Unary
 
 }  // namespace
 
-void binary(const BinaryArgs& args) {
-  use_device(args.out.device);
+void binary(const ExecContext& ctx, const BinaryArgs& args) {
+  use_device(ctx.device);
   int64_t n = args.out.numel();
   if (n == 0) return;
   BroadcastIndex index;
@@ -79,18 +79,18 @@ void binary(const BinaryArgs& args) {
   }
   dispatch_float(args.out.dtype, "binary", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, binary_kernel<T>, grid_for(n, 256), 256, 0, stream_of(args.out), args.a.as<const T>(),
+    launch(SV_HERE, binary_kernel<T>, grid_for(n, 256), 256, 0, work_stream(ctx), args.a.as<const T>(),
            args.b.as<const T>(), args.out.as<T>(), args.op, index, n);
   });
 }
 
-void unary(const UnaryArgs& args) {
-  use_device(args.out.device);
+void unary(const ExecContext& ctx, const UnaryArgs& args) {
+  use_device(ctx.device);
   int64_t n = args.out.numel();
   if (n == 0) return;
   dispatch_float(args.out.dtype, "unary", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, unary_kernel<T>, grid_for(n, 256), 256, 0, stream_of(args.out), args.x.as<const T>(),
+    launch(SV_HERE, unary_kernel<T>, grid_for(n, 256), 256, 0, work_stream(ctx), args.x.as<const T>(),
            args.out.as<T>(), args.op, args.alpha, args.beta, n);
   });
 }

@@ -19,23 +19,23 @@ __global__ void embedding_kernel(const T* __restrict__ table, const I* __restric
 }
 
 template <typename T>
-void launch(const EmbeddingArgs& a) {
+void launch_embedding(const ExecContext& ctx, const EmbeddingArgs& a) {
   const int64_t n = a.rows * a.dim;
   if (a.ids.dtype == DType::i64) {
-    launch(SV_HERE, embedding_kernel<T, int64_t>, grid_for(n, 256), 256, 0, stream_of(a.out), a.table.as<const T>(),
+    launch(SV_HERE, embedding_kernel<T, int64_t>, grid_for(n, 256), 256, 0, work_stream(ctx), a.table.as<const T>(),
            a.ids.as<const int64_t>(), a.out.as<T>(), a.rows, a.dim, a.vocab);
   } else {
-    launch(SV_HERE, embedding_kernel<T, int32_t>, grid_for(n, 256), 256, 0, stream_of(a.out), a.table.as<const T>(),
+    launch(SV_HERE, embedding_kernel<T, int32_t>, grid_for(n, 256), 256, 0, work_stream(ctx), a.table.as<const T>(),
            a.ids.as<const int32_t>(), a.out.as<T>(), a.rows, a.dim, a.vocab);
   }
 }
 
 }  // namespace
 
-void embedding(const EmbeddingArgs& a) {
-  use_device(a.out.device);
+void embedding(const ExecContext& ctx, const EmbeddingArgs& a) {
+  use_device(ctx.device);
   if (a.rows == 0 || a.dim == 0) return;
-  dispatch_float(a.out.dtype, "embedding", [&](auto t) { launch<decltype(t)>(a); });
+  dispatch_float(a.out.dtype, "embedding", [&](auto t) { launch_embedding<decltype(t)>(ctx, a); });
 }
 
 }  // namespace sv::cuda

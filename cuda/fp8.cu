@@ -2,7 +2,7 @@
 // amax, then every element divided by amax/448 and converted by the hardware, round to nearest
 // even, saturating to ±448), dequantization, and the FP8 Linear: activations quantized per row and
 // the e4m3 × e4m3 cuBLASLt GEMM with the per-channel weight scales and per-row activation scales
-// applied in its epilogue (gemm.cu); without it, the weight dequantized to a temporary and the
+// applied in its epilogue (gemm_fp8.cu); without it, the weight dequantized to a temporary and the
 // regular GEMM (the accuracy of FP8 weights, none of their speed).
 #include <cuda_fp8.h>
 
@@ -65,22 +65,22 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ codes, const float
   }
 }
 
-void launch_quantize(const TensorRef& x, uint8_t* codes, float* scales, int64_t rows, int64_t cols) {
+void launch_quantize(const ExecContext& ctx, const TensorRef& x, uint8_t* codes, float* scales, int64_t rows, int64_t cols) {
   if (rows == 0) return;
   SV_CHECK(rows <= 2147483647LL, "ERR_SHAPE", "fp8_quantize: too many rows for one launch");
   dispatch_float(x.dtype, "fp8_quantize", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, quantize_rows_kernel<T>, static_cast<unsigned>(rows), kQuantizeThreads, 0, stream_of(x),
+    launch(SV_HERE, quantize_rows_kernel<T>, static_cast<unsigned>(rows), kQuantizeThreads, 0, work_stream(ctx),
            x.as<const T>(), codes, scales, cols);
   });
 }
 
-void launch_dequantize(const uint8_t* codes, const float* scales, const TensorRef& out, int64_t rows, int64_t cols) {
+void launch_dequantize(const ExecContext& ctx, const uint8_t* codes, const float* scales, const TensorRef& out, int64_t rows, int64_t cols) {
   const int64_t total = rows * cols;
   if (total == 0) return;
   dispatch_float(out.dtype, "fp8_dequantize", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, dequantize_kernel<T>, grid_for(total, 256), 256, 0, stream_of(out), codes, scales, out.as<T>(),
+    launch(SV_HERE, dequantize_kernel<T>, grid_for(total, 256), 256, 0, work_stream(ctx), codes, scales, out.as<T>(),
            total, cols);
   });
 }
@@ -100,20 +100,20 @@ TensorRef temporary(int device, DType dtype, int64_t rows, int64_t cols, std::sh
 
 }  // namespace
 
-void fp8_quantize(const Fp8QuantizeArgs& a) {
-  use_device(a.x.device);
-  launch_quantize(a.x, a.codes.as<uint8_t>(), a.scales.as<float>(), a.rows, a.cols);
+void fp8_quantize(const ExecContext& ctx, const Fp8QuantizeArgs& a) {
+  use_device(ctx.device);
+  launch_quantize(ctx, a.x, a.codes.as<uint8_t>(), a.scales.as<float>(), a.rows, a.cols);
 }
 
-void fp8_dequantize(const Fp8DequantizeArgs& a) {
-  use_device(a.out.device);
-  launch_dequantize(a.codes.as<const uint8_t>(), a.scales.as<const float>(), a.out, a.rows, a.cols);
+void fp8_dequantize(const ExecContext& ctx, const Fp8DequantizeArgs& a) {
+  use_device(ctx.device);
+  launch_dequantize(ctx, a.codes.as<const uint8_t>(), a.scales.as<const float>(), a.out, a.rows, a.cols);
 }
 
-void linear_fp8(const LinearFp8Args& a) {
-  use_device(a.out.device);
+void linear_fp8(const ExecContext& ctx, const LinearFp8Args& a) {
+  use_device(ctx.device);
   if (a.rows == 0 || a.n == 0) return;
-  const int device = a.out.device;
+  const int device = ctx.device;
   MatmulArgs m;
   m.out = a.out;
   m.a = a.x;
@@ -126,24 +126,24 @@ void linear_fp8(const LinearFp8Args& a) {
   if (a.activations == Fp8Activations::per_row) {
     TensorRef x_codes = temporary(device, DType::u8, a.rows, a.k, &x_codes_keep);
     TensorRef x_scales = temporary(device, DType::f32, a.rows, 1, &x_scales_keep);
-    launch_quantize(a.x, x_codes.as<uint8_t>(), x_scales.as<float>(), a.rows, a.k);
-    if (gemm_fp8_cublaslt(a.out, x_codes, x_scales, a.codes, a.scales, a.rows, a.n, a.k, a.epilogue)) return;
+    launch_quantize(ctx, a.x, x_codes.as<uint8_t>(), x_scales.as<float>(), a.rows, a.k);
+    if (gemm_fp8_cublaslt(ctx, a.out, x_codes, x_scales, a.codes, a.scales, a.rows, a.n, a.k, a.epilogue)) return;
     if (a.epilogue == MatmulEpilogue::gelu_tanh &&
-        gemm_fp8_cublaslt(a.out, x_codes, x_scales, a.codes, a.scales, a.rows, a.n, a.k, MatmulEpilogue::none)) {
+        gemm_fp8_cublaslt(ctx, a.out, x_codes, x_scales, a.codes, a.scales, a.rows, a.n, a.k, MatmulEpilogue::none)) {
       UnaryArgs gelu;  // no FP8 algorithm with the GELU epilogue here: GELU in place afterwards
       gelu.out = a.out;
       gelu.x = a.out;
       gelu.op = UnaryOp::gelu_tanh;
-      unary(gelu);
+      unary(ctx, gelu);
       return;
     }
     // No FP8 GEMM: the same quantized activations, dequantized for the regular GEMM.
     m.a = temporary(device, a.out.dtype, a.rows, a.k, &x_keep);
-    launch_dequantize(x_codes.as<const uint8_t>(), x_scales.as<const float>(), m.a, a.rows, a.k);
+    launch_dequantize(ctx, x_codes.as<const uint8_t>(), x_scales.as<const float>(), m.a, a.rows, a.k);
   }
   m.b = temporary(device, a.out.dtype, a.n, a.k, &w_keep);
-  launch_dequantize(a.codes.as<const uint8_t>(), a.scales.as<const float>(), m.b, a.n, a.k);
-  matmul(m);
+  launch_dequantize(ctx, a.codes.as<const uint8_t>(), a.scales.as<const float>(), m.b, a.n, a.k);
+  matmul(ctx, m);
 }
 
 }  // namespace sv::cuda

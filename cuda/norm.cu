@@ -27,28 +27,6 @@ __device__ float block_sum(float v, float* scratch) {
   return scratch[0];
 }
 
-// ---- 16-byte vector access: 8 bf16/f16 or 4 f32 elements per load/store ----
-
-template <typename T>
-constexpr int kVecElems = 16 / static_cast<int>(sizeof(T));
-
-template <typename T>
-__device__ __forceinline__ void load_vec(const T* p, float (&v)[kVecElems<T>]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kVecElems<T>; i++) v[i] = to_f32(e[i]);
-}
-
-template <typename T>
-__device__ __forceinline__ void store_vec(T* p, const float (&v)[kVecElems<T>]) {
-  uint4 raw;
-  T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kVecElems<T>; i++) e[i] = from_f32<T>(v[i]);
-  *reinterpret_cast<uint4*>(p) = raw;
-}
-
 // LayerNorm (+affine, +modulation) with the row held in registers: one read of x, one write of out
 // (the bandwidth floor), vectorised. Each thread owns kItems vectors of the row; used when the row
 // fits (dim / vector width <= threads · kItems) and every pointer is 16-byte aligned.
@@ -121,34 +99,6 @@ __global__ void layer_norm_vec_kernel(const T* __restrict__ x, T* __restrict__ o
     store_vec(o + vi * E, y);
   }
 }
-
-// out = x + gate[group] ⊙ y, one block per row: the gate row is found once per block, and every
-// access is a 16-byte vector (used when dim is a multiple of the vector width and pointers align).
-template <typename T>
-__global__ void gated_residual_rows_kernel(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ gate,
-                                           T* __restrict__ out, int64_t dim, int64_t rows_per_group) {
-  constexpr int E = kVecElems<T>;
-  const int64_t row = blockIdx.x;
-  const int64_t vectors = dim / E;
-  const T* gr = gate ? gate + (row / rows_per_group) * dim : nullptr;
-  const int64_t base = row * dim;
-  for (int64_t vi = threadIdx.x; vi < vectors; vi += blockDim.x) {
-    float a[E], b[E], g[E];
-    load_vec(x + base + vi * E, a);
-    load_vec(y + base + vi * E, b);
-    if (gr) {
-      load_vec(gr + vi * E, g);
-#pragma unroll
-      for (int e = 0; e < E; e++) a[e] += g[e] * b[e];
-    } else {
-#pragma unroll
-      for (int e = 0; e < E; e++) a[e] += b[e];
-    }
-    store_vec(out + base + vi * E, a);
-  }
-}
-
-bool aligned16(const TensorRef& t) { return t.data == nullptr || reinterpret_cast<uintptr_t>(t.data) % 16 == 0; }
 
 template <typename T>
 __global__ void layer_norm_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
@@ -350,7 +300,7 @@ __global__ void gn_apply_kernel(const T* __restrict__ x, T* __restrict__ out, co
 }
 
 template <typename T, int Vec>
-void launch_group_norm_fast(const GroupNormArgs& a, int vectors) {
+void launch_group_norm_fast(const ExecContext& ctx, const GroupNormArgs& a, int vectors) {
   GnLayout l;
   l.pixels = a.pixels;
   l.channels = a.channels;
@@ -362,55 +312,29 @@ void launch_group_norm_fast(const GroupNormArgs& a, int vectors) {
   l.chunks = (a.pixels + l.chunk_pixels - 1) / l.chunk_pixels;
   const int64_t partial_blocks = a.frames * l.chunks;
   SV_CHECK(partial_blocks <= 2147483647LL, "ERR_SHAPE", "group_norm: too many frames");
-  const int device = a.out.device;
   const size_t partial_bytes = static_cast<size_t>(partial_blocks * l.groups) * sizeof(float2);
   const size_t stats_bytes = static_cast<size_t>(a.frames * l.groups) * sizeof(float2);
-  // Scratch is stream-ordered: freed after the kernels that use it, without a host wait.
-  auto* scratch = static_cast<float2*>(alloc(device, partial_bytes + stats_bytes));
-  float2* partial = scratch;
-  float2* stats = scratch + partial_blocks * l.groups;
-  cudaStream_t s = stream_of(a.out);
-  try {
-    const size_t shared_bytes = 2 * static_cast<size_t>(l.rows) * a.channels * sizeof(float);
-    launch(SV_HERE, gn_partial_kernel<T, Vec>, static_cast<unsigned>(partial_blocks), kGnThreads, shared_bytes, s,
-           a.x.as<const T>(), partial, l);
-    const int64_t warps = a.frames * l.groups;
-    launch(SV_HERE, gn_finalize_kernel, grid_for(warps * 32, 256, 2147483647LL), 256, 0, s, partial, stats, l, a.frames,
-           a.eps);
-    const int64_t packs = a.frames * a.pixels * a.channels / Vec;
-    launch(SV_HERE, gn_apply_kernel<T, Vec>, grid_for(packs, 256), 256, 0, s, a.x.as<const T>(), a.out.as<T>(),
-           a.weight.as<const T>(), a.bias.as<const T>(), stats, l, packs, a.silu);
-  } catch (...) {
-    free_async(device, scratch);
-    throw;
-  }
-  free_async(device, scratch);
-}
-
-template <typename T>
-__global__ void gated_residual_kernel(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ gate,
-                                      T* __restrict__ out, int64_t n, int64_t dim, int64_t rows_per_group) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float g = 1.0f;
-    if (gate) {
-      const int64_t row = i / dim, j = i % dim;
-      g = to_f32(gate[(row / rows_per_group) * dim + j]);
-    }
-    out[i] = from_f32<T>(to_f32(x[i]) + g * to_f32(y[i]));
-  }
-}
-
-template <typename T>
-const T* ptr_or_null(const TensorRef& t) {
-  return t.data ? t.as<const T>() : nullptr;
+  const Scratch scratch(ctx, partial_bytes + stats_bytes);
+  float2* partial = scratch.as<float2>();
+  float2* stats = partial + partial_blocks * l.groups;
+  cudaStream_t s = work_stream(ctx);
+  const size_t shared_bytes = 2 * static_cast<size_t>(l.rows) * a.channels * sizeof(float);
+  launch(SV_HERE, gn_partial_kernel<T, Vec>, static_cast<unsigned>(partial_blocks), kGnThreads, shared_bytes, s,
+         a.x.as<const T>(), partial, l);
+  const int64_t warps = a.frames * l.groups;
+  launch(SV_HERE, gn_finalize_kernel, grid_for(warps * 32, 256, 2147483647LL), 256, 0, s, partial, stats, l, a.frames,
+         a.eps);
+  const int64_t packs = a.frames * a.pixels * a.channels / Vec;
+  launch(SV_HERE, gn_apply_kernel<T, Vec>, grid_for(packs, 256), 256, 0, s, a.x.as<const T>(), a.out.as<T>(),
+         a.weight.as<const T>(), a.bias.as<const T>(), stats, l, packs, a.silu);
 }
 
 int threads_for(int64_t dim) { return dim >= 1024 ? 512 : dim >= 256 ? 256 : 128; }
 
 }  // namespace
 
-void layer_norm(const LayerNormArgs& a) {
-  use_device(a.out.device);
+void layer_norm(const ExecContext& ctx, const LayerNormArgs& a) {
+  use_device(ctx.device);
   if (a.rows == 0) return;
   SV_CHECK(a.rows <= 2147483647LL, "ERR_SHAPE", "layer_norm: too many rows");
   dispatch_float(a.out.dtype, "layer_norm", [&](auto t) {
@@ -421,7 +345,7 @@ void layer_norm(const LayerNormArgs& a) {
     const int64_t vectors = a.dim / E;
     const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (vectors + 31) / 32 * 32)));
     const int64_t items = (vectors + threads - 1) / threads;
-    cudaStream_t stream = stream_of(a.out);
+    cudaStream_t stream = work_stream(ctx);
     const unsigned blocks = static_cast<unsigned>(a.rows);
     auto launch_vec = [&](auto kernel) {
       launch(SV_HERE, kernel, blocks, threads, 0, stream, a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight),
@@ -441,19 +365,19 @@ void layer_norm(const LayerNormArgs& a) {
   });
 }
 
-void rms_norm(const RmsNormArgs& a) {
-  use_device(a.out.device);
+void rms_norm(const ExecContext& ctx, const RmsNormArgs& a) {
+  use_device(ctx.device);
   if (a.rows == 0) return;
   SV_CHECK(a.rows <= 2147483647LL, "ERR_SHAPE", "rms_norm: too many rows");
   dispatch_float(a.out.dtype, "rms_norm", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, rms_norm_kernel<T>, static_cast<unsigned>(a.rows), threads_for(a.dim), 0, stream_of(a.out),
+    launch(SV_HERE, rms_norm_kernel<T>, static_cast<unsigned>(a.rows), threads_for(a.dim), 0, work_stream(ctx),
            a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight), a.dim, a.eps);
   });
 }
 
-void group_norm(const GroupNormArgs& a) {
-  use_device(a.out.device);
+void group_norm(const ExecContext& ctx, const GroupNormArgs& a) {
+  use_device(ctx.device);
   const int64_t blocks = a.frames * a.groups;
   if (blocks == 0 || a.pixels == 0) return;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "group_norm: too many frames");
@@ -464,33 +388,13 @@ void group_norm(const GroupNormArgs& a) {
     const bool aligned = reinterpret_cast<uintptr_t>(a.x.data) % 16 == 0 && reinterpret_cast<uintptr_t>(a.out.data) % 16 == 0;
     const int64_t vectors = a.channels / kVec;
     if (a.channels % kVec == 0 && aligned && vectors <= kGnThreads) {
-      launch_group_norm_fast<T, kVec>(a, static_cast<int>(vectors));
+      launch_group_norm_fast<T, kVec>(ctx, a, static_cast<int>(vectors));
     } else if (a.channels <= kGnThreads) {
-      launch_group_norm_fast<T, 1>(a, static_cast<int>(a.channels));
+      launch_group_norm_fast<T, 1>(ctx, a, static_cast<int>(a.channels));
     } else {
-      launch(SV_HERE, group_norm_kernel<T>, static_cast<unsigned>(blocks), 512, 0, stream_of(a.out), a.x.as<const T>(),
+      launch(SV_HERE, group_norm_kernel<T>, static_cast<unsigned>(blocks), 512, 0, work_stream(ctx), a.x.as<const T>(),
              a.out.as<T>(), a.weight.as<const T>(), a.bias.as<const T>(), a.pixels, a.channels, a.groups, a.eps,
              a.silu);
-    }
-  });
-}
-
-void gated_residual(const GatedResidualArgs& a) {
-  use_device(a.out.device);
-  const int64_t n = a.rows * a.dim;
-  if (n == 0) return;
-  dispatch_float(a.out.dtype, "gated_residual", [&](auto t) {
-    using T = decltype(t);
-    constexpr int E = kVecElems<T>;
-    cudaStream_t stream = stream_of(a.out);
-    if (a.dim % E == 0 && a.rows <= 2147483647LL && aligned16(a.x) && aligned16(a.y) && aligned16(a.gate) &&
-        aligned16(a.out)) {
-      const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (a.dim / E + 31) / 32 * 32)));
-      launch(SV_HERE, gated_residual_rows_kernel<T>, static_cast<unsigned>(a.rows), threads, 0, stream,
-             a.x.as<const T>(), a.y.as<const T>(), ptr_or_null<T>(a.gate), a.out.as<T>(), a.dim, a.rows_per_group);
-    } else {
-      launch(SV_HERE, gated_residual_kernel<T>, grid_for(n, 256), 256, 0, stream, a.x.as<const T>(), a.y.as<const T>(),
-             ptr_or_null<T>(a.gate), a.out.as<T>(), n, a.dim, a.rows_per_group);
     }
   });
 }

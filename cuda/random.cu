@@ -25,15 +25,15 @@ __global__ void random_normal_kernel(T* __restrict__ out, int64_t n, uint64_t se
 
 }  // namespace
 
-void random_normal(const RandomNormalArgs& a) {
-  use_device(a.out.device);
+void random_normal(const ExecContext& ctx, const RandomNormalArgs& a) {
+  use_device(ctx.device);
   const int64_t n = a.out.numel();
   if (n == 0) return;
   const uint64_t first_block = a.offset / 4, last_block = (a.offset + static_cast<uint64_t>(n) - 1) / 4;
   const int64_t blocks = static_cast<int64_t>(last_block - first_block + 1);
   dispatch_float(a.out.dtype, "random_normal", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, random_normal_kernel<T>, grid_for(blocks, 256), 256, 0, stream_of(a.out), a.out.as<T>(), n, a.seed,
+    launch(SV_HERE, random_normal_kernel<T>, grid_for(blocks, 256), 256, 0, work_stream(ctx), a.out.as<T>(), n, a.seed,
            a.offset, first_block, blocks);
   });
 }

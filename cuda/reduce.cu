@@ -66,24 +66,24 @@ __global__ void reduce_kernel(const T* __restrict__ x, T* __restrict__ out, Redu
 
 }  // namespace
 
-void softmax(const SoftmaxArgs& args) {
-  use_device(args.out.device);
+void softmax(const ExecContext& ctx, const SoftmaxArgs& args) {
+  use_device(ctx.device);
   if (args.rows == 0) return;
   SV_CHECK(args.rows <= 2147483647LL, "ERR_SHAPE", "softmax: too many rows for one launch");
   dispatch_float(args.out.dtype, "softmax", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, softmax_kernel<T>, static_cast<unsigned>(args.rows), 256, 0, stream_of(args.out),
+    launch(SV_HERE, softmax_kernel<T>, static_cast<unsigned>(args.rows), 256, 0, work_stream(ctx),
            args.x.as<const T>(), args.out.as<T>(), args.cols);
   });
 }
 
-void reduce(const ReduceArgs& args) {
-  use_device(args.out.device);
+void reduce(const ExecContext& ctx, const ReduceArgs& args) {
+  use_device(ctx.device);
   int64_t n = args.outer * args.inner;
   if (n == 0) return;
   dispatch_float(args.out.dtype, "reduce", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, reduce_kernel<T>, grid_for(n, 256), 256, 0, stream_of(args.out), args.x.as<const T>(),
+    launch(SV_HERE, reduce_kernel<T>, grid_for(n, 256), 256, 0, work_stream(ctx), args.x.as<const T>(),
            args.out.as<T>(), args.op, args.outer, args.dim, args.inner);
   });
 }

@@ -95,11 +95,12 @@ void require_healthy(int device) {
 
 namespace {
 
+// What a device's contexts share (native/exec_context.h), made when the device is first used.
 struct DeviceState {
   std::once_flag once;
-  cudaStream_t stream = nullptr;
-  std::once_flag copy_once;
-  cudaStream_t copy = nullptr;  // uploads of streamed weights (copy_stream)
+  cudaStream_t stream = nullptr;  // the work stream
+  cudaStream_t copy = nullptr;    // uploads of streamed weights
+  Workspace workspace;
 };
 
 DeviceState states[kMaxCudaDevices];
@@ -117,6 +118,7 @@ DeviceState& state(int device) {
   std::call_once(s.once, [&] {
     CUDA_CHECK(cudaSetDevice(device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
     // Keep freed blocks in the pool instead of returning them to the driver: model code frees and
     // re-allocates the same sizes every block and step.
     cudaMemPool_t pool;
@@ -124,7 +126,7 @@ DeviceState& state(int device) {
     uint64_t threshold = UINT64_MAX;
     CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
   });
-  SV_CHECK(s.stream != nullptr, "ERR_CUDA", "CUDA device cuda:" + std::to_string(device) + " failed to initialise");
+  SV_CHECK(s.stream != nullptr && s.copy != nullptr, "ERR_CUDA", "CUDA device cuda:" + std::to_string(device) + " failed to initialise");
   return s;
 }
 
@@ -255,7 +257,17 @@ void device_info(int device, DeviceInfo* info) {
   CUDA_CHECK(cudaMemGetInfo(&info->free_bytes, &info->total_bytes));
 }
 
-void* stream(int device) { return state(device).stream; }
+ExecContext device_context(int device, const KernelPolicy& policy) {
+  DeviceState& s = state(device);
+  ExecContext ctx;
+  ctx.device = device;
+  ctx.work_stream = s.stream;
+  ctx.copy_stream = s.copy;
+  ctx.workspace = &s.workspace;
+  ctx.blaslt = blaslt_of(device);
+  ctx.policy = policy;
+  return ctx;
+}
 
 namespace {
 
@@ -268,6 +280,20 @@ cudaMemPool_t default_pool(int device) {
 }
 
 }  // namespace
+
+void* gemm_workspace(const ExecContext& ctx, size_t bytes) {
+  Workspace& w = *ctx.workspace;
+  std::lock_guard<std::mutex> lock(w.lock);
+  if (w.gemm == nullptr) {
+    try {
+      w.gemm = alloc(ctx.device, bytes);
+    } catch (const Error& error) {
+      if (error.code() != "ERR_CUDA_OOM") throw;
+      return nullptr;
+    }
+  }
+  return w.gemm;
+}
 
 void trim_pool(int device) {
   cudaStream_t s = state(device).stream;
@@ -453,20 +479,11 @@ int current_device() {
   return device;
 }
 
-void* copy_stream(int device) {
-  DeviceState& s = state(device);
-  std::call_once(s.copy_once, [&] {
-    use_device(device);
-    CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
-  });
-  SV_CHECK(s.copy != nullptr, "ERR_CUDA", "the copy stream of cuda:" + std::to_string(device) + " failed to initialise");
-  return s.copy;
-}
-
-void* upload_after_work(int device, void* dst, const void* src, size_t bytes) {
-  cudaStream_t work = state(device).stream;
-  cudaStream_t copy = static_cast<cudaStream_t>(copy_stream(device));
-  use_device(device);
+void* upload_after_work(const ExecContext& ctx, void* dst, const void* src, size_t bytes) {
+  require_healthy(ctx.device);
+  cudaStream_t work = static_cast<cudaStream_t>(ctx.work_stream);
+  cudaStream_t copy = static_cast<cudaStream_t>(ctx.copy_stream);
+  use_device(ctx.device);
   cudaEvent_t work_done = nullptr, uploaded = nullptr;
   CUDA_CHECK(cudaEventCreateWithFlags(&work_done, cudaEventDisableTiming));
   try {
@@ -485,9 +502,10 @@ void* upload_after_work(int device, void* dst, const void* src, size_t bytes) {
   return uploaded;
 }
 
-void work_stream_wait(int device, void* event) {
-  cudaStream_t work = state(device).stream;
-  use_device(device);
+void work_stream_wait(const ExecContext& ctx, void* event) {
+  require_healthy(ctx.device);
+  cudaStream_t work = static_cast<cudaStream_t>(ctx.work_stream);
+  use_device(ctx.device);
   CUDA_CHECK(cudaStreamWaitEvent(work, static_cast<cudaEvent_t>(event), 0));
 }
 

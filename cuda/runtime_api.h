@@ -10,7 +10,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
+
+#include "../native/exec_context.h"
 
 namespace sv::cuda {
 
@@ -43,11 +46,25 @@ std::string device_fault(int device) noexcept;
 // Throws ERR_CUDA_FAULT when `device` has had a sticky failure.
 void require_healthy(int device);
 // Enqueues a kernel that traps, as a kernel bug would fault the device (tests of the fault path).
-void launch_fault(int device);
+void launch_fault(const ExecContext& ctx);
 
-// The device's work stream (a cudaStream_t). All kernels, copies and stream-ordered frees of the
-// addon go through it, so program order is execution order.
-void* stream(int device);
+// A context for `device` with the given kernel choices: the device's work stream (all kernels,
+// copies and stream-ordered frees of the addon go through it, so program order is execution
+// order), its copy stream, its workspace and its cuBLASLt handle. Initialises the device.
+ExecContext device_context(int device, const KernelPolicy& policy);
+
+// The cuBLASLt handle slot of a device (cuda/gemm_plans.cu; the handle is made on the first GEMM).
+BlasLt* blaslt_of(int device);
+
+// Scratch memory shared by the contexts of one device: the cuBLASLt workspace, made on the first
+// GEMM and kept for the life of the process.
+struct Workspace {
+  std::mutex lock;
+  void* gemm = nullptr;
+};
+// The context's cuBLASLt workspace of `bytes` (the same size on every call), or nullptr when it
+// cannot be allocated now: the GEMM then takes the own kernel, and the next call asks again.
+void* gemm_workspace(const ExecContext& ctx, size_t bytes);
 
 // Stream-ordered device memory (cudaMallocAsync from the device's pool). When the pool cannot
 // serve a request, the device is synchronised and the pool's free memory returned to the driver
@@ -126,15 +143,12 @@ int current_device();
 
 // ---- weight streaming: a second stream for uploads, ordered against the work stream by events ----
 
-// The device's copy stream (a cudaStream_t, created on first use): host-to-device uploads that
-// overlap the kernels of the work stream.
-void* copy_stream(int device);
-// H2D copy on the copy stream, issued after everything enqueued on the work stream so far has
-// finished (so the destination may still be read by queued kernels). Returns an event recorded
-// on the copy stream when the copy is done; pass it to work_stream_wait, then event_destroy.
-void* upload_after_work(int device, void* dst, const void* src, size_t bytes);
-// Work enqueued on the device's work stream from now on waits for `event`.
-void work_stream_wait(int device, void* event);
+// H2D copy on the context's copy stream, issued after everything enqueued on its work stream so
+// far has finished (so the destination may still be read by queued kernels). Returns an event
+// recorded on the copy stream when the copy is done; pass it to work_stream_wait, then event_destroy.
+void* upload_after_work(const ExecContext& ctx, void* dst, const void* src, size_t bytes);
+// Work enqueued on the context's work stream from now on waits for `event`.
+void work_stream_wait(const ExecContext& ctx, void* event);
 
 // Page-locked host memory for tensors that are uploaded again and again (streamed weights).
 void* host_alloc_pinned(size_t bytes);

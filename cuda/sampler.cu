@@ -37,13 +37,13 @@ __global__ void cfg_euler_kernel(float* __restrict__ x, const T* __restrict__ ve
 
 }  // namespace
 
-void cfg_euler_step(const CfgEulerArgs& a) {
-  use_device(a.x.device);
+void cfg_euler_step(const ExecContext& ctx, const CfgEulerArgs& a) {
+  use_device(ctx.device);
   if (a.n == 0) return;
   dispatch_float(a.velocity.dtype, "cfg_euler_step", [&](auto t) {
     using T = decltype(t);
     T* next = a.next_input.data ? a.next_input.as<T>() : nullptr;
-    launch(SV_HERE, cfg_euler_kernel<T>, grid_for(a.n, 256), 256, 0, stream_of(a.x), a.x.as<float>(),
+    launch(SV_HERE, cfg_euler_kernel<T>, grid_for(a.n, 256), 256, 0, work_stream(ctx), a.x.as<float>(),
            a.velocity.as<const T>(), next, a.n, a.guidance, a.guidance_scale, a.dt);
   });
 }

@@ -20,13 +20,13 @@ __global__ void swiglu_kernel(const T* __restrict__ x, T* __restrict__ out, int6
 
 }  // namespace
 
-void swiglu(const SwigluArgs& a) {
-  use_device(a.out.device);
+void swiglu(const ExecContext& ctx, const SwigluArgs& a) {
+  use_device(ctx.device);
   const int64_t n = a.rows * a.half;
   if (n == 0) return;
   dispatch_float(a.out.dtype, "swiglu", [&](auto t) {
     using T = decltype(t);
-    launch(SV_HERE, swiglu_kernel<T>, grid_for(n, 256), 256, 0, stream_of(a.out), a.x.as<const T>(), a.out.as<T>(),
+    launch(SV_HERE, swiglu_kernel<T>, grid_for(n, 256), 256, 0, work_stream(ctx), a.x.as<const T>(), a.out.as<T>(),
            a.rows, a.half);
   });
 }

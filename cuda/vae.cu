@@ -40,8 +40,8 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 
 }  // namespace
 
-void upsample_residual(const UpsampleResidualArgs& a) {
-  use_device(a.out.device);
+void upsample_residual(const ExecContext& ctx, const UpsampleResidualArgs& a) {
+  use_device(ctx.device);
   const int64_t n = a.batch * a.frames * a.height * a.width * a.channels;
   if (n == 0) return;
   dispatch_float(a.out.dtype, "upsample_residual", [&](auto t) {
@@ -50,11 +50,11 @@ void upsample_residual(const UpsampleResidualArgs& a) {
     const bool vector = a.channels % kVec == 0 && aligned_16(a.h.data) && aligned_16(a.x.data) && aligned_16(a.out.data);
     const int threads = 256;
     if (vector) {
-      launch(SV_HERE, upsample_residual_kernel<T, kVec>, grid_for(n / kVec, threads), threads, 0, stream_of(a.out),
+      launch(SV_HERE, upsample_residual_kernel<T, kVec>, grid_for(n / kVec, threads), threads, 0, work_stream(ctx),
              a.h.as<const T>(), a.x.as<const T>(), a.out.as<T>(), n / kVec, a.channels, a.frames, a.height, a.width,
              a.up_t, a.up_s);
     } else {
-      launch(SV_HERE, upsample_residual_kernel<T, 1>, grid_for(n, threads), threads, 0, stream_of(a.out),
+      launch(SV_HERE, upsample_residual_kernel<T, 1>, grid_for(n, threads), threads, 0, work_stream(ctx),
              a.h.as<const T>(), a.x.as<const T>(), a.out.as<T>(), n, a.channels, a.frames, a.height, a.width, a.up_t,
              a.up_s);
     }

@@ -12,7 +12,7 @@ export interface NativeTensorHandle {
   readonly byteLength: number;
 }
 
-/** A CUDA event recorded on the copy stream by streamUpload (opaque: only streamWait reads it). */
+/** A CUDA event recorded on the copy stream by a context's upload (opaque: only waitFor reads it). */
 export type NativeCopyEvent = { readonly __brand: 'NativeCopyEvent' };
 
 type H = NativeTensorHandle;
@@ -80,11 +80,6 @@ interface CoreFamily {
   cudaDeviceInfo(device: number): NativeDeviceInfo;
   cudaVersions(): { runtime: number; driver: number; driverRelease: string; driverMinimum: string };
   cudaDeviceFault(device: number): string;
-  /** The kernel choices of CUDA device `device` for the ops enqueued from now on (native/kernel_policy.h; lib/kernel-policy.ts). */
-  setKernelPolicy(
-    device: number, attention: string, hopperSchedule: string, hopperStages: number, hopperInAuto: boolean, conv: string, gemm: string,
-    gemmAutotune: boolean, fp8FastAccum: boolean,
-  ): void;
   /** Where libcublasLt was loaded from (searched on the first call), or path null and what was tried. */
   cublasLtInfo(): { path: string | null; why: string };
   /** The places libcublasLt is looked for, in order, with the environment as it is now ([] without CUDA). */
@@ -98,6 +93,17 @@ interface CoreFamily {
   read(tensor: H): Promise<ArrayBuffer>;
   transfer(dst: H, src: H): Promise<void>;
   loadTensors(entries: Array<{ tensor: H; path: string; offset: number; byteLength: number; srcDtype: number }>): Promise<void>;
+  /** An execution context on `device` (-1: the CPU) with these kernel choices (native/exec_context.h; lib/context.ts). */
+  NativeContext: new (
+    device: number, attention: string, hopperSchedule: string, hopperStages: number, hopperInAuto: boolean, conv: string, gemm: string,
+    gemmAutotune: boolean, fp8FastAccum: boolean,
+  ) => NativeContextHandle;
+  /** Each op family's names in code order (native/kernels.h). */
+  opCodes(): { binary: string[]; unary: string[]; reduce: string[] };
+}
+
+/** The foundation ops (native/ops_core.cc). */
+interface CoreOps {
   copy(dst: H, src: H, shape: number[], srcStrides: number[], srcOffset: number, dstStrides: number[], dstOffset: number): void;
   binary(out: H, a: H, b: H, op: number): void;
   unary(out: H, x: H, op: number, alpha: number, beta: number): void;
@@ -105,11 +111,9 @@ interface CoreFamily {
   softmax(out: H, x: H): void;
   reduce(out: H, x: H, axis: number, op: number): void;
   fill(out: H, value: number): void;
-  /** Each op family's names in code order (native/kernels.h). */
-  opCodes(): { binary: string[]; unary: string[]; reduce: string[] };
 }
 
-/** Runtime statistics (native/perf_glue.cc, device_glue.cc). */
+/** Runtime statistics (native/diagnostics_glue.cc, device_glue.cc). */
 interface StatsFamily {
   opCount(device: number): number;
   cpuPendingJobs(): number;
@@ -120,11 +124,11 @@ interface StatsFamily {
   gemmPlans(): GemmPlan[];
 }
 
-/** Weight streaming: uploads on the copy stream, waits on the work stream (native/perf_glue.cc). */
-interface StreamingFamily {
+/** Weight streaming through a context: uploads on its copy stream, waits on its work stream (native/context_glue.cc). */
+interface StreamingMethods {
   /** The upload's event on CUDA; null on the CPU (there the copy runs in program order). */
-  streamUpload(dst: H, src: H): NativeCopyEvent | null;
-  streamWait(device: number, event: NativeCopyEvent | null): void;
+  upload(dst: H, src: H): NativeCopyEvent | null;
+  waitFor(event: NativeCopyEvent | null): void;
 }
 
 /** native/norm.h */
@@ -132,6 +136,10 @@ interface NormFamily {
   layerNorm(out: H, x: H, weight: H | null, bias: H | null, scale: H | null, shift: H | null, eps: number): void;
   rmsNorm(out: H, x: H, weight: H | null, eps: number): void;
   groupNorm(out: H, x: H, weight: H, bias: H, groups: number, eps: number, silu: boolean): void;
+}
+
+/** native/residual.h */
+interface ResidualFamily {
   gatedResidual(out: H, x: H, y: H, gate: H | null): void;
 }
 
@@ -157,7 +165,7 @@ interface ModelOpsFamily {
   cfgEulerStep(x: H, velocity: H, nextInput: H | null, guidance: boolean, guidanceScale: number, dt: number): void;
 }
 
-/** The head split with QK-Norm and 3D RoPE (native/rope.h). */
+/** The head split with QK-Norm and 3D RoPE (native/split_heads.h). */
 interface SplitHeadsFamily {
   splitHeads(
     proj: H, q: H | null, k: H | null, v: H | null, qNorm: H | null, kNorm: H | null, ropeTable: H | null,
@@ -179,25 +187,37 @@ interface EmulatorHooks {
   emulatorMemory?(): { capacity: number; reserved: number; used: number };
 }
 
+/**
+ * The native execution context (opaque apart from its methods): every op is a method of it, so the
+ * glue finds the op's streams, workspace, cuBLASLt handle and kernel policy as `this`.
+ */
+export type NativeOps = CoreOps & NormFamily & ResidualFamily & AttentionFamily & ConvFamily & ModelOpsFamily & SplitHeadsFamily & Fp8Family;
+export type NativeContextHandle = NativeOps & StreamingMethods & { readonly device: number };
+
 /** The addon's exports. */
-export type NativeAddon = CoreFamily & StatsFamily & StreamingFamily & NormFamily & AttentionFamily & ConvFamily & ModelOpsFamily &
-  SplitHeadsFamily & Fp8Family & EmulatorHooks;
+export type NativeAddon = CoreFamily & StatsFamily & EmulatorHooks;
 
 /** Every name the addon exports (the emulator's hooks only in emulated builds). */
 export const ADDON_EXPORTS = [
   'NativeTensor', 'build', 'setErrorFactory', 'setPoison', 'cpuThreadCount', 'cudaDeviceCount', 'cudaUnavailableReason',
-  'cudaDeviceInfo', 'cudaVersions', 'cudaDeviceFault', 'setKernelPolicy', 'cublasLtInfo', 'debugCublasLtCandidates', 'cudaStagingStats', 'debugFaultDevice',
-  'memoryStats', 'resetPeak', 'synchronize', 'write', 'read', 'transfer', 'loadTensors', 'copy', 'binary', 'unary', 'matmul',
-  'softmax', 'reduce', 'fill', 'opCodes',
+  'cudaDeviceInfo', 'cudaVersions', 'cudaDeviceFault', 'cublasLtInfo', 'debugCublasLtCandidates', 'cudaStagingStats', 'debugFaultDevice',
+  'memoryStats', 'resetPeak', 'synchronize', 'write', 'read', 'transfer', 'loadTensors', 'NativeContext', 'opCodes',
   'opCount', 'cpuPendingJobs', 'cudaPoolStats', 'cudaResetPoolHigh', 'cudaTrimPool', 'gemmPlans',
-  'streamUpload', 'streamWait',
-  'layerNorm', 'rmsNorm', 'groupNorm', 'gatedResidual', 'attention', 'attentionKernelName', 'conv3d', 'conv3dKernelName',
-  'embedding', 'linearResidual', 'swiglu', 'upsampleResidual', 'randomNormal', 'cfgEulerStep', 'splitHeads',
-  'fp8Quantize', 'fp8Dequantize', 'linearFp8',
   'emulatorInjectFailure', 'emulatorSetMemoryCapacity', 'emulatorMemory',
 ] as const satisfies ReadonlyArray<keyof NativeAddon>;
 
-// Every typed name is listed: a name typed but missing from ADDON_EXPORTS fails to compile here.
+/** Every method of a native context: the ops and weight streaming's upload and wait. */
+export const CONTEXT_METHODS = [
+  'copy', 'binary', 'unary', 'matmul', 'softmax', 'reduce', 'fill',
+  'layerNorm', 'rmsNorm', 'groupNorm', 'gatedResidual', 'attention', 'attentionKernelName', 'conv3d', 'conv3dKernelName',
+  'embedding', 'linearResidual', 'swiglu', 'upsampleResidual', 'randomNormal', 'cfgEulerStep', 'splitHeads',
+  'fp8Quantize', 'fp8Dequantize', 'linearFp8', 'upload', 'waitFor',
+] as const satisfies ReadonlyArray<keyof NativeContextHandle>;
+
+// Every typed name is listed: a name typed but missing from ADDON_EXPORTS or CONTEXT_METHODS fails to compile here.
 type Unlisted = Exclude<keyof NativeAddon, (typeof ADDON_EXPORTS)[number]>;
 const everyTypedNameListed: [Unlisted] extends [never] ? true : Unlisted = true;
 void everyTypedNameListed;
+type UnlistedMethod = Exclude<keyof NativeContextHandle, (typeof CONTEXT_METHODS)[number] | 'device'>;
+const everyMethodListed: [UnlistedMethod] extends [never] ? true : UnlistedMethod = true;
+void everyMethodListed;

@@ -1,6 +1,8 @@
 // Devices: the CPU reference backend and CUDA GPUs. Each device has one ordered queue of work (a
-// CUDA stream, or the CPU executor thread); ops enqueue and return at once, reads are async.
+// CUDA stream, or the CPU executor thread), reached through its execution contexts (lib/context.ts);
+// ops enqueue and return at once, reads are async.
 import { StepVideoError } from './errors.js';
+import { ExecutionContext, contextFor } from './context.js';
 import { DEFAULT_KERNEL_POLICY, type KernelPolicy, environmentKernelPolicy } from './kernel-policy.js';
 import { type AddonSource, addonSource, native, type NativeMemoryStats } from './native.js';
 
@@ -34,41 +36,41 @@ export class Device {
     let existing = Device.cudaDevices.get(ordinal);
     if (existing === undefined) {
       warnOnceIfNoCublasLt();
-      const made = new Device('cuda', ordinal);
-      made.setKernelPolicy(environmentKernelPolicy());
-      existing = made;
+      existing = new Device('cuda', ordinal);
+      existing.#context = new ExecutionContext(existing, environmentKernelPolicy());
       Device.cudaDevices.set(ordinal, existing);
     }
     return existing;
   }
 
-  #policy: KernelPolicy = { ...DEFAULT_KERNEL_POLICY };
+  #context: ExecutionContext | undefined;
 
-  /** The kernel choices of this device's ops (lib/kernel-policy.ts); the CPU has one kernel per op. */
-  kernelPolicy(): KernelPolicy {
-    return { ...this.#policy };
+  /**
+   * The device's default execution context (lib/context.ts): the one ops use unless another was made
+   * current with context.run(). On CUDA its kernel policy starts as the environment's.
+   */
+  get context(): ExecutionContext {
+    this.#context ??= new ExecutionContext(this, { ...DEFAULT_KERNEL_POLICY });
+    return this.#context;
   }
 
-  /** Changes the kernel choices for the ops enqueued from now on (CUDA devices only). */
+  /** The kernel choices of the ops enqueued on this device now (the current context's). */
+  kernelPolicy(): KernelPolicy {
+    return { ...contextFor(this).policy };
+  }
+
+  /** Changes the kernel choices of the device's default context, for the ops enqueued from now on (CUDA devices only). */
   setKernelPolicy(changes: Partial<KernelPolicy>): void {
     if (!this.isCuda) throw new StepVideoError('ERR_DEVICE', 'the CPU backend has one kernel per op: no kernel policy to set', { got: this.name });
-    const p: KernelPolicy = { ...this.#policy, ...changes };
-    native.setKernelPolicy(this.index, p.attention, p.hopperSchedule, p.hopperStages, p.hopperInAuto, p.conv, p.gemm, p.gemmAutotune, p.fp8FastAccum);
-    this.#policy = p;
+    this.#context = this.context.withPolicy(changes);
   }
 
   /**
-   * Runs `fn` with these kernel choices, then restores the previous ones. Synchronous on purpose:
-   * ops read the policy when they are enqueued, so an async fn would see it restored at its first await.
+   * Runs `fn` with these kernel choices (a context derived from the current one, made current for
+   * fn and everything it awaits; see ExecutionContext.run). fn may be async.
    */
   withKernelPolicy<T>(changes: Partial<KernelPolicy>, fn: () => T): T {
-    const before = this.#policy;
-    this.setKernelPolicy(changes);
-    try {
-      return fn();
-    } finally {
-      this.setKernelPolicy(before);
-    }
+    return contextFor(this).withPolicy(changes).run(fn);
   }
 
   get name(): string {

@@ -4,6 +4,7 @@ export { type DType, DTYPES, parseDType, f32ToBf16Bits, bf16BitsToF32, roundBf16
 export { Device, type DeviceSpec, type MemoryStats, getDevice, defaultDevice, cudaAvailable, cudaDeviceCount, cudaUnavailableReason, backendInfo, cublasLtInfo, type CublasLtInfo } from './device.js';
 export { Tensor, TensorScope, leakedTensorCount, type TensorOptions } from './tensor.js';
 export { DEFAULT_KERNEL_POLICY, kernelPolicyFromEnvironment, type KernelPolicy } from './kernel-policy.js';
+export { ExecutionContext, contextFor } from './context.js';
 export { opCount, cpuPendingJobs, cudaPoolStats, resetCudaPoolHigh, gemmPlans, type CudaPoolStats, type GemmPlan } from './device-stats.js';
 export * as ops from './ops.js';
 export * as kernels from './kernels/index.js';

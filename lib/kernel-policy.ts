@@ -1,9 +1,9 @@
-// The kernel choices of a CUDA device (native/kernel_policy.h): which attention, conv and GEMM
-// kernels run, the Hopper attention's variant, GEMM autotuning, FP8 fast accumulation, and the
-// opt-in paths allowed before they were validated on a GPU. The environment is read once, here,
-// when the first CUDA device is made; after that a device's policy changes only through
-// Device.setKernelPolicy / withKernelPolicy (tests and benchmarks choose kernels that way). Ops read
-// their device's policy when they are enqueued.
+// The kernel choices of an execution context (lib/context.ts; native/kernel_policy.h): which
+// attention, conv and GEMM kernels run, the Hopper attention's variant, GEMM autotuning, FP8 fast
+// accumulation, and the opt-in paths allowed before they were validated on a GPU. The environment
+// is read once, here, for the default context of the first CUDA device; after that kernels are
+// chosen by context (context.withPolicy(...).run(fn), Device.withKernelPolicy), as tests,
+// benchmarks and server jobs do.
 import { StepVideoError } from './errors.js';
 
 export interface KernelPolicy {

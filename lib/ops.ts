@@ -3,7 +3,7 @@
 // computes in f32; the CUDA backend in f32 or bf16/f16 with f32 accumulation.
 import type { DType } from './dtype.js';
 import { StepVideoError } from './errors.js';
-import { native } from './native.js';
+import { opsOn } from './context.js';
 import { requireFloat, sameDType, sameDevice, withOutput } from './op-utils.js';
 import { type Shape, broadcastShapes, contiguousStrides, formatShape, normalizeAxis, numel } from './shape.js';
 import { Tensor } from './tensor.js';
@@ -21,7 +21,7 @@ const EPILOGUE = { none: 0, gelu_tanh: 1 } as const;
 /** Element conversion to another dtype (a copy even when the dtype is unchanged). */
 export function cast(x: Tensor, dtype: DType): Tensor {
   const strides = contiguousStrides(x.shape);
-  return withOutput(x.shape, dtype, x, (out) => native.copy(out.handle, x.handle, [...x.shape], strides, 0, strides, 0));
+  return withOutput(x.shape, dtype, x, (out) => opsOn(out.device).copy(out.handle, x.handle, [...x.shape], strides, 0, strides, 0));
 }
 
 /** Reorders dimensions: out.shape[i] = x.shape[dims[i]]. */
@@ -33,7 +33,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const srcStrides = contiguousStrides(x.shape);
   const shape = axes.map((a) => x.shape[a]!);
   return withOutput(shape, x.dtype, x, (out) =>
-    native.copy(out.handle, x.handle, shape, axes.map((a) => srcStrides[a]!), 0, contiguousStrides(shape), 0),
+    opsOn(out.device).copy(out.handle, x.handle, shape, axes.map((a) => srcStrides[a]!), 0, contiguousStrides(shape), 0),
   );
 }
 
@@ -48,7 +48,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   shape[a] = end - start;
   const srcStrides = contiguousStrides(x.shape);
   return withOutput(shape, x.dtype, x, (out) =>
-    native.copy(out.handle, x.handle, shape, srcStrides, start * srcStrides[a]!, contiguousStrides(shape), 0),
+    opsOn(out.device).copy(out.handle, x.handle, shape, srcStrides, start * srcStrides[a]!, contiguousStrides(shape), 0),
   );
 }
 
@@ -70,7 +70,7 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   return withOutput(shape, first.dtype, first, (out) => {
     let offset = 0;
     for (const t of tensors) {
-      native.copy(out.handle, t.handle, [...t.shape], contiguousStrides(t.shape), 0, dstStrides, offset * dstStrides[a]!);
+      opsOn(out.device).copy(out.handle, t.handle, [...t.shape], contiguousStrides(t.shape), 0, dstStrides, offset * dstStrides[a]!);
       offset += t.shape[a]!;
     }
   });
@@ -85,7 +85,7 @@ export function expand(x: Tensor, shape: Shape): Tensor {
   const strides = contiguousStrides(x.shape);
   const offset = shape.length - x.ndim;
   const srcStrides = shape.map((d, i) => (i < offset || x.shape[i - offset] === 1 ? 0 : strides[i - offset]!));
-  return withOutput(shape, x.dtype, x, (out) => native.copy(out.handle, x.handle, [...shape], srcStrides, 0, contiguousStrides(shape), 0));
+  return withOutput(shape, x.dtype, x, (out) => opsOn(out.device).copy(out.handle, x.handle, [...shape], srcStrides, 0, contiguousStrides(shape), 0));
 }
 
 // ---- elementwise ----
@@ -95,7 +95,7 @@ function binary(op: keyof typeof BINARY, a: Tensor, b: Tensor): Tensor {
   sameDType(op, a, b);
   requireFloat(op, a);
   const shape = broadcastShapes(a.shape, b.shape);
-  return withOutput(shape, a.dtype, a, (out) => native.binary(out.handle, a.handle, b.handle, BINARY[op]));
+  return withOutput(shape, a.dtype, a, (out) => opsOn(out.device).binary(out.handle, a.handle, b.handle, BINARY[op]));
 }
 
 export const add = (a: Tensor, b: Tensor): Tensor => binary('add', a, b);
@@ -107,7 +107,7 @@ export const minimum = (a: Tensor, b: Tensor): Tensor => binary('minimum', a, b)
 
 function unary(op: keyof typeof UNARY, x: Tensor, alpha = 1, beta = 0): Tensor {
   requireFloat(op, x);
-  return withOutput(x.shape, x.dtype, x, (out) => native.unary(out.handle, x.handle, UNARY[op], alpha, beta));
+  return withOutput(x.shape, x.dtype, x, (out) => opsOn(out.device).unary(out.handle, x.handle, UNARY[op], alpha, beta));
 }
 
 /** alpha·x + beta */
@@ -169,7 +169,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   const shape = [...a.shape.slice(0, -2), m, n];
   return withOutput(shape, a.dtype, a, (out) =>
-    native.matmul(out.handle, a.handle, b.handle, bias?.handle ?? null, transB, alpha, EPILOGUE[epilogue]),
+    opsOn(out.device).matmul(out.handle, a.handle, b.handle, bias?.handle ?? null, transB, alpha, EPILOGUE[epilogue]),
   );
 }
 
@@ -192,14 +192,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, options: { epil
 export function softmax(x: Tensor): Tensor {
   requireFloat('softmax', x);
   if (x.ndim === 0) throw new StepVideoError('ERR_SHAPE', 'softmax needs at least one dimension', { got: [] });
-  return withOutput(x.shape, x.dtype, x, (out) => native.softmax(out.handle, x.handle));
+  return withOutput(x.shape, x.dtype, x, (out) => opsOn(out.device).softmax(out.handle, x.handle));
 }
 
 function reduce(op: keyof typeof REDUCE, x: Tensor, axis: number, keepDim: boolean): Tensor {
   requireFloat(op, x);
   const a = normalizeAxis(axis, x.ndim);
   const shape = keepDim ? x.shape.map((d, i) => (i === a ? 1 : d)) : x.shape.filter((_, i) => i !== a);
-  return withOutput(shape, x.dtype, x, (out) => native.reduce(out.handle, x.handle, a, REDUCE[op]));
+  return withOutput(shape, x.dtype, x, (out) => opsOn(out.device).reduce(out.handle, x.handle, a, REDUCE[op]));
 }
 
 export const sum = (x: Tensor, axis: number, keepDim = false): Tensor => reduce('sum', x, axis, keepDim);

@@ -14,6 +14,7 @@ import {
 } from './dtype.js';
 import { Device, type DeviceSpec, getDevice } from './device.js';
 import { StepVideoError } from './errors.js';
+import { opsOn } from './context.js';
 import { native, type NativeTensorHandle } from './native.js';
 import { type Shape, contiguousStrides, formatShape, inferShape, numel, validateShape } from './shape.js';
 
@@ -62,7 +63,7 @@ export class Tensor implements Disposable {
 
   static full(shape: Shape, value: number, dtype: DType = 'f32', device?: DeviceSpec): Tensor {
     const tensor = Tensor.empty(shape, dtype, device);
-    native.fill(tensor.handle, value);
+    opsOn(tensor.device).fill(tensor.handle, value);
     return tensor;
   }
 
@@ -177,7 +178,7 @@ export class Tensor implements Disposable {
   clone(): Tensor {
     const copy = Tensor.empty(this.shape, this.dtype, this.device);
     const strides = contiguousStrides(this.shape);
-    native.copy(copy.handle, this.handle, [...this.shape], strides, 0, strides, 0);
+    opsOn(copy.device).copy(copy.handle, this.handle, [...this.shape], strides, 0, strides, 0);
     return copy;
   }
 

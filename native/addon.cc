@@ -1,21 +1,30 @@
-// Module entry point: registers the tensor handle class and every family of functions.
+// Module entry point: registers the tensor handle and execution context classes, the ops as
+// methods of the context, and every family of plain functions.
 #include <napi.h>
 
 #include "tensor_handle.h"
 
 namespace sv {
-void register_core_ops(Napi::Env env, Napi::Object exports);
+Napi::Function define_context_class(Napi::Env env);
+void register_core_ops(Napi::Env env, Napi::Object ops);
+void register_model_ops(Napi::Env env, Napi::Object ops);
+void register_op_codes(Napi::Env env, Napi::Object exports);
 void register_device_functions(Napi::Env env, Napi::Object exports);
 void register_io_functions(Napi::Env env, Napi::Object exports);
-void register_model_ops(Napi::Env env, Napi::Object exports);
+void register_diagnostics_functions(Napi::Env env, Napi::Object exports);
 }  // namespace sv
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", sv::NativeTensor::define(env));
-  sv::register_core_ops(env, exports);
+  Napi::Function context = sv::define_context_class(env);
+  Napi::Object ops = context.Get("prototype").As<Napi::Object>();
+  sv::register_core_ops(env, ops);
+  sv::register_model_ops(env, ops);
+  exports.Set("NativeContext", context);
+  sv::register_op_codes(env, exports);
   sv::register_device_functions(env, exports);
   sv::register_io_functions(env, exports);
-  sv::register_model_ops(env, exports);
+  sv::register_diagnostics_functions(env, exports);
   Napi::Object build = Napi::Object::New(env);
 #ifdef SV_WITH_CUDA
   build.Set("cuda", Napi::Boolean::New(env, true));

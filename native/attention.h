@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -30,13 +31,13 @@ struct AttentionArgs {
 float alibi_slope(int64_t head, int64_t heads);
 
 namespace cpu {
-void attention(const AttentionArgs& args);
+void attention(const ExecContext& ctx, const AttentionArgs& args);
 }
 namespace cuda {
-void attention(const AttentionArgs& args);
+void attention(const ExecContext& ctx, const AttentionArgs& args);
 // The kernel attention() would run for these arguments under the current STEPVIDEO_ATTENTION:
 // "generic", "mma" or "hopper" (a forced kernel that cannot take the call throws ERR_UNSUPPORTED).
-const char* attention_kernel_name(const AttentionArgs& args);
+const char* attention_kernel_name(const ExecContext& ctx, const AttentionArgs& args);
 }
 
 }  // namespace sv

@@ -22,6 +22,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -43,13 +44,13 @@ struct Conv3dArgs {
 };
 
 namespace cpu {
-void conv3d(const Conv3dArgs& args);
+void conv3d(const ExecContext& ctx, const Conv3dArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-void conv3d(const Conv3dArgs& args);
+void conv3d(const ExecContext& ctx, const Conv3dArgs& args);
 // Which kernel conv3d picks for these arguments ("mma-128x128", "simt", ...): for benchmarks and tests.
-const char* conv3d_kernel_name(const Conv3dArgs& args);
+const char* conv3d_kernel_name(const ExecContext& ctx, const Conv3dArgs& args);
 }  // namespace cuda
 
 }  // namespace sv

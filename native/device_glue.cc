@@ -11,7 +11,6 @@
 #include "cpu/convert.h"
 #include "cpu/parallel.h"
 #include "dispatch.h"
-#include "kernel_policy.h"
 #include "napi_util.h"
 #ifdef SV_WITH_CUDA
 #include "../cuda/cublaslt.h"
@@ -360,42 +359,7 @@ SV_EXPORT(set_error_factory_fn) {
   return info.Env().Undefined();
 }
 
-namespace {
-
-// One of `names` (its index), or ERR_ARGUMENT naming the setting and what it accepts.
-int pick(const std::string& value, std::initializer_list<const char*> names, const char* setting) {
-  int index = 0;
-  std::string accepted;
-  for (const char* name : names) {
-    if (value == name) return index;
-    accepted += (index++ ? ", " : "") + std::string(name);
-  }
-  fail("ERR_ARGUMENT", std::string("kernel policy: ") + setting + " must be one of " + accepted + ", got '" + value + "'");
-}
-
-}  // namespace
-
-// setKernelPolicy(device, attention, hopperSchedule, hopperStages, hopperInAuto, conv, gemm,
-// gemmAutotune, fp8FastAccum): the kernel choices of a CUDA device (native/kernel_policy.h), for
-// the ops enqueued from now on. lib/kernel-policy.ts makes the arguments.
-SV_EXPORT(set_kernel_policy_fn) {
-  KernelPolicy p;
-  const int device = static_cast<int>(napi::arg_int(info, 0, "device"));
-  p.attention = static_cast<AttentionChoice>(pick(napi::arg_string(info, 1, "attention"), {"auto", "generic", "mma", "hopper"}, "attention"));
-  p.hopper_schedule = static_cast<HopperSchedule>(pick(napi::arg_string(info, 2, "hopperSchedule"), {"serial", "overlap", "pingpong"}, "hopperSchedule"));
-  p.hopper_stages = static_cast<int>(napi::arg_int(info, 3, "hopperStages"));
-  SV_CHECK(p.hopper_stages == 2 || p.hopper_stages == 3, "ERR_ARGUMENT", "kernel policy: hopperStages must be 2 or 3, got " + std::to_string(p.hopper_stages));
-  p.hopper_in_auto = napi::arg_bool(info, 4, "hopperInAuto");
-  p.conv = static_cast<ConvChoice>(pick(napi::arg_string(info, 5, "conv"), {"auto", "wgmma"}, "conv"));
-  p.gemm = static_cast<GemmChoice>(pick(napi::arg_string(info, 6, "gemm"), {"auto", "fallback"}, "gemm"));
-  p.gemm_autotune = napi::arg_bool(info, 7, "gemmAutotune");
-  p.fp8_fast_accum = napi::arg_bool(info, 8, "fp8FastAccum");
-  set_kernel_policy(device, p);
-  return info.Env().Undefined();
-}
-
 void register_device_functions(Napi::Env env, Napi::Object exports) {
-  exports.Set("setKernelPolicy", Napi::Function::New(env, set_kernel_policy_fn));
   exports.Set("write", Napi::Function::New(env, tensor_write));
   exports.Set("read", Napi::Function::New(env, tensor_read));
   exports.Set("transfer", Napi::Function::New(env, tensor_transfer));

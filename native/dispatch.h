@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "exec_context.h"
 #include "executor.h"
 #include "tensor_handle.h"
 #ifdef SV_WITH_CUDA
@@ -20,8 +21,17 @@ namespace sv {
 // Every tensor of an op must live on one device; returns it.
 int common_device(std::initializer_list<const NativeTensor*> tensors);
 
+// The execution context an op was called on (ops are methods of NativeContext, native/context_glue.cc:
+// `this` is the context), checked to be for the device of the op's tensors. Valid while the JS
+// object lives; CPU jobs keep a copy.
+const ExecContext& op_context(const Napi::CallbackInfo& info, int device);
+
 // Every non-null tensor must have `dtype`; names the op and the offending argument otherwise.
 void require_dtype(const char* op, DType dtype, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors);
+
+// A per-group gate [groups, dim] over `rows` rows (groups dividing rows, as AdaLN gates per batch
+// item): returns rows / groups, or ERR_SHAPE naming the op.
+int64_t rows_per_gate_group(const char* op, const TensorRef& gate, int64_t rows, int64_t dim);
 
 // Every non-null tensor must hold exactly `count` elements.
 void require_numel(const char* op, int64_t count, std::initializer_list<std::pair<const char*, const NativeTensor*>> tensors);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -16,10 +17,10 @@ struct EmbeddingArgs {
 };
 
 namespace cpu {
-void embedding(const EmbeddingArgs& args);
+void embedding(const ExecContext& ctx, const EmbeddingArgs& args);
 }
 namespace cuda {
-void embedding(const EmbeddingArgs& args);
+void embedding(const ExecContext& ctx, const EmbeddingArgs& args);
 }
 
 }  // namespace sv

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels.h"
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -76,18 +77,18 @@ inline float fp8_e4m3_decode(uint8_t code) {
 }
 
 namespace cpu {
-void fp8_quantize(const Fp8QuantizeArgs& args);
-void fp8_dequantize(const Fp8DequantizeArgs& args);
-void linear_fp8(const LinearFp8Args& args);
+void fp8_quantize(const ExecContext& ctx, const Fp8QuantizeArgs& args);
+void fp8_dequantize(const ExecContext& ctx, const Fp8DequantizeArgs& args);
+void linear_fp8(const ExecContext& ctx, const LinearFp8Args& args);
 }  // namespace cpu
 
 namespace cuda {
-void fp8_quantize(const Fp8QuantizeArgs& args);
-void fp8_dequantize(const Fp8DequantizeArgs& args);
-void linear_fp8(const LinearFp8Args& args);
-// The e4m3 × e4m3 GEMM through cuBLASLt (gemm.cu): out [rows, n] = epilogue(x_scales[r] ·
+void fp8_quantize(const ExecContext& ctx, const Fp8QuantizeArgs& args);
+void fp8_dequantize(const ExecContext& ctx, const Fp8DequantizeArgs& args);
+void linear_fp8(const ExecContext& ctx, const LinearFp8Args& args);
+// The e4m3 × e4m3 GEMM through cuBLASLt (gemm_fp8.cu): out [rows, n] = epilogue(x_scales[r] ·
 // w_scales[c] · Σ x_codes[r, :] · w_codes[c, :]). False when cuBLASLt cannot serve it here.
-bool gemm_fp8_cublaslt(const TensorRef& out, const TensorRef& x_codes, const TensorRef& x_scales,
+bool gemm_fp8_cublaslt(const ExecContext& ctx, const TensorRef& out, const TensorRef& x_codes, const TensorRef& x_scales,
                        const TensorRef& w_codes, const TensorRef& w_scales, int64_t rows, int64_t n, int64_t k,
                        MatmulEpilogue epilogue);
 }  // namespace cuda

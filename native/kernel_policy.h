@@ -1,8 +1,8 @@
 // The kernel choices of a CUDA device: which attention, conv and GEMM kernels run, the Hopper
 // attention's variant, autotuning, and the opt-in paths allowed before they were validated on a GPU.
-// Set from JavaScript (lib/kernel-policy.ts reads the environment once; tests and benchmarks pass
-// their own) and read by the CUDA launchers when an op is enqueued: no launcher reads the
-// environment itself.
+// Part of every execution context (native/exec_context.h), set from JavaScript (lib/kernel-policy.ts
+// reads the environment once; tests, benchmarks and server jobs pass their own) and read by the
+// CUDA launchers from the context of the op: no launcher reads the environment itself.
 #pragma once
 
 namespace sv {
@@ -25,9 +25,5 @@ struct KernelPolicy {
   // cuBLASLt's fast FP8 accumulation (read when a plan is made).
   bool fp8_fast_accum = false;
 };
-
-// The policy of CUDA device `device` (the defaults until one is set).
-KernelPolicy kernel_policy(int device);
-void set_kernel_policy(int device, const KernelPolicy& policy);
 
 }  // namespace sv

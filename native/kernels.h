@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -98,25 +99,25 @@ struct FillArgs {
 };
 
 namespace cpu {
-void copy(const CopyArgs& args);
-void binary(const BinaryArgs& args);
-void unary(const UnaryArgs& args);
-void matmul(const MatmulArgs& args);
-void softmax(const SoftmaxArgs& args);
-void reduce(const ReduceArgs& args);
-void fill(const FillArgs& args);
+void copy(const ExecContext& ctx, const CopyArgs& args);
+void binary(const ExecContext& ctx, const BinaryArgs& args);
+void unary(const ExecContext& ctx, const UnaryArgs& args);
+void matmul(const ExecContext& ctx, const MatmulArgs& args);
+void softmax(const ExecContext& ctx, const SoftmaxArgs& args);
+void reduce(const ExecContext& ctx, const ReduceArgs& args);
+void fill(const ExecContext& ctx, const FillArgs& args);
 }  // namespace cpu
 
 // CUDA twins (cuda/*.cu). They launch on the device stream of the tensors' device and throw
 // sv::Error on a failed launch.
 namespace cuda {
-void copy(const CopyArgs& args);
-void binary(const BinaryArgs& args);
-void unary(const UnaryArgs& args);
-void matmul(const MatmulArgs& args);
-void softmax(const SoftmaxArgs& args);
-void reduce(const ReduceArgs& args);
-void fill(const FillArgs& args);
+void copy(const ExecContext& ctx, const CopyArgs& args);
+void binary(const ExecContext& ctx, const BinaryArgs& args);
+void unary(const ExecContext& ctx, const UnaryArgs& args);
+void matmul(const ExecContext& ctx, const MatmulArgs& args);
+void softmax(const ExecContext& ctx, const SoftmaxArgs& args);
+void reduce(const ExecContext& ctx, const ReduceArgs& args);
+void fill(const ExecContext& ctx, const FillArgs& args);
 }  // namespace cuda
 
 }  // namespace sv

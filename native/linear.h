@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -29,11 +30,11 @@ struct GemmPlanInfo {
 };
 
 namespace cpu {
-void linear_residual(const LinearResidualArgs& args);
+void linear_residual(const ExecContext& ctx, const LinearResidualArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-void linear_residual(const LinearResidualArgs& args);
+void linear_residual(const ExecContext& ctx, const LinearResidualArgs& args);
 std::vector<GemmPlanInfo> gemm_plans();
 }  // namespace cuda
 

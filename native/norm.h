@@ -1,9 +1,10 @@
-// Normalisation kernels: LayerNorm (optionally affine, optionally AdaLN-modulated), RMSNorm,
-// GroupNorm per frame (optionally fused with SiLU), and the gated residual of AdaLN blocks.
+// Normalisation kernels: LayerNorm (optionally affine, optionally AdaLN-modulated), RMSNorm, and
+// GroupNorm per frame (optionally fused with SiLU).
 // Statistics are always computed in f32; outputs are stored in the tensor's dtype.
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -35,25 +36,16 @@ struct GroupNormArgs {
   bool silu = false;
 };
 
-// out = x + gate[group] ⊙ y with x, y viewed [rows, dim] and gate [groups, dim],
-// group = row / rows_per_group. gate may be absent (plain residual add).
-struct GatedResidualArgs {
-  TensorRef out, x, y, gate;
-  int64_t rows = 0, dim = 0, rows_per_group = 1;
-};
-
 namespace cpu {
-void layer_norm(const LayerNormArgs& args);
-void rms_norm(const RmsNormArgs& args);
-void group_norm(const GroupNormArgs& args);
-void gated_residual(const GatedResidualArgs& args);
+void layer_norm(const ExecContext& ctx, const LayerNormArgs& args);
+void rms_norm(const ExecContext& ctx, const RmsNormArgs& args);
+void group_norm(const ExecContext& ctx, const GroupNormArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-void layer_norm(const LayerNormArgs& args);
-void rms_norm(const RmsNormArgs& args);
-void group_norm(const GroupNormArgs& args);
-void gated_residual(const GatedResidualArgs& args);
+void layer_norm(const ExecContext& ctx, const LayerNormArgs& args);
+void rms_norm(const ExecContext& ctx, const RmsNormArgs& args);
+void group_norm(const ExecContext& ctx, const GroupNormArgs& args);
 }  // namespace cuda
 
 }  // namespace sv

@@ -12,7 +12,7 @@ namespace {
 struct AttentionCall {
   AttentionArgs args;
   NativeTensor *out, *q, *k, *v, *kv_len;
-  int device;
+  ExecContext ctx;
 };
 
 // (out, q, k, v, kvLen?, scale, causal, alibiSqrt), validated completely.
@@ -22,13 +22,13 @@ AttentionCall read_attention_call(const Napi::CallbackInfo& info) {
   NativeTensor* k = NativeTensor::unwrap(info[2], "k");
   NativeTensor* v = NativeTensor::unwrap(info[3], "v");
   NativeTensor* kv_len = optional_tensor(info, 4, "kvLen");
-  int device = common_device({out, q, k, v, kv_len});
+  const int device = common_device({out, q, k, v, kv_len});
   AttentionArgs a;
   a.out = out->ref();
   a.q = q->ref();
   a.k = k->ref();
   a.v = v->ref();
-  a.kv_len = kv_len ? kv_len->ref() : TensorRef{};
+  a.kv_len = optional_ref(kv_len);
   a.scale = static_cast<float>(napi::arg_number(info, 5, "scale"));
   a.causal = napi::arg_bool(info, 6, "causal");
   a.alibi_sqrt = napi::arg_bool(info, 7, "alibiSqrt");
@@ -60,7 +60,7 @@ AttentionCall read_attention_call(const Napi::CallbackInfo& info) {
              "attention: kvLen must be i32 [" + std::to_string(a.batch) + "], got " + dtype_name(kv_len->dtype()) + " " +
                  a.kv_len.shape_string());
   }
-  return AttentionCall{a, out, q, k, v, kv_len, device};
+  return AttentionCall{a, out, q, k, v, kv_len, op_context(info, device)};
 }
 
 }  // namespace
@@ -68,10 +68,10 @@ AttentionCall read_attention_call(const Napi::CallbackInfo& info) {
 // attention(out, q, k, v, kvLen?, scale, causal, alibiSqrt)
 SV_EXPORT(op_attention) {
   const AttentionCall c = read_attention_call(info);
-  if (c.device == kCpuDevice) {
-    run_on_cpu({c.out, c.q, c.k, c.v, c.kv_len}, [a = c.args] { cpu::attention(a); });
+  if (c.ctx.device == kCpuDevice) {
+    run_on_cpu({c.out, c.q, c.k, c.v, c.kv_len}, [ctx = c.ctx, a = c.args] { cpu::attention(ctx, a); });
   } else {
-    SV_CUDA(cuda::attention(c.args));
+    SV_CUDA(cuda::attention(c.ctx, c.args));
   }
   return info.Env().Undefined();
 }
@@ -79,17 +79,17 @@ SV_EXPORT(op_attention) {
 // attentionKernelName(same arguments as attention): which kernel attention would run ("cpu" on the host).
 SV_EXPORT(op_attention_kernel_name) {
   const AttentionCall c = read_attention_call(info);
-  if (c.device == kCpuDevice) return Napi::String::New(info.Env(), "cpu");
+  if (c.ctx.device == kCpuDevice) return Napi::String::New(info.Env(), "cpu");
 #ifdef SV_WITH_CUDA
-  return Napi::String::New(info.Env(), cuda::attention_kernel_name(c.args));
+  return Napi::String::New(info.Env(), cuda::attention_kernel_name(c.ctx, c.args));
 #else
   return Napi::String::New(info.Env(), "none");
 #endif
 }
 
-void register_attention_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("attention", Napi::Function::New(env, op_attention));
-  exports.Set("attentionKernelName", Napi::Function::New(env, op_attention_kernel_name));
+void register_attention_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("attention", Napi::Function::New(env, op_attention));
+  ops.Set("attentionKernelName", Napi::Function::New(env, op_attention_kernel_name));
 }
 
 }  // namespace sv

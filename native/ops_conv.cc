@@ -14,7 +14,7 @@ namespace {
 struct ConvCall {
   Conv3dArgs args;
   NativeTensor *out, *x, *weight, *bias, *residual;
-  int device;
+  ExecContext ctx;
 };
 
 std::vector<int64_t> int_list(const Napi::CallbackInfo& info, size_t index, const char* name, size_t count) {
@@ -43,13 +43,13 @@ ConvCall read_conv_call(const Napi::CallbackInfo& info) {
   const std::vector<int64_t> stride = int_list(info, 5, "stride", 3);
   const std::vector<int64_t> pads = int_list(info, 6, "pads", 6);
   const std::vector<int64_t> up = int_list(info, 7, "upsample", 2);
-  c.device = common_device({c.out, c.x, c.weight, c.bias, c.residual});
+  c.ctx = op_context(info, common_device({c.out, c.x, c.weight, c.bias, c.residual}));
   Conv3dArgs& a = c.args;
   a.out = c.out->ref();
   a.x = c.x->ref();
   a.weight = c.weight->ref();
-  a.bias = c.bias ? c.bias->ref() : TensorRef{};
-  a.residual = c.residual ? c.residual->ref() : TensorRef{};
+  a.bias = optional_ref(c.bias);
+  a.residual = optional_ref(c.residual);
   SV_CHECK(a.x.ndim == 5 && a.weight.ndim == 5 && a.out.ndim == 5, "ERR_SHAPE",
            "conv3d: expected x [B, T, H, W, Cin], weight [Cout, kt, kh, kw, Cin] and out [B, To, Ho, Wo, Cout], got x " +
                a.x.shape_string() + ", weight " + a.weight.shape_string() + ", out " + a.out.shape_string());
@@ -114,10 +114,10 @@ ConvCall read_conv_call(const Napi::CallbackInfo& info) {
 
 SV_EXPORT(op_conv3d) {
   ConvCall c = read_conv_call(info);
-  if (c.device == kCpuDevice) {
-    run_on_cpu({c.out, c.x, c.weight, c.bias, c.residual}, [a = c.args] { cpu::conv3d(a); });
+  if (c.ctx.device == kCpuDevice) {
+    run_on_cpu({c.out, c.x, c.weight, c.bias, c.residual}, [ctx = c.ctx, a = c.args] { cpu::conv3d(ctx, a); });
   } else {
-    SV_CUDA(cuda::conv3d(c.args));
+    SV_CUDA(cuda::conv3d(c.ctx, c.args));
   }
   return info.Env().Undefined();
 }
@@ -125,17 +125,17 @@ SV_EXPORT(op_conv3d) {
 // conv3dKernelName(same arguments as conv3d): which implementation conv3d would run ("cpu" on the host).
 SV_EXPORT(op_conv3d_kernel_name) {
   ConvCall c = read_conv_call(info);
-  if (c.device == kCpuDevice) return Napi::String::New(info.Env(), "cpu");
+  if (c.ctx.device == kCpuDevice) return Napi::String::New(info.Env(), "cpu");
 #ifdef SV_WITH_CUDA
-  return Napi::String::New(info.Env(), cuda::conv3d_kernel_name(c.args));
+  return Napi::String::New(info.Env(), cuda::conv3d_kernel_name(c.ctx, c.args));
 #else
   return Napi::String::New(info.Env(), "none");
 #endif
 }
 
-void register_conv_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("conv3d", Napi::Function::New(env, op_conv3d));
-  exports.Set("conv3dKernelName", Napi::Function::New(env, op_conv3d_kernel_name));
+void register_conv_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("conv3d", Napi::Function::New(env, op_conv3d));
+  ops.Set("conv3dKernelName", Napi::Function::New(env, op_conv3d_kernel_name));
 }
 
 }  // namespace sv

@@ -33,6 +33,13 @@ void check_extent(const int64_t* shape, const int64_t* strides, int ndim, int64_
 
 }  // namespace
 
+int64_t rows_per_gate_group(const char* op, const TensorRef& gate, int64_t rows, int64_t dim) {
+  SV_CHECK(gate.ndim == 2 && gate.shape[1] == dim && gate.shape[0] > 0 && rows % gate.shape[0] == 0, "ERR_SHAPE",
+           std::string(op) + ": gate must be [groups, " + std::to_string(dim) + "] with groups dividing " + std::to_string(rows) +
+               " rows, got " + gate.shape_string());
+  return rows / gate.shape[0];
+}
+
 int common_device(std::initializer_list<const NativeTensor*> tensors) {
   int device = -2;
   for (const NativeTensor* t : tensors) {
@@ -71,7 +78,8 @@ SV_EXPORT(op_copy) {
   int64_t src_offset = napi::arg_int(info, 4, "srcOffset");
   std::vector<int64_t> dst_strides = napi::arg_int_array(info, 5, "dstStrides");
   int64_t dst_offset = napi::arg_int(info, 6, "dstOffset");
-  int device = common_device({dst, src});
+  const int device = common_device({dst, src});
+  const ExecContext& ctx = op_context(info, device);
   checked_numel(shape, "copy");
   SV_CHECK(src_strides.size() == shape.size() && dst_strides.size() == shape.size(), "ERR_ARGUMENT",
            "copy: strides must have one entry per dimension");
@@ -89,9 +97,9 @@ SV_EXPORT(op_copy) {
   check_extent(args.shape, args.src_strides, args.ndim, src_offset, args.src.numel(), "copy source");
   check_extent(args.shape, args.dst_strides, args.ndim, dst_offset, args.dst.numel(), "copy destination");
   if (device == kCpuDevice) {
-    run_on_cpu({dst, src}, [args] { cpu::copy(args); });
+    run_on_cpu({dst, src}, [ctx, args] { cpu::copy(ctx, args); });
   } else {
-    SV_CUDA(cuda::copy(args));
+    SV_CUDA(cuda::copy(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -103,7 +111,8 @@ SV_EXPORT(op_binary) {
   NativeTensor* b = NativeTensor::unwrap(info[2], "b");
   int64_t op = napi::arg_int(info, 3, "op");
   SV_CHECK(op >= 0 && op < static_cast<int64_t>(std::size(kBinaryOpNames)), "ERR_ARGUMENT", "binary: unknown op " + std::to_string(op));
-  int device = common_device({out, a, b});
+  const int device = common_device({out, a, b});
+  const ExecContext& ctx = op_context(info, device);
   SV_CHECK(a->dtype() == out->dtype() && b->dtype() == out->dtype(), "ERR_DTYPE",
            std::string("binary: operands must share out's dtype ") + dtype_name(out->dtype()));
   BinaryArgs args;
@@ -134,9 +143,9 @@ SV_EXPORT(op_binary) {
     }
   }
   if (device == kCpuDevice) {
-    run_on_cpu({out, a, b}, [args] { cpu::binary(args); });
+    run_on_cpu({out, a, b}, [ctx, args] { cpu::binary(ctx, args); });
   } else {
-    SV_CUDA(cuda::binary(args));
+    SV_CUDA(cuda::binary(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -147,7 +156,8 @@ SV_EXPORT(op_unary) {
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
   int64_t op = napi::arg_int(info, 2, "op");
   SV_CHECK(op >= 0 && op < static_cast<int64_t>(std::size(kUnaryOpNames)), "ERR_ARGUMENT", "unary: unknown op " + std::to_string(op));
-  int device = common_device({out, x});
+  const int device = common_device({out, x});
+  const ExecContext& ctx = op_context(info, device);
   SV_CHECK(out->ref().numel() == x->ref().numel(), "ERR_SHAPE",
            "unary: out " + shape_of(out) + " and x " + shape_of(x) + " differ in size");
   SV_CHECK(out->dtype() == x->dtype(), "ERR_DTYPE", "unary: out and x must share a dtype");
@@ -158,9 +168,9 @@ SV_EXPORT(op_unary) {
   args.alpha = static_cast<float>(napi::arg_number(info, 3, "alpha"));
   args.beta = static_cast<float>(napi::arg_number(info, 4, "beta"));
   if (device == kCpuDevice) {
-    run_on_cpu({out, x}, [args] { cpu::unary(args); });
+    run_on_cpu({out, x}, [ctx, args] { cpu::unary(ctx, args); });
   } else {
-    SV_CUDA(cuda::unary(args));
+    SV_CUDA(cuda::unary(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -178,7 +188,8 @@ SV_EXPORT(op_matmul) {
   int64_t epilogue = napi::arg_present(info, 6) ? napi::arg_int(info, 6, "epilogue") : 0;
   SV_CHECK(epilogue == 0 || epilogue == 1, "ERR_ARGUMENT",
            "matmul: epilogue must be 0 (none) or 1 (gelu_tanh), got " + std::to_string(epilogue));
-  int device = common_device({out, a, b, bias});
+  const int device = common_device({out, a, b, bias});
+  const ExecContext& ctx = op_context(info, device);
   MatmulArgs args;
   args.out = out->ref();
   args.a = a->ref();
@@ -226,9 +237,9 @@ SV_EXPORT(op_matmul) {
     SV_CHECK(bias->dtype() == out->dtype(), "ERR_DTYPE", "matmul: bias must share out's dtype");
   }
   if (device == kCpuDevice) {
-    run_on_cpu({out, a, b, bias}, [args] { cpu::matmul(args); });
+    run_on_cpu({out, a, b, bias}, [ctx, args] { cpu::matmul(ctx, args); });
   } else {
-    SV_CUDA(cuda::matmul(args));
+    SV_CUDA(cuda::matmul(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -237,7 +248,8 @@ SV_EXPORT(op_matmul) {
 SV_EXPORT(op_softmax) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
-  int device = common_device({out, x});
+  const int device = common_device({out, x});
+  const ExecContext& ctx = op_context(info, device);
   SoftmaxArgs args;
   args.out = out->ref();
   args.x = x->ref();
@@ -247,9 +259,9 @@ SV_EXPORT(op_softmax) {
   args.cols = args.x.size(-1);
   args.rows = args.x.outer(-1);
   if (device == kCpuDevice) {
-    run_on_cpu({out, x}, [args] { cpu::softmax(args); });
+    run_on_cpu({out, x}, [ctx, args] { cpu::softmax(ctx, args); });
   } else {
-    SV_CUDA(cuda::softmax(args));
+    SV_CUDA(cuda::softmax(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -261,7 +273,8 @@ SV_EXPORT(op_reduce) {
   int64_t axis = napi::arg_int(info, 2, "axis");
   int64_t op = napi::arg_int(info, 3, "op");
   SV_CHECK(op >= 0 && op < static_cast<int64_t>(std::size(kReduceOpNames)), "ERR_ARGUMENT", "reduce: unknown op " + std::to_string(op));
-  int device = common_device({out, x});
+  const int device = common_device({out, x});
+  const ExecContext& ctx = op_context(info, device);
   ReduceArgs args;
   args.out = out->ref();
   args.x = x->ref();
@@ -277,9 +290,9 @@ SV_EXPORT(op_reduce) {
                std::to_string(axis));
   SV_CHECK(out->dtype() == x->dtype(), "ERR_DTYPE", "reduce: out and x must share a dtype");
   if (device == kCpuDevice) {
-    run_on_cpu({out, x}, [args] { cpu::reduce(args); });
+    run_on_cpu({out, x}, [ctx, args] { cpu::reduce(ctx, args); });
   } else {
-    SV_CUDA(cuda::reduce(args));
+    SV_CUDA(cuda::reduce(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -287,13 +300,14 @@ SV_EXPORT(op_reduce) {
 // fill(out, value)
 SV_EXPORT(op_fill) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
+  const ExecContext& ctx = op_context(info, out->device());
   FillArgs args;
   args.out = out->ref();
   args.value = napi::arg_number(info, 1, "value");
-  if (out->device() == kCpuDevice) {
-    run_on_cpu({out}, [args] { cpu::fill(args); });
+  if (ctx.device == kCpuDevice) {
+    run_on_cpu({out}, [ctx, args] { cpu::fill(ctx, args); });
   } else {
-    SV_CUDA(cuda::fill(args));
+    SV_CUDA(cuda::fill(ctx, args));
   }
   return info.Env().Undefined();
 }
@@ -313,15 +327,16 @@ SV_EXPORT(op_codes) {
   return codes;
 }
 
-void register_core_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("opCodes", Napi::Function::New(env, op_codes));
-  exports.Set("copy", Napi::Function::New(env, op_copy));
-  exports.Set("binary", Napi::Function::New(env, op_binary));
-  exports.Set("unary", Napi::Function::New(env, op_unary));
-  exports.Set("matmul", Napi::Function::New(env, op_matmul));
-  exports.Set("softmax", Napi::Function::New(env, op_softmax));
-  exports.Set("reduce", Napi::Function::New(env, op_reduce));
-  exports.Set("fill", Napi::Function::New(env, op_fill));
+void register_op_codes(Napi::Env env, Napi::Object exports) { exports.Set("opCodes", Napi::Function::New(env, op_codes)); }
+
+void register_core_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("copy", Napi::Function::New(env, op_copy));
+  ops.Set("binary", Napi::Function::New(env, op_binary));
+  ops.Set("unary", Napi::Function::New(env, op_unary));
+  ops.Set("matmul", Napi::Function::New(env, op_matmul));
+  ops.Set("softmax", Napi::Function::New(env, op_softmax));
+  ops.Set("reduce", Napi::Function::New(env, op_reduce));
+  ops.Set("fill", Napi::Function::New(env, op_fill));
 }
 
 }  // namespace sv

@@ -13,7 +13,8 @@ SV_EXPORT(op_embedding) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* table = NativeTensor::unwrap(info[1], "table");
   NativeTensor* ids = NativeTensor::unwrap(info[2], "ids");
-  int device = common_device({out, table, ids});
+  const int device = common_device({out, table, ids});
+  const ExecContext& ctx = op_context(info, device);
   EmbeddingArgs a;
   a.out = out->ref();
   a.table = table->ref();
@@ -31,15 +32,15 @@ SV_EXPORT(op_embedding) {
            "embedding: out must be ids' shape + [" + std::to_string(a.dim) + "], got " + a.out.shape_string() +
                " for ids " + a.ids.shape_string());
   if (device == kCpuDevice) {
-    run_on_cpu({out, table, ids}, [a] { cpu::embedding(a); });
+    run_on_cpu({out, table, ids}, [ctx, a] { cpu::embedding(ctx, a); });
   } else {
-    SV_CUDA(cuda::embedding(a));
+    SV_CUDA(cuda::embedding(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_embedding_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("embedding", Napi::Function::New(env, op_embedding));
+void register_embedding_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("embedding", Napi::Function::New(env, op_embedding));
 }
 
 }  // namespace sv

@@ -35,7 +35,8 @@ SV_EXPORT(op_fp8_quantize) {
   NativeTensor* codes = NativeTensor::unwrap(info[0], "codes");
   NativeTensor* scales = NativeTensor::unwrap(info[1], "scales");
   NativeTensor* x = NativeTensor::unwrap(info[2], "x");
-  int device = common_device({codes, scales, x});
+  const int device = common_device({codes, scales, x});
+  const ExecContext& ctx = op_context(info, device);
   require_float_dtype("fp8_quantize", "x", x);
   Fp8QuantizeArgs a;
   a.codes = codes->ref();
@@ -46,9 +47,9 @@ SV_EXPORT(op_fp8_quantize) {
   a.cols = a.x.shape[1];
   check_codes("fp8_quantize", codes, scales, a.rows, a.cols);
   if (device == kCpuDevice) {
-    run_on_cpu({codes, scales, x}, [a] { cpu::fp8_quantize(a); });
+    run_on_cpu({codes, scales, x}, [ctx, a] { cpu::fp8_quantize(ctx, a); });
   } else {
-    SV_CUDA(cuda::fp8_quantize(a));
+    SV_CUDA(cuda::fp8_quantize(ctx, a));
   }
   return info.Env().Undefined();
 }
@@ -58,7 +59,8 @@ SV_EXPORT(op_fp8_dequantize) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* codes = NativeTensor::unwrap(info[1], "codes");
   NativeTensor* scales = NativeTensor::unwrap(info[2], "scales");
-  int device = common_device({out, codes, scales});
+  const int device = common_device({out, codes, scales});
+  const ExecContext& ctx = op_context(info, device);
   require_float_dtype("fp8_dequantize", "out", out);
   Fp8DequantizeArgs a;
   a.out = out->ref();
@@ -69,9 +71,9 @@ SV_EXPORT(op_fp8_dequantize) {
   a.cols = a.out.shape[1];
   check_codes("fp8_dequantize", codes, scales, a.rows, a.cols);
   if (device == kCpuDevice) {
-    run_on_cpu({out, codes, scales}, [a] { cpu::fp8_dequantize(a); });
+    run_on_cpu({out, codes, scales}, [ctx, a] { cpu::fp8_dequantize(ctx, a); });
   } else {
-    SV_CUDA(cuda::fp8_dequantize(a));
+    SV_CUDA(cuda::fp8_dequantize(ctx, a));
   }
   return info.Env().Undefined();
 }
@@ -89,7 +91,8 @@ SV_EXPORT(op_linear_fp8) {
            "linear_fp8: activations must be 0 (none) or 1 (per row), got " + std::to_string(activations));
   SV_CHECK(epilogue == 0 || epilogue == 1, "ERR_ARGUMENT",
            "linear_fp8: epilogue must be 0 (none) or 1 (gelu_tanh), got " + std::to_string(epilogue));
-  int device = common_device({out, x, codes, scales});
+  const int device = common_device({out, x, codes, scales});
+  const ExecContext& ctx = op_context(info, device);
   require_float_dtype("linear_fp8", "x", x);
   SV_CHECK(out->dtype() == x->dtype(), "ERR_DTYPE", "linear_fp8: out and x must share a dtype");
   LinearFp8Args a;
@@ -110,17 +113,17 @@ SV_EXPORT(op_linear_fp8) {
            "linear_fp8: expected out [" + std::to_string(a.rows) + ", " + std::to_string(a.n) + "], got " +
                a.out.shape_string());
   if (device == kCpuDevice) {
-    run_on_cpu({out, x, codes, scales}, [a] { cpu::linear_fp8(a); });
+    run_on_cpu({out, x, codes, scales}, [ctx, a] { cpu::linear_fp8(ctx, a); });
   } else {
-    SV_CUDA(cuda::linear_fp8(a));
+    SV_CUDA(cuda::linear_fp8(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_fp8_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("fp8Quantize", Napi::Function::New(env, op_fp8_quantize));
-  exports.Set("fp8Dequantize", Napi::Function::New(env, op_fp8_dequantize));
-  exports.Set("linearFp8", Napi::Function::New(env, op_linear_fp8));
+void register_fp8_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("fp8Quantize", Napi::Function::New(env, op_fp8_quantize));
+  ops.Set("fp8Dequantize", Napi::Function::New(env, op_fp8_dequantize));
+  ops.Set("linearFp8", Napi::Function::New(env, op_linear_fp8));
 }
 
 }  // namespace sv

@@ -15,7 +15,8 @@ SV_EXPORT(op_linear_residual) {
   NativeTensor* weight = NativeTensor::unwrap(info[2], "weight");
   NativeTensor* residual = NativeTensor::unwrap(info[3], "residual");
   NativeTensor* gate = optional_tensor(info, 4, "gate");
-  int device = common_device({out, x, weight, residual, gate});
+  const int device = common_device({out, x, weight, residual, gate});
+  const ExecContext& ctx = op_context(info, device);
   // The output must be fresh memory: an autotuned CUDA run computes it several times, and an
   // output aliasing the residual (or an input) would accumulate on each.
   for (const NativeTensor* input : {x, weight, residual, gate}) {
@@ -42,22 +43,17 @@ SV_EXPORT(op_linear_residual) {
              std::string("linear_residual: ") + name + " must be [" + std::to_string(a.rows) + ", " + std::to_string(a.n) +
                  "], got " + t->shape_string());
   }
-  if (gate) {
-    SV_CHECK(a.gate.ndim == 2 && a.gate.shape[1] == a.n && a.gate.shape[0] > 0 && a.rows % a.gate.shape[0] == 0,
-             "ERR_SHAPE", "linear_residual: gate must be [groups, " + std::to_string(a.n) + "] with groups dividing " +
-                              std::to_string(a.rows) + " rows, got " + a.gate.shape_string());
-    a.rows_per_group = a.rows / a.gate.shape[0];
-  }
+  if (gate) a.rows_per_group = rows_per_gate_group("linear_residual", a.gate, a.rows, a.n);
   if (device == kCpuDevice) {
-    run_on_cpu({out, x, weight, residual, gate}, [a] { cpu::linear_residual(a); });
+    run_on_cpu({out, x, weight, residual, gate}, [ctx, a] { cpu::linear_residual(ctx, a); });
   } else {
-    SV_CUDA(cuda::linear_residual(a));
+    SV_CUDA(cuda::linear_residual(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_linear_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("linearResidual", Napi::Function::New(env, op_linear_residual));
+void register_linear_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("linearResidual", Napi::Function::New(env, op_linear_residual));
 }
 
 }  // namespace sv

@@ -6,10 +6,6 @@
 #include "norm.h"
 
 namespace sv {
-namespace {
-TensorRef ref_or_empty(const NativeTensor* t) { return t ? t->ref() : TensorRef{}; }
-}  // namespace
-
 // layerNorm(out, x, weight?, bias?, scale?, shift?, eps)
 //   x, out [..., dim]; weight/bias [dim]; scale/shift [groups, dim], rows split evenly into groups.
 SV_EXPORT(op_layer_norm) {
@@ -19,14 +15,15 @@ SV_EXPORT(op_layer_norm) {
   NativeTensor* bias = optional_tensor(info, 3, "bias");
   NativeTensor* scale = optional_tensor(info, 4, "scale");
   NativeTensor* shift = optional_tensor(info, 5, "shift");
-  int device = common_device({out, x, weight, bias, scale, shift});
+  const int device = common_device({out, x, weight, bias, scale, shift});
+  const ExecContext& ctx = op_context(info, device);
   LayerNormArgs a;
   a.out = out->ref();
   a.x = x->ref();
-  a.weight = ref_or_empty(weight);
-  a.bias = ref_or_empty(bias);
-  a.scale = ref_or_empty(scale);
-  a.shift = ref_or_empty(shift);
+  a.weight = optional_ref(weight);
+  a.bias = optional_ref(bias);
+  a.scale = optional_ref(scale);
+  a.shift = optional_ref(shift);
   a.eps = static_cast<float>(napi::arg_number(info, 6, "eps"));
   SV_CHECK(a.x.ndim >= 1 && out->shape() == x->shape(), "ERR_SHAPE",
            "layer_norm: out " + a.out.shape_string() + " must equal x " + a.x.shape_string());
@@ -43,9 +40,9 @@ SV_EXPORT(op_layer_norm) {
     a.rows_per_group = a.rows / a.scale.shape[0];
   }
   if (device == kCpuDevice) {
-    run_on_cpu({out, x, weight, bias, scale, shift}, [a] { cpu::layer_norm(a); });
+    run_on_cpu({out, x, weight, bias, scale, shift}, [ctx, a] { cpu::layer_norm(ctx, a); });
   } else {
-    SV_CUDA(cuda::layer_norm(a));
+    SV_CUDA(cuda::layer_norm(ctx, a));
   }
   return info.Env().Undefined();
 }
@@ -55,11 +52,12 @@ SV_EXPORT(op_rms_norm) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
   NativeTensor* weight = optional_tensor(info, 2, "weight");
-  int device = common_device({out, x, weight});
+  const int device = common_device({out, x, weight});
+  const ExecContext& ctx = op_context(info, device);
   RmsNormArgs a;
   a.out = out->ref();
   a.x = x->ref();
-  a.weight = ref_or_empty(weight);
+  a.weight = optional_ref(weight);
   a.eps = static_cast<float>(napi::arg_number(info, 3, "eps"));
   SV_CHECK(a.x.ndim >= 1 && out->shape() == x->shape(), "ERR_SHAPE",
            "rms_norm: out " + a.out.shape_string() + " must equal x " + a.x.shape_string());
@@ -68,9 +66,9 @@ SV_EXPORT(op_rms_norm) {
   require_dtype("rms_norm", x->dtype(), {{"out", out}, {"weight", weight}});
   require_numel("rms_norm", a.dim, {{"weight", weight}});
   if (device == kCpuDevice) {
-    run_on_cpu({out, x, weight}, [a] { cpu::rms_norm(a); });
+    run_on_cpu({out, x, weight}, [ctx, a] { cpu::rms_norm(ctx, a); });
   } else {
-    SV_CUDA(cuda::rms_norm(a));
+    SV_CUDA(cuda::rms_norm(ctx, a));
   }
   return info.Env().Undefined();
 }
@@ -82,7 +80,8 @@ SV_EXPORT(op_group_norm) {
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
   NativeTensor* weight = NativeTensor::unwrap(info[2], "weight");
   NativeTensor* bias = NativeTensor::unwrap(info[3], "bias");
-  int device = common_device({out, x, weight, bias});
+  const int device = common_device({out, x, weight, bias});
+  const ExecContext& ctx = op_context(info, device);
   GroupNormArgs a;
   a.out = out->ref();
   a.x = x->ref();
@@ -102,50 +101,17 @@ SV_EXPORT(op_group_norm) {
   require_dtype("group_norm", x->dtype(), {{"out", out}, {"weight", weight}, {"bias", bias}});
   require_numel("group_norm", a.channels, {{"weight", weight}, {"bias", bias}});
   if (device == kCpuDevice) {
-    run_on_cpu({out, x, weight, bias}, [a] { cpu::group_norm(a); });
+    run_on_cpu({out, x, weight, bias}, [ctx, a] { cpu::group_norm(ctx, a); });
   } else {
-    SV_CUDA(cuda::group_norm(a));
+    SV_CUDA(cuda::group_norm(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-// gatedResidual(out, x, y, gate?): out = x + gate ⊙ y, x/y/out [..., dim], gate [groups, dim].
-SV_EXPORT(op_gated_residual) {
-  NativeTensor* out = NativeTensor::unwrap(info[0], "out");
-  NativeTensor* x = NativeTensor::unwrap(info[1], "x");
-  NativeTensor* y = NativeTensor::unwrap(info[2], "y");
-  NativeTensor* gate = optional_tensor(info, 3, "gate");
-  int device = common_device({out, x, y, gate});
-  GatedResidualArgs a;
-  a.out = out->ref();
-  a.x = x->ref();
-  a.y = y->ref();
-  a.gate = ref_or_empty(gate);
-  SV_CHECK(a.x.ndim >= 1 && out->shape() == x->shape() && y->shape() == x->shape(), "ERR_SHAPE",
-           "gated_residual: x " + a.x.shape_string() + ", y " + a.y.shape_string() + " and out " + a.out.shape_string() +
-               " must be equal");
-  a.dim = a.x.size(-1);
-  a.rows = a.x.outer(-1);
-  require_dtype("gated_residual", x->dtype(), {{"out", out}, {"y", y}, {"gate", gate}});
-  if (gate) {
-    SV_CHECK(a.gate.ndim == 2 && a.gate.shape[1] == a.dim && a.gate.shape[0] > 0 && a.rows % a.gate.shape[0] == 0,
-             "ERR_SHAPE", "gated_residual: gate must be [groups, " + std::to_string(a.dim) + "] with groups dividing " +
-                              std::to_string(a.rows) + " rows, got " + a.gate.shape_string());
-    a.rows_per_group = a.rows / a.gate.shape[0];
-  }
-  if (device == kCpuDevice) {
-    run_on_cpu({out, x, y, gate}, [a] { cpu::gated_residual(a); });
-  } else {
-    SV_CUDA(cuda::gated_residual(a));
-  }
-  return info.Env().Undefined();
-}
-
-void register_norm_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("layerNorm", Napi::Function::New(env, op_layer_norm));
-  exports.Set("rmsNorm", Napi::Function::New(env, op_rms_norm));
-  exports.Set("groupNorm", Napi::Function::New(env, op_group_norm));
-  exports.Set("gatedResidual", Napi::Function::New(env, op_gated_residual));
+void register_norm_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("layerNorm", Napi::Function::New(env, op_layer_norm));
+  ops.Set("rmsNorm", Napi::Function::New(env, op_rms_norm));
+  ops.Set("groupNorm", Napi::Function::New(env, op_group_norm));
 }
 
 }  // namespace sv

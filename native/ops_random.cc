@@ -16,7 +16,8 @@ SV_EXPORT(op_random_normal) {
   const int64_t seed_low = napi::arg_int(info, 1, "seedLow");
   const int64_t seed_high = napi::arg_int(info, 2, "seedHigh");
   const int64_t offset = napi::arg_int(info, 3, "offset");
-  int device = common_device({out});
+  const int device = common_device({out});
+  const ExecContext& ctx = op_context(info, device);
   SV_CHECK(seed_low >= 0 && seed_low <= 0xFFFFFFFFLL && seed_high >= 0 && seed_high <= 0xFFFFFFFFLL, "ERR_ARGUMENT",
            "random_normal: the seed words must be 32-bit unsigned integers, got " + std::to_string(seed_low) + " and " +
                std::to_string(seed_high));
@@ -33,15 +34,15 @@ SV_EXPORT(op_random_normal) {
   a.seed = (static_cast<uint64_t>(seed_high) << 32) | static_cast<uint64_t>(seed_low);
   a.offset = static_cast<uint64_t>(offset);
   if (device == kCpuDevice) {
-    run_on_cpu({out}, [a] { cpu::random_normal(a); });
+    run_on_cpu({out}, [ctx, a] { cpu::random_normal(ctx, a); });
   } else {
-    SV_CUDA(cuda::random_normal(a));
+    SV_CUDA(cuda::random_normal(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_random_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("randomNormal", Napi::Function::New(env, op_random_normal));
+void register_random_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("randomNormal", Napi::Function::New(env, op_random_normal));
 }
 
 }  // namespace sv

@@ -19,11 +19,12 @@ SV_EXPORT(op_cfg_euler_step) {
   NativeTensor* x = NativeTensor::unwrap(info[0], "x");
   NativeTensor* velocity = NativeTensor::unwrap(info[1], "velocity");
   NativeTensor* next = optional_tensor(info, 2, "nextInput");
-  int device = common_device({x, velocity, next});
+  const int device = common_device({x, velocity, next});
+  const ExecContext& ctx = op_context(info, device);
   CfgEulerArgs a;
   a.x = x->ref();
   a.velocity = velocity->ref();
-  a.next_input = next ? next->ref() : TensorRef{};
+  a.next_input = optional_ref(next);
   a.guidance = napi::arg_bool(info, 3, "guidance");
   a.guidance_scale = static_cast<float>(napi::arg_number(info, 4, "guidanceScale"));
   a.dt = static_cast<float>(napi::arg_number(info, 5, "dt"));
@@ -49,15 +50,15 @@ SV_EXPORT(op_cfg_euler_step) {
                                                              velocity->storage() != next->storage())),
            "ERR_ARGUMENT", "cfg_euler_step: x, velocity and nextInput must not share memory");
   if (device == kCpuDevice) {
-    run_on_cpu({x, velocity, next}, [a] { cpu::cfg_euler_step(a); });
+    run_on_cpu({x, velocity, next}, [ctx, a] { cpu::cfg_euler_step(ctx, a); });
   } else {
-    SV_CUDA(cuda::cfg_euler_step(a));
+    SV_CUDA(cuda::cfg_euler_step(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_sampler_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("cfgEulerStep", Napi::Function::New(env, op_cfg_euler_step));
+void register_sampler_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("cfgEulerStep", Napi::Function::New(env, op_cfg_euler_step));
 }
 
 }  // namespace sv

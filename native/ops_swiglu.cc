@@ -11,7 +11,8 @@ namespace sv {
 SV_EXPORT(op_swiglu) {
   NativeTensor* out = NativeTensor::unwrap(info[0], "out");
   NativeTensor* x = NativeTensor::unwrap(info[1], "x");
-  int device = common_device({out, x});
+  const int device = common_device({out, x});
+  const ExecContext& ctx = op_context(info, device);
   SwigluArgs a;
   a.out = out->ref();
   a.x = x->ref();
@@ -26,15 +27,15 @@ SV_EXPORT(op_swiglu) {
                a.out.shape_string());
   require_dtype("swiglu", x->dtype(), {{"out", out}});
   if (device == kCpuDevice) {
-    run_on_cpu({out, x}, [a] { cpu::swiglu(a); });
+    run_on_cpu({out, x}, [ctx, a] { cpu::swiglu(ctx, a); });
   } else {
-    SV_CUDA(cuda::swiglu(a));
+    SV_CUDA(cuda::swiglu(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_swiglu_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("swiglu", Napi::Function::New(env, op_swiglu));
+void register_swiglu_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("swiglu", Napi::Function::New(env, op_swiglu));
 }
 
 }  // namespace sv

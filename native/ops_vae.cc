@@ -16,7 +16,8 @@ SV_EXPORT(op_upsample_residual) {
   NativeTensor* x = NativeTensor::unwrap(info[2], "x");
   const int64_t up_t = napi::arg_int(info, 3, "upT");
   const int64_t up_s = napi::arg_int(info, 4, "upS");
-  int device = common_device({out, h, x});
+  const int device = common_device({out, h, x});
+  const ExecContext& ctx = op_context(info, device);
   UpsampleResidualArgs a;
   a.out = out->ref();
   a.h = h->ref();
@@ -45,15 +46,15 @@ SV_EXPORT(op_upsample_residual) {
   SV_CHECK(out->storage() != h->storage() || a.out.data == a.h.data, "ERR_ARGUMENT",
            "upsample_residual: out must be h itself or not share memory with it");
   if (device == kCpuDevice) {
-    run_on_cpu({out, h, x}, [a] { cpu::upsample_residual(a); });
+    run_on_cpu({out, h, x}, [ctx, a] { cpu::upsample_residual(ctx, a); });
   } else {
-    SV_CUDA(cuda::upsample_residual(a));
+    SV_CUDA(cuda::upsample_residual(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_vae_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("upsampleResidual", Napi::Function::New(env, op_upsample_residual));
+void register_vae_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("upsampleResidual", Napi::Function::New(env, op_upsample_residual));
 }
 
 }  // namespace sv

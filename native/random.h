@@ -13,6 +13,7 @@
 
 #include <cmath>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 #ifdef __CUDACC__
@@ -184,11 +185,11 @@ SV_HOST_DEVICE inline void normal4(uint64_t seed, uint64_t block, float out[4]) 
 }  // namespace philox
 
 namespace cpu {
-void random_normal(const RandomNormalArgs& args);
+void random_normal(const ExecContext& ctx, const RandomNormalArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-void random_normal(const RandomNormalArgs& args);
+void random_normal(const ExecContext& ctx, const RandomNormalArgs& args);
 }  // namespace cuda
 
 }  // namespace sv

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -26,11 +27,11 @@ struct CfgEulerArgs {
 };
 
 namespace cpu {
-void cfg_euler_step(const CfgEulerArgs& args);
+void cfg_euler_step(const ExecContext& ctx, const CfgEulerArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-void cfg_euler_step(const CfgEulerArgs& args);
+void cfg_euler_step(const ExecContext& ctx, const CfgEulerArgs& args);
 }  // namespace cuda
 
 }  // namespace sv

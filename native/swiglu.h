@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -15,10 +16,10 @@ struct SwigluArgs {
 };
 
 namespace cpu {
-void swiglu(const SwigluArgs& args);
+void swiglu(const ExecContext& ctx, const SwigluArgs& args);
 }
 namespace cuda {
-void swiglu(const SwigluArgs& args);
+void swiglu(const ExecContext& ctx, const SwigluArgs& args);
 }
 
 }  // namespace sv

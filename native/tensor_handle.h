@@ -44,6 +44,9 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
 // The tensor argument at `index`, or nullptr when it is absent/undefined/null.
 NativeTensor* optional_tensor(const Napi::CallbackInfo& info, size_t index, const char* what);
 
+// The kernel's view of an optional tensor: data == nullptr when it is absent.
+inline TensorRef optional_ref(const NativeTensor* t) { return t ? t->ref() : TensorRef{}; }
+
 // Validates a shape (rank <= kMaxDims, non-negative dims, no overflow) and returns its numel.
 int64_t checked_numel(const std::vector<int64_t>& shape, const char* what);
 

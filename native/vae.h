@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -18,11 +19,11 @@ struct UpsampleResidualArgs {
 };
 
 namespace cpu {
-void upsample_residual(const UpsampleResidualArgs& args);
+void upsample_residual(const ExecContext& ctx, const UpsampleResidualArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-void upsample_residual(const UpsampleResidualArgs& args);
+void upsample_residual(const ExecContext& ctx, const UpsampleResidualArgs& args);
 }  // namespace cuda
 
 }  // namespace sv

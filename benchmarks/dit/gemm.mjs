@@ -34,10 +34,7 @@ async function measure(run, reps) {
 }
 
 function withAutotune(on, body) {
-  if (!device.isCuda) return body();
-  const previous = device.kernelPolicy().gemmAutotune;
-  device.setKernelPolicy({ gemmAutotune: on });
-  return body().finally(() => device.setKernelPolicy({ gemmAutotune: previous }));
+  return device.isCuda ? device.withKernelPolicy({ gemmAutotune: on }, body) : body();
 }
 
 const round = (v, digits = 3) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));

@@ -1,6 +1,6 @@
 // Typed wrapper of the attention kernel family (native/attention.h).
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, requireRank, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -49,7 +49,7 @@ function resolve(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) {
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
   const r = resolve(q, k, v, options);
   return withOutput(r.outShape, q.dtype, q, (out) =>
-    native.attention(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt),
+    opsOn(out.device).attention(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt),
   );
 }
 
@@ -63,5 +63,5 @@ export function attentionKernel(q: Tensor, k: Tensor, v: Tensor, options: Attent
   // The native side validates a complete call, output included; nothing is enqueued, so a view of
   // q with the output's shape stands in for it (no allocation at real sizes).
   using out = q.viewAs(r.outShape, q.dtype, 0);
-  return native.attentionKernelName(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt) as AttentionKernel;
+  return opsOn(out.device).attentionKernelName(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt) as AttentionKernel;
 }

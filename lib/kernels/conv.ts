@@ -2,7 +2,7 @@
 // on channels-last video, with zero padding, causal zero frames and nearest upsampling resolved on
 // read (nothing padded or upsampled is materialised), and an optional fused residual.
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, sameDType, sameDevice } from '../op-utils.js';
 import * as ops from '../ops.js';
 import { type Shape, formatShape, shapeEquals } from '../shape.js';
@@ -104,7 +104,7 @@ function enqueueConv(call: 'conv3d' | 'conv3dKernelName', x: Tensor, weight: Ten
     const x5 = viewAs(x, r.inShape, 'x', views);
     const out5 = viewAs(out, r.outShape, 'out', views);
     const residual5 = options.residual ? viewAs(options.residual, r.outShape, 'residual', views) : undefined;
-    return native[call](out5.handle, x5.handle, weight.handle, options.bias?.handle ?? null, residual5?.handle ?? null, r.stride, r.pads, r.upsample);
+    return opsOn(out5.device)[call](out5.handle, x5.handle, weight.handle, options.bias?.handle ?? null, residual5?.handle ?? null, r.stride, r.pads, r.upsample);
   } finally {
     for (const view of views) view.dispose();
   }

@@ -2,7 +2,7 @@
 // (tokenizer output, CLI inputs), so they are range-checked here, where a bad id can be named,
 // and only then uploaded to the table's device.
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, withOutput } from '../op-utils.js';
 import { type Shape, formatShape, numel } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -49,5 +49,5 @@ export function embedding(table: Tensor, ids: TokenIds, shape: Shape = [ids.leng
   const [vocab, dim] = table.shape as [number, number];
   checkTokenIds(ids, vocab, shape, what);
   using onDevice = Tensor.from(ids, shape, { device: table.device });
-  return withOutput([...shape, dim], table.dtype, table, (out) => native.embedding(out.handle, table.handle, onDevice.handle));
+  return withOutput([...shape, dim], table.dtype, table, (out) => opsOn(out.device).embedding(out.handle, table.handle, onDevice.handle));
 }

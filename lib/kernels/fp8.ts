@@ -1,7 +1,7 @@
 // Typed wrappers of the FP8 family (native/fp8.h): e4m3 codes in u8 tensors with one f32 scale per
 // row (per output channel of a Linear weight), and the Linear over such a weight.
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, requireRank, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape, numel } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -53,7 +53,7 @@ export function quantizeFp8(x: Tensor): Fp8Weight {
   const [rows, cols] = x.shape as [number, number];
   const scales = Tensor.empty([rows], 'f32', x.device);
   try {
-    const codes = withOutput([rows, cols], 'u8', x, (out) => native.fp8Quantize(out.handle, scales.handle, x.handle));
+    const codes = withOutput([rows, cols], 'u8', x, (out) => opsOn(out.device).fp8Quantize(out.handle, scales.handle, x.handle));
     return new Fp8Weight(codes, scales);
   } catch (error) {
     scales.dispose();
@@ -64,7 +64,7 @@ export function quantizeFp8(x: Tensor): Fp8Weight {
 /** decode(codes) · scale per row, as `dtype` [rows, cols]. */
 export function dequantizeFp8(weight: Fp8Weight, dtype: 'f32' | 'bf16' | 'f16'): Tensor {
   sameDevice('dequantizeFp8', weight.codes, weight.scales);
-  return withOutput([...weight.shape], dtype, weight.codes, (out) => native.fp8Dequantize(out.handle, weight.codes.handle, weight.scales.handle));
+  return withOutput([...weight.shape], dtype, weight.codes, (out) => opsOn(out.device).fp8Dequantize(out.handle, weight.codes.handle, weight.scales.handle));
 }
 
 export interface LinearFp8Options {
@@ -94,7 +94,7 @@ export function linearFp8(x: Tensor, weight: Fp8Weight, options: LinearFp8Option
   const rows = x.ndim === 1 ? 1 : numel(x.shape.slice(0, -1));
   using flat = x.reshape(rows, features);
   using y = withOutput([rows, out], x.dtype, x, (o) =>
-    native.linearFp8(o.handle, flat.handle, weight.codes.handle, weight.scales.handle, activations === 'per-row' ? 1 : 0, epilogue === 'gelu_tanh' ? 1 : 0),
+    opsOn(o.device).linearFp8(o.handle, flat.handle, weight.codes.handle, weight.scales.handle, activations === 'per-row' ? 1 : 0, epilogue === 'gelu_tanh' ? 1 : 0),
   );
   return y.reshape(...x.shape.slice(0, -1), out);
 }

@@ -1,7 +1,7 @@
 // Typed wrapper of the gated-residual linear (native/linear.h): the AdaLN block's
 // `x + gate ⊙ (a·Wᵀ)` as one op, the add fused into the GEMM's epilogue on CUDA.
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape, numel, shapeEquals } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -29,7 +29,7 @@ export function linearResidual(x: Tensor, weight: Tensor, residual: Tensor, gate
   using flatX = x.reshape(rows, x.size(-1));
   using flatResidual = residual.reshape(rows, weight.size(0));
   using y = withOutput([rows, weight.size(0)], x.dtype, x, (out) =>
-    native.linearResidual(out.handle, flatX.handle, weight.handle, flatResidual.handle, gate?.handle ?? null),
+    opsOn(out.device).linearResidual(out.handle, flatX.handle, weight.handle, flatResidual.handle, gate?.handle ?? null),
   );
   return y.reshape(outShape);
 }

@@ -1,6 +1,6 @@
 // Typed wrappers of the normalisation kernels (native/norm.h).
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -26,7 +26,7 @@ export function layerNorm(x: Tensor, options: LayerNormOptions): Tensor {
     throw new StepVideoError('ERR_ARGUMENT', 'layerNorm: scale and shift come together');
   }
   return withOutput(x.shape, x.dtype, x, (out) =>
-    native.layerNorm(out.handle, x.handle, weight?.handle ?? null, bias?.handle ?? null, scale?.handle ?? null, shift?.handle ?? null, eps),
+    opsOn(out.device).layerNorm(out.handle, x.handle, weight?.handle ?? null, bias?.handle ?? null, scale?.handle ?? null, shift?.handle ?? null, eps),
   );
 }
 
@@ -35,7 +35,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | undefined, eps: number): Ten
   sameDevice('rmsNorm', x, weight);
   sameDType('rmsNorm', x, weight);
   requireFloat('rmsNorm', x);
-  return withOutput(x.shape, x.dtype, x, (out) => native.rmsNorm(out.handle, x.handle, weight?.handle ?? null, eps));
+  return withOutput(x.shape, x.dtype, x, (out) => opsOn(out.device).rmsNorm(out.handle, x.handle, weight?.handle ?? null, eps));
 }
 
 /**
@@ -47,12 +47,5 @@ export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, options: { gr
   sameDevice('groupNorm', x, weight, bias);
   sameDType('groupNorm', x, weight, bias);
   if (x.ndim < 3) throw new StepVideoError('ERR_SHAPE', 'groupNorm: x must be [..., H, W, C]', { got: formatShape(x.shape) });
-  return withOutput(x.shape, x.dtype, x, (out) => native.groupNorm(out.handle, x.handle, weight.handle, bias.handle, groups, eps, silu));
-}
-
-/** x + gate ⊙ y with gate [G, D] broadcast over each group of rows (AdaLN gate); plain x + y without gate. */
-export function gatedResidual(x: Tensor, y: Tensor, gate?: Tensor): Tensor {
-  sameDevice('gatedResidual', x, y, gate);
-  sameDType('gatedResidual', x, y, gate);
-  return withOutput(x.shape, x.dtype, x, (out) => native.gatedResidual(out.handle, x.handle, y.handle, gate?.handle ?? null));
+  return withOutput(x.shape, x.dtype, x, (out) => opsOn(out.device).groupNorm(out.handle, x.handle, weight.handle, bias.handle, groups, eps, silu));
 }

@@ -3,7 +3,7 @@
 import type { DType } from '../dtype.js';
 import { type DeviceSpec, getDevice } from '../device.js';
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { type Shape, validateShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 
@@ -47,7 +47,7 @@ export function randomNormal(shape: Shape, options: RandomNormalOptions): Tensor
   }
   const out = Tensor.empty(validateShape(shape), dtype, device);
   try {
-    native.randomNormal(out.handle, low, high, offset);
+    opsOn(out.device).randomNormal(out.handle, low, high, offset);
   } catch (error) {
     out.dispose();
     throw error;

@@ -1,7 +1,7 @@
 // Typed wrapper of the sampler family (native/sampler.h): one fused pass per denoising step for
 // classifier-free guidance, the f32 Euler update and the next model input.
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, sameDevice } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -44,5 +44,5 @@ export function cfgEulerStep(x: Tensor, velocity: Tensor, options: CfgEulerOptio
   if (nextInput !== undefined && nextInput.dtype !== velocity.dtype) {
     throw new StepVideoError('ERR_DTYPE', "cfgEulerStep: nextInput must have the velocity's (model) dtype", { expected: velocity.dtype, got: nextInput.dtype, tensor: 'nextInput' });
   }
-  native.cfgEulerStep(x.handle, velocity.handle, nextInput?.handle ?? null, copies === 2, guidanceScale ?? 1, dt);
+  opsOn(x.device).cfgEulerStep(x.handle, velocity.handle, nextInput?.handle ?? null, copies === 2, guidanceScale ?? 1, dt);
 }

@@ -1,6 +1,6 @@
 // Typed wrappers of the video VAE's fused elementwise kernels (native/vae.h).
 import { StepVideoError } from '../errors.js';
-import { native } from '../native.js';
+import { opsOn } from '../context.js';
 import { requireFloat, sameDType, sameDevice } from '../op-utils.js';
 import { formatShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -34,7 +34,7 @@ export function upsampleResidual(h: Tensor, x: Tensor, options: UpsampleResidual
   };
   try {
     const out5 = options.inPlace ? batched(h) : batched(out);
-    native.upsampleResidual(out5.handle, options.inPlace ? out5.handle : batched(h).handle, batched(x).handle, options.time, options.space);
+    opsOn(out5.device).upsampleResidual(out5.handle, options.inPlace ? out5.handle : batched(h).handle, batched(x).handle, options.time, options.space);
   } catch (error) {
     if (!options.inPlace) out.dispose();
     throw error;

@@ -20,7 +20,7 @@ float alibi_slope(int64_t head, int64_t heads) {
 
 namespace cpu {
 
-void attention(const AttentionArgs& a) {
+void attention(const ExecContext& ctx, const AttentionArgs& a) {
   require_f32(a.out, "attention", "out");
   require_f32(a.q, "attention", "q");
   require_f32(a.k, "attention", "k");

@@ -80,7 +80,7 @@ const DotTile dot_tile = select_dot_tile();
 
 }  // namespace
 
-void conv3d(const Conv3dArgs& a) {
+void conv3d(const ExecContext& ctx, const Conv3dArgs& a) {
   require_f32(a.out, "conv3d", "out");
   require_f32(a.x, "conv3d", "x");
   require_f32(a.weight, "conv3d", "weight");

@@ -1,4 +1,4 @@
-// CPU reference: strided copy with dtype conversion, and fill.
+// CPU reference: strided copy with dtype conversion.
 #include <cstring>
 
 #include "../kernels.h"
@@ -46,20 +46,9 @@ void copy_typed(const CopyArgs& a) {
 
 }  // namespace
 
-void copy(const CopyArgs& args) {
+void copy(const ExecContext& ctx, const CopyArgs& args) {
   dispatch_dtype(args.src.dtype, [&](auto s) {
     dispatch_dtype(args.dst.dtype, [&](auto d) { copy_typed<decltype(s), decltype(d)>(args); });
-  });
-}
-
-void fill(const FillArgs& args) {
-  dispatch_dtype(args.out.dtype, [&](auto t) {
-    using T = decltype(t);
-    T value = from_double<T>(args.value);
-    T* out = static_cast<T*>(args.out.data);
-    parallel_for(args.out.numel(), 65536, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) out[i] = value;
-    });
   });
 }
 

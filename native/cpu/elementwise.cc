@@ -7,7 +7,7 @@
 
 namespace sv::cpu {
 
-void binary(const BinaryArgs& args) {
+void binary(const ExecContext& ctx, const BinaryArgs& args) {
   require_f32(args.out, "binary", "out");
   require_f32(args.a, "binary", "a");
   require_f32(args.b, "binary", "b");
@@ -65,7 +65,7 @@ static inline float apply_unary(UnaryOp op, float x, float alpha, float beta) {
   return x;
 }
 
-void unary(const UnaryArgs& args) {
+void unary(const ExecContext& ctx, const UnaryArgs& args) {
   require_f32(args.out, "unary", "out");
   require_f32(args.x, "unary", "x");
   const float* x = args.x.as<float>();

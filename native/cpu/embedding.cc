@@ -28,7 +28,7 @@ void gather_rows(const EmbeddingArgs& a) {
 }
 }  // namespace
 
-void embedding(const EmbeddingArgs& a) {
+void embedding(const ExecContext& ctx, const EmbeddingArgs& a) {
   require_f32(a.out, "embedding", "out");
   require_f32(a.table, "embedding", "table");
   if (a.ids.dtype == DType::i64) {

@@ -62,7 +62,7 @@ TensorRef host_matrix(float* data, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-void fp8_quantize(const Fp8QuantizeArgs& a) {
+void fp8_quantize(const ExecContext& ctx, const Fp8QuantizeArgs& a) {
   require_f32(a.x, "fp8_quantize", "x");
   const float* x = a.x.as<float>();
   uint8_t* codes = a.codes.as<uint8_t>();
@@ -72,12 +72,12 @@ void fp8_quantize(const Fp8QuantizeArgs& a) {
   });
 }
 
-void fp8_dequantize(const Fp8DequantizeArgs& a) {
+void fp8_dequantize(const ExecContext& ctx, const Fp8DequantizeArgs& a) {
   require_f32(a.out, "fp8_dequantize", "out");
   dequantize_rows(a.codes.as<uint8_t>(), a.scales.as<float>(), a.rows, a.cols, a.out.as<float>());
 }
 
-void linear_fp8(const LinearFp8Args& a) {
+void linear_fp8(const ExecContext& ctx, const LinearFp8Args& a) {
   require_f32(a.out, "linear_fp8", "out");
   require_f32(a.x, "linear_fp8", "x");
   std::vector<float> weight(static_cast<size_t>(a.n * a.k));
@@ -105,7 +105,7 @@ void linear_fp8(const LinearFp8Args& a) {
     dequantize_rows(codes.data(), scales.data(), a.rows, a.k, x_rounded.data());
     m.a = host_matrix(x_rounded.data(), a.rows, a.k);
   }
-  matmul(m);
+  matmul(ctx, m);
 }
 
 }  // namespace sv::cpu

@@ -9,7 +9,7 @@
 
 namespace sv::cpu {
 
-void linear_residual(const LinearResidualArgs& a) {
+void linear_residual(const ExecContext& ctx, const LinearResidualArgs& a) {
   require_f32(a.out, "linear_residual", "out");
   require_f32(a.x, "linear_residual", "x");
   std::vector<float> product(static_cast<size_t>(a.rows * a.n));
@@ -23,7 +23,7 @@ void linear_residual(const LinearResidualArgs& a) {
   m.n = a.n;
   m.k = a.k;
   m.trans_b = true;
-  matmul(m);
+  matmul(ctx, m);
   const float* residual = a.residual.as<float>();
   const float* gate = a.gate.data ? a.gate.as<float>() : nullptr;
   float* out = a.out.as<float>();

@@ -176,7 +176,7 @@ void gemm_one(const float* a, const float* b, float* c, const MatmulArgs& args) 
 
 }  // namespace
 
-void matmul(const MatmulArgs& args) {
+void matmul(const ExecContext& ctx, const MatmulArgs& args) {
   require_f32(args.out, "matmul", "out");
   require_f32(args.a, "matmul", "a");
   require_f32(args.b, "matmul", "b");

@@ -7,7 +7,7 @@
 
 namespace sv::cpu {
 
-void layer_norm(const LayerNormArgs& a) {
+void layer_norm(const ExecContext& ctx, const LayerNormArgs& a) {
   require_f32(a.out, "layer_norm", "out");
   require_f32(a.x, "layer_norm", "x");
   const float* x = a.x.as<float>();
@@ -43,7 +43,7 @@ void layer_norm(const LayerNormArgs& a) {
   });
 }
 
-void rms_norm(const RmsNormArgs& a) {
+void rms_norm(const ExecContext& ctx, const RmsNormArgs& a) {
   require_f32(a.out, "rms_norm", "out");
   require_f32(a.x, "rms_norm", "x");
   const float* x = a.x.as<float>();
@@ -62,7 +62,7 @@ void rms_norm(const RmsNormArgs& a) {
   });
 }
 
-void group_norm(const GroupNormArgs& a) {
+void group_norm(const ExecContext& ctx, const GroupNormArgs& a) {
   require_f32(a.out, "group_norm", "out");
   require_f32(a.x, "group_norm", "x");
   const float* x = a.x.as<float>();
@@ -94,24 +94,6 @@ void group_norm(const GroupNormArgs& a) {
           if (a.silu) y = y / (1.0 + std::exp(-y));
           of[idx] = static_cast<float>(y);
         }
-    }
-  });
-}
-
-void gated_residual(const GatedResidualArgs& a) {
-  require_f32(a.out, "gated_residual", "out");
-  const float* x = a.x.as<float>();
-  const float* y = a.y.as<float>();
-  const float* gate = a.gate.data ? a.gate.as<float>() : nullptr;
-  float* out = a.out.as<float>();
-  const int64_t dim = a.dim;
-  parallel_for(a.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; r++) {
-      const float* gr = gate ? gate + (r / a.rows_per_group) * dim : nullptr;
-      for (int64_t j = 0; j < dim; j++) {
-        const int64_t i = r * dim + j;
-        out[i] = x[i] + (gr ? gr[j] * y[i] : y[i]);
-      }
     }
   });
 }

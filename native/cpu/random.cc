@@ -6,7 +6,7 @@
 
 namespace sv::cpu {
 
-void random_normal(const RandomNormalArgs& a) {
+void random_normal(const ExecContext& ctx, const RandomNormalArgs& a) {
   require_f32(a.out, "random_normal", "out");
   float* out = a.out.as<float>();
   const int64_t n = a.out.numel();

@@ -10,7 +10,7 @@
 
 namespace sv::cpu {
 
-void softmax(const SoftmaxArgs& args) {
+void softmax(const ExecContext& ctx, const SoftmaxArgs& args) {
   require_f32(args.out, "softmax", "out");
   require_f32(args.x, "softmax", "x");
   const float* x = args.x.as<float>();
@@ -35,7 +35,7 @@ void softmax(const SoftmaxArgs& args) {
   });
 }
 
-void reduce(const ReduceArgs& args) {
+void reduce(const ExecContext& ctx, const ReduceArgs& args) {
   require_f32(args.out, "reduce", "out");
   require_f32(args.x, "reduce", "x");
   const float* x = args.x.as<float>();

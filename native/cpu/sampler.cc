@@ -5,7 +5,7 @@
 
 namespace sv::cpu {
 
-void cfg_euler_step(const CfgEulerArgs& a) {
+void cfg_euler_step(const ExecContext& ctx, const CfgEulerArgs& a) {
   require_f32(a.x, "cfg_euler_step", "x");
   require_f32(a.velocity, "cfg_euler_step", "velocity");
   if (a.next_input.data) require_f32(a.next_input, "cfg_euler_step", "next_input");

@@ -7,7 +7,7 @@
 
 namespace sv::cpu {
 
-void swiglu(const SwigluArgs& a) {
+void swiglu(const ExecContext& ctx, const SwigluArgs& a) {
   require_f32(a.out, "swiglu", "out");
   require_f32(a.x, "swiglu", "x");
   const float* x = a.x.as<const float>();

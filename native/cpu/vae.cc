@@ -7,7 +7,7 @@
 
 namespace sv::cpu {
 
-void upsample_residual(const UpsampleResidualArgs& a) {
+void upsample_residual(const ExecContext& ctx, const UpsampleResidualArgs& a) {
   require_f32(a.out, "upsample_residual", "out");
   require_f32(a.h, "upsample_residual", "h");
   require_f32(a.x, "upsample_residual", "x");

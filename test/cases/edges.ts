@@ -6,14 +6,17 @@
 // them on CUDA in f32 and bf16 against the same references and the CPU twin.
 import { swiglu } from '../../lib/kernels/swiglu.js';
 import { attention } from '../../lib/kernels/attention.js';
-import { gatedResidual, groupNorm, layerNorm, rmsNorm } from '../../lib/kernels/norm.js';
-import { type HeadPart, Rope3D, ropeCosSin, splitHeads } from '../../lib/kernels/rope.js';
+import { groupNorm, layerNorm, rmsNorm } from '../../lib/kernels/norm.js';
+import { gatedResidual } from '../../lib/kernels/residual.js';
+import { Rope3D, ropeCosSin } from '../../lib/kernels/rope.js';
+import { type HeadPart, splitHeads } from '../../lib/kernels/split-heads.js';
 import { upsampleResidual } from '../../lib/kernels/vae.js';
 import * as ops from '../../lib/ops.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { Rng, randn, randu } from '../helpers/random.js';
 import { attentionRef } from './attention.js';
 import { convCase } from './conv.js';
+import { rope3dRef } from './split-heads.js';
 import type { OpCase, OpInput } from './types.js';
 import { groupNormRef, upsampleResidualRef } from './vae.js';
 
@@ -288,17 +291,7 @@ function splitCase(name: string, s: SplitSpec, seed: number): OpCase {
               if (s.rope && part !== 'v') {
                 const [, G1, G2] = s.rope.grid;
                 const position = [Math.floor(n / (G1 * G2)), Math.floor(n / G2) % G1, n % G2];
-                let start = 0;
-                for (let axis = 0; axis < 3; axis++) {
-                  const width = s.rope.split[axis]!, half = width / 2;
-                  const { cos, sin } = tables[axis]!;
-                  for (let i = 0; i < width; i++) {
-                    const rotated = i < half ? -x[start + i + half]! : x[start + i - half]!;
-                    const t = position[axis]! * width + i;
-                    out[o + start + i] = x[start + i]! * cos[t]! + rotated * sin[t]!;
-                  }
-                  start += width;
-                }
+                rope3dRef(x, position, s.rope.split, tables, out, o);
               } else {
                 for (let d = 0; d < s.Dh; d++) out[o + d] = x[d]!;
               }

@@ -1,6 +1,6 @@
 // Cases of the normalisation family (native/norm.h) at the model's real widths.
 import * as norm from '../../lib/kernels/norm.js';
-import { Rng, randn, randu } from '../helpers/random.js';
+import { Rng, randn } from '../helpers/random.js';
 import type { OpCase } from './types.js';
 
 type Values = Float32Array;
@@ -124,9 +124,6 @@ export function normCases(): OpCase[] {
   const frames = randn(rng, 3 * 9 * 11 * 128, 1.3, 0.4);
   const gnW = randn(rng, 128, 0.2, 1);
   const gnB = randn(rng, 128, 0.2);
-  const res = randn(rng, 2 * 37 * 512);
-  const upd = randn(rng, 2 * 37 * 512);
-  const gate = randu(rng, 2 * 512, -1, 1);
   return [
     modulatedLayerNorm('layerNorm affine eps 1e-5 + AdaLN modulation (DiT norm1/norm2), D 6144', 37, D, [x, w, b, scale, shift]),
     {
@@ -155,25 +152,6 @@ export function normCases(): OpCase[] {
       reference: ([xa, wa]) => rmsNormRef(xa!, 128, 1e-6, wa!),
     },
     ...[false, true].map((silu) => vaeGroupNorm(`groupNorm per frame, 32 groups, 128 channels${silu ? ' + SiLU' : ''}`, silu, [frames, gnW, gnB])),
-    {
-      name: 'gatedResidual x + gate*y, gate per batch',
-      inputs: [
-        { shape: [2, 37, 512], data: res },
-        { shape: [2, 37, 512], data: upd },
-        { shape: [2, 512], data: gate },
-      ],
-      run: ([xt, yt, gt]) => norm.gatedResidual(xt!, yt!, gt!),
-      reference: ([xa, ya, ga]) => Float64Array.from(xa!, (v, i) => v + ga![Math.floor(i / (37 * 512)) * 512 + (i % 512)]! * ya![i]!),
-    },
-    {
-      name: 'gatedResidual without gate (cross-attention residual)',
-      inputs: [
-        { shape: [2, 37, 512], data: res },
-        { shape: [2, 37, 512], data: upd },
-      ],
-      run: ([xt, yt]) => norm.gatedResidual(xt!, yt!),
-      reference: ([xa, ya]) => Float64Array.from(xa!, (v, i) => v + ya![i]!),
-    },
     ...nearEpsCases(),
   ];
 }

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { ADDON_EXPORTS } from '../../lib/addon-types.js';
+import { ADDON_EXPORTS, CONTEXT_METHODS } from '../../lib/addon-types.js';
 import { addonSource, native } from '../../lib/native.js';
 import { BINARY, REDUCE, UNARY } from '../../lib/ops.js';
 import { projectRoot } from '../helpers/cli.js';
@@ -18,6 +18,12 @@ describe('the native surface', () => {
     const binary = createRequire(import.meta.url)(addonSource().path) as Record<string, unknown>;
     const typed = ADDON_EXPORTS.filter((name) => native.build.cudaEmulated || !EMULATOR_HOOKS.includes(name));
     expect(Object.keys(binary).sort()).toEqual([...typed].sort());
+  });
+
+  it('every op is a method of the native execution context, and the context has no untyped method', () => {
+    const binary = createRequire(import.meta.url)(addonSource().path) as { NativeContext: { prototype: object } };
+    const methods = Object.getOwnPropertyNames(binary.NativeContext.prototype).filter((name) => name !== 'constructor' && name !== 'device');
+    expect(methods.sort()).toEqual([...CONTEXT_METHODS].sort());
   });
 
   it('loads the addon at the first call, not at import: a missing one is ERR_NATIVE_LOAD naming it, then', () => {

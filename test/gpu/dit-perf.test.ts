@@ -19,7 +19,7 @@ import { allFinite, bf16Tolerance, expectRelErr, relErr } from '../helpers/compa
 import { type Captured, readDiTCase, runDiTCase, uploadDiTInputs } from '../helpers/dit-golden.js';
 import { contextBytes, estimateFor, inputsAtGrid, measureForwardPeak, opsOfOneBlock, writeFp8RoundTripTransformer } from '../helpers/dit-perf.js';
 import { requireGolden, tinyModelDir } from '../helpers/golden.js';
-import { describeGpu, fitEmulated, withPolicyAsync } from '../helpers/gpu.js';
+import { describeGpu, fitEmulated, withPolicy } from '../helpers/gpu.js';
 import { Rng, randn } from '../helpers/random.js';
 import { INTERMEDIATE_FACTOR, bf16Allowance, bf16VsOfficial, fp8Bound } from '../helpers/tolerances.js';
 
@@ -27,7 +27,7 @@ const transformerDir = path.join(tinyModelDir, 'transformer');
 
 /** Runs `body` with cuBLASLt autotuning on or off (off: the heuristic's first algorithm, the same every run). */
 function withAutotune<T>(on: boolean, body: () => Promise<T>): Promise<T> {
-  return withPolicyAsync({ gemmAutotune: on }, body);
+  return withPolicy({ gemmAutotune: on }, body);
 }
 
 const withoutAutotune = <T>(body: () => Promise<T>): Promise<T> => withAutotune(false, body);

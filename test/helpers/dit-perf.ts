@@ -21,24 +21,28 @@ import { Rng, randn } from './random.js';
  * bytes-in-use then follow JavaScript lifetimes exactly, which is what the memory model counts.
  */
 export async function withDrainedCpuQueue<T>(body: () => Promise<T>): Promise<T> {
-  const addon = native as unknown as Record<string, unknown>;
-  const originals = new Map<string, (...args: unknown[]) => unknown>();
-  for (const [key, value] of Object.entries(addon)) {
-    if (typeof value !== 'function' || key === 'NativeTensor' || key === 'cpuPendingJobs') continue;
-    const original = value as (...args: unknown[]) => unknown;
-    originals.set(key, original);
-    addon[key] = (...args: unknown[]) => {
-      const result = original.apply(addon, args);
-      while (cpuPendingJobs() > 0) {
-        // spin: the executor thread is finishing the job just queued
-      }
-      return result;
-    };
+  // The plain functions of the addon, and the ops and uploads: methods of the execution context's prototype.
+  const targets = [native as unknown as Record<string, unknown>, native.NativeContext.prototype as Record<string, unknown>];
+  const originals: Array<[Record<string, unknown>, string, (...args: unknown[]) => unknown]> = [];
+  for (const target of targets) {
+    for (const key of Object.getOwnPropertyNames(target)) {
+      const value = Object.getOwnPropertyDescriptor(target, key)?.value;  // not accessors (the context's device)
+      if (typeof value !== 'function' || key === 'constructor' || key === 'NativeTensor' || key === 'NativeContext' || key === 'cpuPendingJobs') continue;
+      const original = value as (...args: unknown[]) => unknown;
+      originals.push([target, key, original]);
+      target[key] = function (this: unknown, ...args: unknown[]) {
+        const result = original.apply(this, args);
+        while (cpuPendingJobs() > 0) {
+          // spin: the executor thread is finishing the job just queued
+        }
+        return result;
+      };
+    }
   }
   try {
     return await body();
   } finally {
-    for (const [key, original] of originals) addon[key] = original;
+    for (const [target, key, original] of originals) target[key] = original;
   }
 }
 

@@ -78,19 +78,10 @@ export function describeUnlessEmulated(name: string, reason: string, body: () =>
 
 // ---- kernel choices ----
 
-/** Runs fn with these kernel choices on cuda:0 (ops read the device's policy when they are enqueued). */
+/**
+ * Runs fn (sync or async) with these kernel choices on cuda:0: an execution context derived from
+ * the current one is current for fn and everything it awaits (lib/context.ts).
+ */
 export function withPolicy<T>(changes: Partial<KernelPolicy>, fn: () => T): T {
   return getDevice('cuda').withKernelPolicy(changes, fn);
-}
-
-/** As withPolicy for an async body: the choices hold until it settles (nothing else may use the device meanwhile). */
-export async function withPolicyAsync<T>(changes: Partial<KernelPolicy>, body: () => Promise<T>): Promise<T> {
-  const device = getDevice('cuda');
-  const before = device.kernelPolicy();
-  device.setKernelPolicy(changes);
-  try {
-    return await body();
-  } finally {
-    device.setKernelPolicy(before);
-  }
 }

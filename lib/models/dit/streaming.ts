@@ -2,14 +2,17 @@
 // host memory (one buffer per block, FP8 or model dtype), and the device holds two slots. Block i
 // runs from slot i % 2; once its work is enqueued (release), the upload of block i + 2 into the
 // same slot is queued on the copy stream behind that work, so it overlaps block i + 1's compute;
-// acquire(i + 2) makes the work stream wait for that upload. Nothing on the host ever waits. On
-// the CPU backend the same protocol runs in program order (the tests check the bookkeeping there).
+// acquire(i + 2) makes the work stream wait for that upload. Uploads and waits go through the
+// execution context current for the device (lib/context.ts), on its copy and work streams. Nothing
+// on the host ever waits. On the CPU backend the same protocol runs in program order (the tests
+// check the bookkeeping there).
 import { Device } from '../../device.js';
 import { DTYPE_CODE, DTYPE_SIZE, type DType } from '../../dtype.js';
 import { StepVideoError, throwIfAborted } from '../../errors.js';
 import { type LoadProgress, loadRecords } from '../../io/load.js';
 import { toDType, type WeightIndex } from '../../io/tensor-record.js';
 import { Fp8Weight, quantizeFp8 } from '../../kernels/fp8.js';
+import { contextFor, opsOn } from '../../context.js';
 import { native, type NativeCopyEvent } from '../../native.js';
 import { contiguousStrides, numel } from '../../shape.js';
 import { Tensor } from '../../tensor.js';
@@ -85,7 +88,7 @@ function pinnedHostBuffer(bytes: number): Tensor {
 async function copyToHost(dst: Tensor, src: Tensor): Promise<void> {
   if (src.device === dst.device) {
     const strides = contiguousStrides(src.shape);
-    native.copy(dst.handle, src.handle, [...src.shape], strides, 0, strides, 0);
+    opsOn(dst.device).copy(dst.handle, src.handle, [...src.shape], strides, 0, strides, 0);
     return;
   }
   await native.transfer(dst.handle, src.handle);
@@ -205,7 +208,7 @@ export class StreamedBlocks implements BlockSource {
     }
     const slot = this.#slotOf(block);
     if (slot.block !== block) this.#upload(block);
-    native.streamWait(this.device.index, slot.done);
+    contextFor(this.device).waitFor(slot.done);
     this.#inUse = block;
     return {
       tensor: (name) => this.#view(slot.tensors, name),
@@ -226,7 +229,7 @@ export class StreamedBlocks implements BlockSource {
     this.#disposed = true;
     for (const slot of this.#slots) {
       // The slot's memory is freed in order on the work stream: make that wait for its upload.
-      native.streamWait(this.device.index, slot.done);
+      contextFor(this.device).waitFor(slot.done);
       for (const t of slot.tensors.values()) t.dispose();
       slot.buffer.dispose();
     }
@@ -252,7 +255,7 @@ export class StreamedBlocks implements BlockSource {
   /** Queues block's upload into its slot after all work enqueued so far (which may read the slot). */
   #upload(block: number): void {
     const slot = this.#slotOf(block);
-    slot.done = native.streamUpload(slot.buffer.handle, this.#host[block]!.handle);
+    slot.done = contextFor(this.device).upload(slot.buffer, this.#host[block]!);
     slot.block = block;
   }
 }

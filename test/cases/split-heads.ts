@@ -1,7 +1,8 @@
-// Cases of the head-split / QK-Norm / 3D RoPE family (native/rope.h) at the DiT's real head
+// Cases of the head-split / QK-Norm / 3D RoPE family (native/split_heads.h) at the DiT's real head
 // layout (48 heads x 128, RoPE split [64, 32, 32]) with odd token counts and batch 2, against an
 // independent float64 reference of the official modules (split, RMSNorm, RoPE3D.apply_rope1d).
-import { type HeadPart, Rope3D, type RopeAngles, ropeCosSin, splitHeads } from '../../lib/kernels/rope.js';
+import { Rope3D, type RopeAngles, ropeCosSin } from '../../lib/kernels/rope.js';
+import { type HeadPart, splitHeads } from '../../lib/kernels/split-heads.js';
 import * as ops from '../../lib/ops.js';
 import { Tensor, TensorScope } from '../../lib/tensor.js';
 import { fitEmulated } from '../helpers/gpu.js';
@@ -27,6 +28,28 @@ interface Spec {
  * float64 reference for the given tokens of batch item b: per part, [H, tokens.length, Dh] values
  * in `out` order (q, k, v as present in the layout, each [B or 1, H, N or tokens, Dh]).
  */
+/**
+ * 3D RoPE of one head vector x (float64): slice a of width split[a] is rotated (rotate-half) by the
+ * angles of position[a], from the f32 tables of that axis; written to out[o, o + sum(split)).
+ */
+export function rope3dRef(
+  x: Float64Array, position: readonly number[], split: readonly number[], tables: ReadonlyArray<{ cos: Float32Array; sin: Float32Array }>,
+  out: Float64Array, o: number,
+): void {
+  let start = 0;
+  for (let axis = 0; axis < 3; axis++) {
+    const width = split[axis]!;
+    const half = width / 2;
+    const { cos, sin } = tables[axis]!;
+    for (let i = 0; i < width; i++) {
+      const rotated = i < half ? -x[start + i + half]! : x[start + i - half]!;
+      const t = position[axis]! * width + i;
+      out[o + start + i] = x[start + i]! * cos[t]! + rotated * sin[t]!;
+    }
+    start += width;
+  }
+}
+
 export function splitHeadsRef(
   proj: ArrayLike<number>, spec: Omit<Spec, 'name' | 'seed'>, weights: { q?: ArrayLike<number>; k?: ArrayLike<number> },
   tokens: readonly number[] = Array.from({ length: spec.N }, (_, n) => n), batches: readonly number[] = Array.from({ length: spec.B }, (_, b) => b),
@@ -56,18 +79,7 @@ export function splitHeadsRef(
           if (spec.rope && part !== 'v') {
             const [, G1, G2] = spec.rope.grid;
             const position = [Math.floor(n / (G1 * G2)), Math.floor(n / G2) % G1, n % G2];
-            let start = 0;
-            for (let axis = 0; axis < 3; axis++) {
-              const width = SPLIT[axis]!;
-              const half = width / 2;
-              const { cos, sin } = tables[axis]!;
-              for (let i = 0; i < width; i++) {
-                const rotated = i < half ? -x[start + i + half]! : x[start + i - half]!;
-                const t = position[axis]! * width + i;
-                out[o + start + i] = x[start + i]! * cos[t]! + rotated * sin[t]!;
-              }
-              start += width;
-            }
+            rope3dRef(x, position, SPLIT, tables, out, o);
           } else {
             for (let d = 0; d < Dh; d++) out[o + d] = x[d]!;
           }

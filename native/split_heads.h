@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "exec_context.h"
 #include "tensor_ref.h"
 
 namespace sv {
@@ -41,10 +42,10 @@ struct SplitHeadsArgs {
 constexpr int64_t kSplitHeadsMaxHeadDim = 256;
 
 namespace cpu {
-void split_heads(const SplitHeadsArgs& args);
+void split_heads(const ExecContext& ctx, const SplitHeadsArgs& args);
 }
 namespace cuda {
-void split_heads(const SplitHeadsArgs& args);
+void split_heads(const ExecContext& ctx, const SplitHeadsArgs& args);
 }
 
 }  // namespace sv

@@ -1,9 +1,9 @@
-// CPU reference for native/rope.h, f32 with double-precision statistics. Work is split over
+// CPU reference for native/split_heads.h, f32 with double-precision statistics. Work is split over
 // tokens; each (token, head) row is normalised and rotated in a small local buffer.
 #include <cmath>
 #include <vector>
 
-#include "../rope.h"
+#include "../split_heads.h"
 #include "common.h"
 #include "parallel.h"
 
@@ -17,7 +17,7 @@ struct RopeLane {
   float sign;
 };
 
-// For token n: the table entry and partner of every element of a head (rope.h's formula).
+// For token n: the table entry and partner of every element of a head (split_heads.h's formula).
 void rope_lanes(const Rope3dTable& rope, int64_t n, std::vector<RopeLane>& lanes) {
   const int64_t position[3] = {n / (rope.grid[1] * rope.grid[2]), (n / rope.grid[2]) % rope.grid[1], n % rope.grid[2]};
   int64_t start = 0, offset = 0;
@@ -35,7 +35,7 @@ void rope_lanes(const Rope3dTable& rope, int64_t n, std::vector<RopeLane>& lanes
 
 }  // namespace
 
-void split_heads(const SplitHeadsArgs& a) {
+void split_heads(const ExecContext& ctx, const SplitHeadsArgs& a) {
   require_f32(a.proj, "split_heads", "proj");
   const float* proj = a.proj.as<float>();
   const int64_t N = a.tokens, H = a.heads, Dh = a.head_dim;

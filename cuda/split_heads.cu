@@ -1,11 +1,11 @@
-// CUDA twin of native/cpu/rope.cc. One block per token (b, n): its warps take the heads in turn,
+// CUDA twin of native/cpu/split_heads.cc. One block per token (b, n): its warps take the heads in turn,
 // and a warp handles every part of its head, one head_dim row at a time, lane l holding elements
 // l, l+32, ... (coalesced loads and stores). Everything that depends on the token only (the batch
 // index, the grid position, each lane's RoPE cos/sin and partner) and the norm weights are worked
 // out once per block, so the per-row work is the loads, the warp-reduced sum of squares, the
 // rotation (partners exchanged through a per-warp row of shared memory) and the stores: the
 // kernel stays memory-bound. Every input element is read once, every output element written once.
-#include "../native/rope.h"
+#include "../native/split_heads.h"
 #include "common.cuh"
 
 namespace sv::cuda {
@@ -123,15 +123,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-template <typename T>
-T* ptr_or_null(const TensorRef& t) {
-  return t.data ? t.as<T>() : nullptr;
-}
-
 }  // namespace
 
-void split_heads(const SplitHeadsArgs& a) {
-  use_device(a.proj.device);
+void split_heads(const ExecContext& ctx, const SplitHeadsArgs& a) {
+  use_device(ctx.device);
   const int64_t blocks = a.batch * a.tokens;
   if (blocks == 0 || a.heads == 0 || a.head_dim == 0) return;
   SV_CHECK(blocks <= 2147483647LL, "ERR_SHAPE", "split_heads: more than 2^31 - 1 tokens in one launch");
@@ -152,7 +147,7 @@ void split_heads(const SplitHeadsArgs& a) {
   dispatch_float(a.proj.dtype, "split_heads", [&](auto t) {
     using T = decltype(t);
     auto kernel = a.head_dim <= 128 ? split_heads_kernel<T, 4> : split_heads_kernel<T, 8>;
-    launch(SV_HERE, kernel, static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream_of(a.proj),
+    launch(SV_HERE, kernel, static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, work_stream(ctx),
            a.proj.as<const T>(), ptr_or_null<T>(a.q), ptr_or_null<T>(a.k), ptr_or_null<T>(a.v),
            ptr_or_null<const T>(a.q_norm), ptr_or_null<const T>(a.k_norm), rope, parts_of, a.tokens,
            static_cast<int32_t>(a.heads), static_cast<int32_t>(a.parts), static_cast<int32_t>(a.head_dim), a.eps);

@@ -1,15 +1,9 @@
-// N-API glue of the performance plumbing: op counts per device, the CPU executor's queue length,
-// the CUDA memory pool's reserved/used bytes, the cuBLASLt plans (autotuning results), and the
-// two calls weight streaming is built from (an upload on the copy stream, a wait on the work
-// stream).
+// N-API glue of the diagnostics: op counts per device, the CPU executor's queue length, the CUDA
+// memory pool's reserved/used bytes and staging buffers, device faults (and a kernel that causes
+// one, for tests), the cuBLASLt plans (autotuning results), and the emulated device's test hooks.
 #include <napi.h>
 
-#include <algorithm>
-#include <cstring>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "dispatch.h"
 #ifdef SV_CUDA_EMULATED
@@ -28,31 +22,6 @@
 namespace sv {
 namespace {
 
-#ifdef SV_WITH_CUDA
-// An upload's completion event, shared by the JS value that names it and the list below.
-struct UploadEvent {
-  void* event;
-  explicit UploadEvent(void* e) : event(e) {}
-  ~UploadEvent() { cuda::event_destroy(event); }
-};
-
-// Host sources of uploads still in flight: kept alive until the copy stream has read them, so JS
-// may dispose a host tensor right after streamUpload. Pruned (without waiting) on every call.
-struct PendingUpload {
-  std::shared_ptr<UploadEvent> done;
-  std::shared_ptr<Storage> source;
-};
-std::mutex pending_mutex;
-std::vector<PendingUpload> pending_uploads;
-
-// Drops the uploads that have finished, or failed (a device fault: the source will never be read
-// again, and the fault is reported by the next call on the device). Never throws.
-void prune_uploads() noexcept {
-  std::lock_guard<std::mutex> lock(pending_mutex);
-  auto finished = [](const PendingUpload& p) { return cuda::event_state(p.done->event) != cuda::EventState::pending; };
-  pending_uploads.erase(std::remove_if(pending_uploads.begin(), pending_uploads.end(), finished), pending_uploads.end());
-}
-#endif
 
 int checked_device(const Napi::CallbackInfo& info, size_t index) {
   int device = static_cast<int>(napi::arg_int(info, index, "device"));
@@ -138,7 +107,7 @@ SV_EXPORT(cuda_device_fault) {
 SV_EXPORT(debug_fault_device) {
   int device = checked_device(info, 0);
   SV_CHECK(device >= 0, "ERR_DEVICE", "debugFaultDevice: needs a CUDA device");
-  SV_CUDA_ONLY(cuda::launch_fault(device));
+  SV_CUDA_ONLY(cuda::launch_fault(cuda::device_context(device, KernelPolicy{})));
   return info.Env().Undefined();
 }
 
@@ -205,57 +174,7 @@ SV_EXPORT(gemm_plans) {
   return result;
 }
 
-// streamUpload(dst, src) -> event | null: copies src (host, ideally pinned) into dst (same dtype
-// and size) after everything enqueued on dst's device so far has finished, overlapping the work
-// enqueued later. On CUDA the copy runs on the copy stream and the returned event marks its end
-// (hand it to streamWait before using dst); on the CPU it is queued on the executor, which keeps
-// program order, and null is returned.
-SV_EXPORT(stream_upload) {
-  NativeTensor* dst = NativeTensor::unwrap(info[0], "dst");
-  NativeTensor* src = NativeTensor::unwrap(info[1], "src");
-  SV_CHECK(src->device() == kCpuDevice, "ERR_DEVICE", "streamUpload: the source must be a host tensor");
-  SV_CHECK(dst->dtype() == src->dtype() && dst->bytes() == src->bytes(), "ERR_SHAPE",
-           "streamUpload: dst " + dst->ref().shape_string() + " " + dtype_name(dst->dtype()) + " and src " +
-               src->ref().shape_string() + " " + dtype_name(src->dtype()) + " differ in dtype or size");
-  const TensorRef d = dst->ref(), s = src->ref();
-  const size_t bytes = dst->bytes();
-  if (dst->device() == kCpuDevice) {
-    enqueue_on_cpu({dst, src}, [d, s, bytes] { std::memcpy(d.data, s.data, bytes); });
-    return info.Env().Null();
-  }
-#ifdef SV_WITH_CUDA
-  prune_uploads();
-  auto done = std::make_shared<UploadEvent>(cuda::upload_after_work(dst->device(), d.data, s.data, bytes));
-  {
-    std::lock_guard<std::mutex> lock(pending_mutex);
-    pending_uploads.push_back(PendingUpload{done, src->storage()});
-  }
-  // The destination is the caller's to keep until work waiting on the event has run (dispose is
-  // stream-ordered on the work stream, so streamWait before disposing is enough).
-  return Napi::External<std::shared_ptr<UploadEvent>>::New(
-      info.Env(), new std::shared_ptr<UploadEvent>(done),
-      [](Napi::Env, std::shared_ptr<UploadEvent>* held) { delete held; });
-#else
-  fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
-#endif
-}
-
-// streamWait(device, event | null): work enqueued on the device from now on waits for the upload.
-SV_EXPORT(stream_wait) {
-  int device = checked_device(info, 0);
-  if (!napi::arg_present(info, 1) || device == kCpuDevice) return info.Env().Undefined();
-  SV_CHECK(info[1].IsExternal(), "ERR_ARGUMENT", "streamWait: 'event' must come from streamUpload");
-#ifdef SV_WITH_CUDA
-  prune_uploads();
-  auto* done = info[1].As<Napi::External<std::shared_ptr<UploadEvent>>>().Data();
-  cuda::work_stream_wait(device, (*done)->event);
-#else
-  fail("ERR_DEVICE", "this build of the addon has no CUDA backend");
-#endif
-  return info.Env().Undefined();
-}
-
-void register_perf_functions(Napi::Env env, Napi::Object exports) {
+void register_diagnostics_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("opCount", Napi::Function::New(env, op_count));
   exports.Set("cpuPendingJobs", Napi::Function::New(env, cpu_pending_jobs));
   exports.Set("cudaPoolStats", Napi::Function::New(env, cuda_pool_stats));
@@ -270,8 +189,6 @@ void register_perf_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("emulatorMemory", Napi::Function::New(env, emulator_memory));
 #endif
   exports.Set("gemmPlans", Napi::Function::New(env, gemm_plans));
-  exports.Set("streamUpload", Napi::Function::New(env, stream_upload));
-  exports.Set("streamWait", Napi::Function::New(env, stream_wait));
 }
 
 }  // namespace sv

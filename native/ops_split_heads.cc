@@ -1,4 +1,4 @@
-// N-API glue of the head-split / QK-Norm / 3D RoPE family (native/rope.h).
+// N-API glue of the head-split / QK-Norm / 3D RoPE family (native/split_heads.h).
 #include <napi.h>
 
 #include <string>
@@ -6,11 +6,10 @@
 
 #include "dispatch.h"
 #include "napi_util.h"
-#include "rope.h"
+#include "split_heads.h"
 
 namespace sv {
 namespace {
-TensorRef ref_or_empty(const NativeTensor* t) { return t ? t->ref() : TensorRef{}; }
 std::string str(int64_t v) { return std::to_string(v); }
 }  // namespace
 
@@ -28,14 +27,15 @@ SV_EXPORT(op_split_heads) {
   NativeTensor* table = optional_tensor(info, 6, "ropeTable");
   std::vector<int64_t> grid = napi::arg_int_array(info, 7, "grid");
   std::vector<int64_t> split = napi::arg_int_array(info, 8, "split");
-  int device = common_device({proj, q, k, v, q_norm, k_norm, table});
+  const int device = common_device({proj, q, k, v, q_norm, k_norm, table});
+  const ExecContext& ctx = op_context(info, device);
   SplitHeadsArgs a;
   a.proj = proj->ref();
-  a.q = ref_or_empty(q);
-  a.k = ref_or_empty(k);
-  a.v = ref_or_empty(v);
-  a.q_norm = ref_or_empty(q_norm);
-  a.k_norm = ref_or_empty(k_norm);
+  a.q = optional_ref(q);
+  a.k = optional_ref(k);
+  a.v = optional_ref(v);
+  a.q_norm = optional_ref(q_norm);
+  a.k_norm = optional_ref(k_norm);
   a.heads = napi::arg_int(info, 9, "heads");
   a.parts = napi::arg_int(info, 10, "parts");
   a.q_part = static_cast<int32_t>(napi::arg_int(info, 11, "qPart"));
@@ -110,15 +110,15 @@ SV_EXPORT(op_split_heads) {
   }
 
   if (device == kCpuDevice) {
-    run_on_cpu({proj, q, k, v, q_norm, k_norm, table}, [a] { cpu::split_heads(a); });
+    run_on_cpu({proj, q, k, v, q_norm, k_norm, table}, [ctx, a] { cpu::split_heads(ctx, a); });
   } else {
-    SV_CUDA(cuda::split_heads(a));
+    SV_CUDA(cuda::split_heads(ctx, a));
   }
   return info.Env().Undefined();
 }
 
-void register_rope_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("splitHeads", Napi::Function::New(env, op_split_heads));
+void register_split_heads_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("splitHeads", Napi::Function::New(env, op_split_heads));
 }
 
 }  // namespace sv
