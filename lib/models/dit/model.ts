@@ -25,6 +25,7 @@ import { type DiTConfig, readDiTConfig } from './config.js';
 import { type DiTNumerics, crossAttentionLengths, timestepSinusoid } from './conditioning.js';
 import { type BlockSource, type BlockWeights, type LinearWeight, isBlockTensor, loadResidentDiT, progressOver } from './block-weights.js';
 import { StreamedBlocks } from './streaming.js';
+import type { Communicator } from '../../parallel/communicator.js';
 import { checkDiTCheckpoint, ditWeightSpec } from './weights.js';
 
 export type DiTDType = ComputeDType;
@@ -356,20 +357,11 @@ export class StepVideoDiT implements Disposable {
       patches.dispose();
       show('pos_embed', x, [B * F, Hp * Wp, D]);
 
-      // Timestep → embedded_timestep e [B, D] → AdaLN-Single modulation m [B, 6D] shared by every block.
-      const sinusoid = timestepSinusoid(timestep, { channels: cfg.timestepChannels, rescale: cfg.timestepRescale, numerics: this.numerics });
-      const tEmb = scope.track(Tensor.from(sinusoid, [B, cfg.timestepChannels], { dtype: this.dtype, device: this.device }));
-      const t1 = scope.track(ops.linear(tEmb, this.#w('adaln_single.emb.timestep_embedder.linear_1.weight'), this.#w('adaln_single.emb.timestep_embedder.linear_1.bias')));
-      const t1Act = scope.track(ops.silu(t1));
-      const embedded = scope.track(ops.linear(t1Act, this.#w('adaln_single.emb.timestep_embedder.linear_2.weight'), this.#w('adaln_single.emb.timestep_embedder.linear_2.bias')));
-      const embeddedAct = scope.track(ops.silu(embedded));
-      const modulation = scope.track(ops.linear(embeddedAct, this.#w('adaln_single.linear.weight'), this.#w('adaln_single.linear.bias')));
+      const { embedded, modulation, byRow } = this.#modulation(timestep, B, scope);
       show('adaln_single', modulation);
       show('adaln_single.embedded_timestep', embedded);
       show('caption_projection', context.captionProjection);
       show('clip_projection', context.clipProjection);
-      // [B, 6, D] → [6, B, D]: row j of every block's table + m is then a [B, D] view (AdaLN groups = batch).
-      const byRow = scope.track(modulationRows(modulation, B, D));
 
       rope = Rope3D.create([F, Hp, Wp], {
         split: cfg.ropeSplit,
@@ -421,6 +413,143 @@ export class StepVideoDiT implements Disposable {
     }
   }
 
+  /**
+   * Timestep → embedded_timestep e [B, D] → AdaLN-Single modulation m [B, 6D] shared by every block,
+   * and m as [6, B, D] (row j of every block's table + m is then a [B, D] view: AdaLN groups = batch).
+   * Everything is tracked by `scope`.
+   */
+  #modulation(timestep: readonly number[], B: number, scope: TensorScope): { embedded: Tensor; modulation: Tensor; byRow: Tensor } {
+    const cfg = this.config;
+    const sinusoid = timestepSinusoid(timestep, { channels: cfg.timestepChannels, rescale: cfg.timestepRescale, numerics: this.numerics });
+    const tEmb = scope.track(Tensor.from(sinusoid, [B, cfg.timestepChannels], { dtype: this.dtype, device: this.device }));
+    const t1 = scope.track(ops.linear(tEmb, this.#w('adaln_single.emb.timestep_embedder.linear_1.weight'), this.#w('adaln_single.emb.timestep_embedder.linear_1.bias')));
+    const t1Act = scope.track(ops.silu(t1));
+    const embedded = scope.track(ops.linear(t1Act, this.#w('adaln_single.emb.timestep_embedder.linear_2.weight'), this.#w('adaln_single.emb.timestep_embedder.linear_2.bias')));
+    const embeddedAct = scope.track(ops.silu(embedded));
+    const modulation = scope.track(ops.linear(embeddedAct, this.#w('adaln_single.linear.weight'), this.#w('adaln_single.linear.bias')));
+    const byRow = scope.track(modulationRows(modulation, B, cfg.innerDim));
+    return { embedded, modulation, byRow };
+  }
+
+  /**
+   * The forward with sequence parallelism (Ulysses) over the ranks of `comm`: the N patch tokens
+   * are split into comm.size shards (the last padded with zero tokens to a multiple of the shard
+   * size), each rank runs its shard through every block, and around each self-attention an
+   * all-to-all swaps token sharding for head sharding (each rank then attends over all tokens with
+   * numAttentionHeads / size heads) and back. Cross-attention, the FFN, AdaLN and the final layer
+   * work on the local tokens; the padded tokens never reach a real token's attention (the keys are
+   * cut to N before it) and are dropped at the end. The result equals forward()'s: every token's
+   * arithmetic is the same, only where it runs differs (test/golden/dit-parallel.test.ts holds f32
+   * to bit equality on the CPU). This first version runs every rank on this model's device (the CPU
+   * simulation of N devices, or ranks sharing one GPU).
+   */
+  async forwardSequenceParallel(latents: Tensor, timestep: readonly number[], context: DiTContext, comm: Communicator, options: DiTForwardOptions = {}): Promise<Tensor> {
+    const { signal, onBlock } = options;
+    const cfg = this.config;
+    this.#checkForwardInputs(latents, timestep, context);
+    const ranks = comm.size;
+    if (comm.devices.some((d) => d !== this.device)) {
+      throw new StepVideoError('ERR_UNSUPPORTED', 'sequence parallelism runs its ranks on the model device in this version', { expected: this.device.name, got: comm.devices.map((d) => d.name).join(', ') });
+    }
+    if (cfg.numAttentionHeads % ranks !== 0) {
+      throw new StepVideoError('ERR_ARGUMENT', `sequence parallelism needs a degree dividing the ${cfg.numAttentionHeads} attention heads`, { got: ranks });
+    }
+    throwIfAborted(signal, 'DiT forward');
+    const [B, F, , H, W] = latents.shape as [number, number, number, number, number];
+    const p = cfg.patchSize;
+    const [Hp, Wp] = [H / p, W / p];
+    const D = cfg.innerDim;
+    const N = F * Hp * Wp;
+    const shard = Math.ceil(N / ranks);
+    const padded = shard * ranks;
+    const localHeads = cfg.numAttentionHeads / ranks;
+    const headWidth = D / cfg.numAttentionHeads;
+    const noCapture = () => undefined;
+
+    const scope = new TensorScope();
+    let xs: Array<Tensor | undefined> = [];
+    let rope: Rope3D | undefined;
+    try {
+      const tokens = scope.track(padTokens(patchify(latents, p), padded));
+      xs = Array.from({ length: ranks }, (_, r) => {
+        using patches = ops.slice(tokens, 1, r * shard, (r + 1) * shard);
+        return ops.linear(patches, this.#patchWeight, this.#w('pos_embed.proj.bias'));
+      });
+      tokens.dispose();
+      const { embedded, byRow } = this.#modulation(timestep, B, scope);
+      rope = Rope3D.create([F, Hp, Wp], { split: cfg.ropeSplit, theta: cfg.ropeTheta, angles: this.numerics === 'bf16-official' ? 'bf16-official' : 'exact', device: this.device });
+
+      for (let i = 0; i < cfg.numLayers; i++) {
+        const weights = this.#blocks.acquire(i);
+        const blockScope = new TensorScope();
+        const open: OpenBlock[] = [];
+        try {
+          for (let r = 0; r < ranks; r++) {
+            open.push(this.#openBlock(weights, xs[r]!, byRow, [B, shard, D]));
+            xs[r] = undefined;  // the open block owns the input now
+          }
+          // Tokens → heads: rank r gets every rank's tokens of its heads, cut to the N real tokens.
+          const qkvWidth = localHeads * 3 * headWidth;
+          const qkvParts = open.map((o) => {
+            using qkv = o.takeQkv();
+            return Array.from({ length: ranks }, (_, r) => blockScope.track(ops.slice(qkv, 2, r * qkvWidth, (r + 1) * qkvWidth)));
+          });
+          const gathered = await comm.allToAll(qkvParts);
+          for (const row of gathered) for (const t of row) blockScope.track(t);
+          for (const row of qkvParts) for (const t of row) t.dispose();
+          const mixed = gathered.map((parts) => {
+            using all = ops.concat(parts, 1);
+            for (const t of parts) t.dispose();
+            const qkv = ops.slice(all, 1, 0, N);
+            return blockScope.track(padTokens(this.#selfAttention(weights, qkv, localHeads, rope!), padded));
+          });
+          // Heads → tokens: rank s gets its token shard of every rank's heads, heads in rank order.
+          const mixedParts = mixed.map((m) => Array.from({ length: ranks }, (_, r) => blockScope.track(ops.slice(m, 1, r * shard, (r + 1) * shard))));
+          for (const m of mixed) m.dispose();
+          const back = await comm.allToAll(mixedParts);
+          for (const row of back) for (const t of row) blockScope.track(t);
+          for (const row of mixedParts) for (const t of row) t.dispose();
+          for (let r = 0; r < ranks; r++) {
+            const heads = ops.concat(back[r]!, 2);
+            for (const t of back[r]!) t.dispose();
+            xs[r] = this.#closeBlock(i, weights, open[r]!, heads, context, [B, shard, D], noCapture);
+          }
+        } finally {
+          for (const o of open) o[Symbol.dispose]();
+          blockScope.dispose();
+          this.#blocks.release(i);
+        }
+        await this.device.synchronize();
+        onBlock?.(i, cfg.numLayers);
+        throwIfAborted(signal, 'DiT forward');
+      }
+
+      using table = this.#w('scale_shift_table').reshape(2, 1, D);
+      using eRow = embedded.reshape(1, B, D);
+      const shiftScale = scope.track(ops.add(table, eRow));
+      const [shift, scale] = [0, 1].map((row) => scope.track(rowView(shiftScale, row, B, D)));
+      const projected = xs.map((x) => {
+        using normed = layerNorm(x!, { scale: scale!, shift: shift!, eps: cfg.normEps });
+        return scope.track(ops.linear(normed, this.#w('proj_out.weight'), this.#w('proj_out.bias')));
+      });
+      const all = scope.track(ops.concat(projected, 1));
+      using real = ops.slice(all, 1, 0, N);
+      const output = unpatchify(real, [B, F, cfg.outChannels, H, W], p);
+      try {
+        await this.device.synchronize();
+      } catch (error) {
+        output.dispose();
+        throw error;
+      }
+      onBlock?.(cfg.numLayers, cfg.numLayers);
+      return output;
+    } finally {
+      for (const x of xs) x?.dispose();
+      scope.dispose();
+      rope?.dispose();
+    }
+  }
+
   #checkForwardInputs(latents: Tensor, timestep: readonly number[], context: DiTContext): void {
     const cfg = this.config;
     if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
@@ -454,29 +583,62 @@ export class StepVideoDiT implements Disposable {
   /**
    * One StepVideoTransformerBlock (spec §2.3 step 4). Consumes `x` (disposed here) and returns the
    * new residual stream; every temporary is freed as soon as it is dead (lib/models/dit/memory-model.ts
-   * counts the same lifetimes, and the tests hold it to the measured peak).
+   * counts the same lifetimes, and the tests hold it to the measured peak). The block runs in three
+   * phases so that a sequence-parallel forward (forwardSequenceParallel) can swap token and head
+   * sharding around the middle one.
    */
-  #block(i: number, w: BlockWeights, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, [B, N, D]: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
+  #block(i: number, w: BlockWeights, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, dims: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
+    using open = this.#openBlock(w, x, byRow, dims);
+    const mixed = this.#selfAttention(w, open.takeQkv(), this.config.numAttentionHeads, rope);
+    return this.#closeBlock(i, w, open, mixed, context, dims, show);
+  }
+
+  /** Phase 1: the modulation rows, then the fused q/k/v projection of LN1(x)·(1 + scale) + shift. */
+  #openBlock(w: BlockWeights, x: Tensor, byRow: Tensor, [B, , D]: [number, number, number]): OpenBlock {
+    const cfg = this.config;
+    const scope = new TensorScope();
+    try {
+      // (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp) = table + m, each [B, D].
+      using table = w.tensor('scale_shift_table').reshape(6, 1, D);
+      const rows = scope.track(ops.add(byRow, table));
+      const modulation = [0, 1, 2, 3, 4, 5].map((r) => scope.track(rowView(rows, r, B, D)));
+      const a = scope.track(layerNorm(x, { weight: w.tensor('norm1.weight'), bias: w.tensor('norm1.bias'), scale: modulation[1]!, shift: modulation[0]!, eps: cfg.blockNormEps }));
+      const qkv = this.#linear(a, w.linear('attn1.wqkv.weight'));
+      a.dispose();
+      return new OpenBlock(scope, x, modulation, qkv);
+    } catch (error) {
+      scope.dispose();
+      throw error;
+    }
+  }
+
+  /**
+   * Phase 2: qkv [B, N, heads·3·Dh] (consumed) → split heads with QK-Norm and 3D RoPE → attention →
+   * [B, N, heads, Dh]. `heads` is all of them on one device, a shard of them under sequence parallelism.
+   */
+  #selfAttention(w: BlockWeights, qkv: Tensor, heads: number, rope: Rope3D): Tensor {
+    const cfg = this.config;
+    using scope = new TensorScope();
+    scope.track(qkv);
+    const self = splitHeads(qkv, { heads, layout: ['q', 'k', 'v'], qNorm: w.tensor('attn1.q_norm.weight'), kNorm: w.tensor('attn1.k_norm.weight'), eps: cfg.qkNormEps, rope });
+    const [q, k, v] = [self.q!, self.k!, self.v!].map((t) => scope.track(t));
+    qkv.dispose();
+    const mixed = attention(q!, k!, v!);
+    for (const t of [q!, k!, v!]) t.dispose();
+    return mixed;
+  }
+
+  /** Phase 3: the output projection's gated residual, cross-attention, the FFN. Consumes `mixed` and the block's input. */
+  #closeBlock(i: number, w: BlockWeights, open: OpenBlock, mixed: Tensor, context: DiTContext, [B, N, D]: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
     const cfg = this.config;
     const heads = cfg.numAttentionHeads;
     using scope = new TensorScope();
     const dead = (...tensors: Tensor[]) => tensors.forEach((t) => t.dispose());
     const name = (part: string) => `transformer_blocks.${i}.${part}`;
-
-    // (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp) = table + m, each [B, D].
-    using table = w.tensor('scale_shift_table').reshape(6, 1, D);
-    const rows = scope.track(ops.add(byRow, table));
-    const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = [0, 1, 2, 3, 4, 5].map((r) => scope.track(rowView(rows, r, B, D)));
-
-    // Self-attention on LN1(x)·(1 + scale) + shift, gated residual.
-    const a = scope.track(layerNorm(x, { weight: w.tensor('norm1.weight'), bias: w.tensor('norm1.bias'), scale: scaleMsa!, shift: shiftMsa!, eps: cfg.blockNormEps }));
-    const qkv = scope.track(this.#linear(a, w.linear('attn1.wqkv.weight')));
-    dead(a);
-    const self = splitHeads(qkv, { heads, layout: ['q', 'k', 'v'], qNorm: w.tensor('attn1.q_norm.weight'), kNorm: w.tensor('attn1.k_norm.weight'), eps: cfg.qkNormEps, rope });
-    const [q, k, v] = [self.q!, self.k!, self.v!].map((t) => scope.track(t));
-    dead(qkv);
-    const mixed = scope.track(attention(q!, k!, v!));
-    dead(q!, k!, v!);
+    const [, , gateMsa, shiftMlp, scaleMlp, gateMlp] = open.modulation;
+    scope.track(mixed);
+    const x = open.takeInput();
+    scope.track(x);
     const mixedTokens = scope.track(mixed.reshape(B, N, D));
     dead(mixed);
     const x1 = scope.track(this.#linearResidual(mixedTokens, w.linear('attn1.wo.weight'), x, gateMsa, name('attn1'), show));
@@ -503,6 +665,43 @@ export class StepVideoDiT implements Disposable {
   }
 }
 
+/**
+ * What phase 1 of a block leaves for the others: the six modulation rows (with the [6, B, D] table
+ * they view), the block's input (the residual stream) and the q/k/v projection until taken.
+ */
+class OpenBlock implements Disposable {
+  readonly modulation: readonly Tensor[];
+  readonly #scope: TensorScope;
+  #input: Tensor | undefined;
+  #qkv: Tensor | undefined;
+
+  constructor(scope: TensorScope, input: Tensor, modulation: Tensor[], qkv: Tensor) {
+    this.#scope = scope;
+    this.#input = input;
+    this.modulation = modulation;
+    this.#qkv = qkv;
+  }
+
+  takeQkv(): Tensor {
+    const qkv = this.#qkv!;
+    this.#qkv = undefined;
+    return qkv;
+  }
+
+  takeInput(): Tensor {
+    const input = this.#input!;
+    this.#input = undefined;
+    return input;
+  }
+
+  /** Frees what was not taken (after an error: the input too, as #block would have). */
+  [Symbol.dispose](): void {
+    this.#qkv?.dispose();
+    this.#input?.dispose();
+    this.#scope.dispose();
+  }
+}
+
 /** The execution options, validated, with their defaults for the device. */
 function resolveExecution(options: DiTLoadOptions, device: Device): DiTExecution {
   const weights = options.weights ?? 'model';
@@ -526,6 +725,15 @@ function modulationRows(modulation: Tensor, B: number, D: number): Tensor {
 function rowView(t: Tensor, r: number, B: number, D: number): Tensor {
   using row = t.narrow(r, 1);
   return row.reshape(B, D);
+}
+
+/** [B, N, ...] → [B, total, ...] with zero tokens appended. Consumes `tokens` (returned as is when N == total). */
+function padTokens(tokens: Tensor, total: number): Tensor {
+  const n = tokens.shape[1]!;
+  if (n === total) return tokens;
+  using consumed = tokens;
+  using zeros = Tensor.zeros([tokens.shape[0]!, total - n, ...tokens.shape.slice(2)], tokens.dtype, tokens.device);
+  return ops.concat([consumed, zeros], 1);
 }
 
 /** latents [B, F, C, H, W] → patch tokens [B, F·(H/p)·(W/p), C·p·p], token order (f, h, w), features (c, i, j). */
