@@ -12,10 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Device } from '../../lib/device.js';
 import { StepVideoError } from '../../lib/errors.js';
 import { type HostTensor, writeSafetensors } from '../../lib/io/safetensors.js';
-import { StepVideoDiT, parseDiTConfig } from '../../lib/models/dit/index.js';
+import { ParallelDiT, StepVideoDiT, parseDiTConfig } from '../../lib/models/dit/index.js';
+import { sample } from '../../lib/sampler/index.js';
 import { ditWeightSpec } from '../../lib/models/dit/weights.js';
 import { type Communicator, CopyCommunicator } from '../../lib/parallel/communicator.js';
-import type { Tensor } from '../../lib/tensor.js';
+import { Tensor } from '../../lib/tensor.js';
 import { readDiTCase } from '../helpers/dit-golden.js';
 import { inputsAtGrid } from '../helpers/dit-perf.js';
 import { requireGolden, tinyModelDir } from '../helpers/golden.js';
@@ -116,6 +117,34 @@ describe.runIf(requireGolden())('DiT sequence parallelism on the CPU simulation'
     for (const t of [latents, y, clip]) t.dispose();
   });
 
+  it('CFG parallelism (alone and with sequence parallelism 2 or 3) equals the batched forward bit for bit', async () => {
+    const { latents, y, clip, mask, timestep } = inputsAtGrid(wide, golden, [2, 3, 5], 13);
+    using context = wide.prepareContext({ y, clip, mask });
+    const single = await values(await wide.forward(latents, timestep, context));
+    for (const sequenceParallel of [1, 2, 3]) {
+      const parallel = new ParallelDiT(wide, { sequenceParallel, cfgParallel: true });
+      expect(parallel.ranks).toBe(2 * sequenceParallel);
+      using groups = parallel.prepareContext({ y, clip, mask });
+      const blocks: number[] = [];
+      const out = await values(await parallel.forward(latents, timestep, groups, { onBlock: (done) => blocks.push(done) }));
+      expect(Buffer.from(out.buffer).equals(Buffer.from(single.buffer)), `CFG x SP ${sequenceParallel}`).toBe(true);
+      expect(blocks).toEqual([1, 2]);
+    }
+    for (const t of [latents, y, clip]) t.dispose();
+  }, 120_000);
+
+  it('sample() over the parallel DiT gives the single-device latents bit for bit', async () => {
+    const noise = Float32Array.from(randn(new Rng(21), 1 * 2 * 64 * 3 * 4));
+    using latents = Tensor.from(noise, [1, 2, 64, 3, 4], { device: 'cpu' });
+    using y = Tensor.from(golden.get('encoder_hidden_states')!.data as Float32Array, golden.get('encoder_hidden_states')!.shape, { device: 'cpu' });
+    using clip = Tensor.from(golden.get('encoder_hidden_states_2')!.data as Float32Array, golden.get('encoder_hidden_states_2')!.shape, { device: 'cpu' });
+    const yMask = golden.get('encoder_attention_mask')!.data as Float32Array;  // [2, Lc + Ly]: conditional and unconditional rows
+    const settings = { latents, text: { y, yMask, clip }, steps: 2, cfgScale: 7, timeShift: 13 };
+    const single = await values(await sample(wide, settings));
+    const parallel = await values(await sample(new ParallelDiT(wide, { sequenceParallel: 4, cfgParallel: true }), settings));
+    expect(Buffer.from(parallel.buffer).equals(Buffer.from(single.buffer))).toBe(true);
+  }, 120_000);
+
   it('an abort between blocks, or one rank failing, stops every rank and frees what they held', async () => {
     const { latents, y, clip, mask, timestep } = inputsAtGrid(wide, golden, [2, 3, 5], 5);
     using context = wide.prepareContext({ y, clip, mask });
@@ -137,6 +166,16 @@ describe.runIf(requireGolden())('DiT sequence parallelism on the CPU simulation'
       await Device.cpu.synchronize();
       expect(Device.cpu.memory().bytesInUse, `failure at exchange ${failAt}`).toBe(baseline);
     }
+
+    // CFG x SP: an abort stops both groups; memory back to the baseline.
+    const parallel = new ParallelDiT(wide, { sequenceParallel: 2, cfgParallel: true });
+    using groups = parallel.prepareContext({ y, clip, mask });
+    await Device.cpu.synchronize();
+    const withGroups = Device.cpu.memory().bytesInUse;
+    const stop = new AbortController();
+    await expect(parallel.forward(latents, timestep, groups, { signal: stop.signal, onBlock: () => stop.abort() })).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await Device.cpu.synchronize();
+    expect(Device.cpu.memory().bytesInUse).toBe(withGroups);
     for (const t of [latents, y, clip]) t.dispose();
   }, 120_000);
 });

@@ -15,3 +15,4 @@ export { FP8_BLOCK_LINEARS } from './block-weights.js';
 export { STREAM_SLOTS, streamedBlockLayout } from './streaming.js';
 export { type DiTMemoryEstimate, type DiTMemoryInput, ditWeightBytes, estimateDiTMemory } from './memory-model.js';
 export { checkDiTCheckpoint, ditWeightSpec } from './weights.js';
+export { type DiTParallelism, ParallelDiT, ParallelDiTContext } from './parallel.js';
