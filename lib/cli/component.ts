@@ -53,3 +53,15 @@ export function requireInput(context: ComponentContext, name: string): HostTenso
   }
   return input;
 }
+
+/** --sequence-parallel and --cfg-parallel of `stepvideo run dit` and `run sample` (lib/models/dit/parallel.ts). */
+export const PARALLEL_COMPONENT_OPTIONS: readonly ComponentOption[] = [
+  { name: 'sequence-parallel', type: 'number', description: "split each DiT forward's tokens over N ranks (Ulysses; N divides the heads); on one device the ranks simulate N devices" },
+  { name: 'cfg-parallel', type: 'boolean', description: 'the conditional and unconditional rows on two groups of ranks at once (needs both: a cfg scale above 1)' },
+];
+
+/** "sequence parallel 4 x CFG parallel: 8 ranks on cpu" for the log. */
+export function describeParallelism(model: { sequenceParallel: number; cfgParallel: boolean; ranks: number; device: { name: string } }): string {
+  const parts = [`sequence parallel ${model.sequenceParallel}`, ...(model.cfgParallel ? ['CFG parallel'] : [])];
+  return `${parts.join(' x ')}: ${model.ranks} ranks on ${model.device.name}`;
+}

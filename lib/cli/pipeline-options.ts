@@ -12,13 +12,32 @@ import type { OptionSpec, ParsedArgs } from './args.js';
 import type { CommandContext } from './commands/types.js';
 import type { ProgressReporter } from './progress-reporter.js';
 
+/** --sequence-parallel and --cfg-parallel (on the pipeline commands; `stepvideo run dit` and `run sample` take the same). */
+export const PARALLEL_OPTIONS: readonly OptionSpec[] = [
+  { name: 'sequence-parallel', type: 'integer', description: "split each DiT forward's tokens over N ranks (Ulysses; N divides the 48 heads; on one device: the simulation of N devices)", placeholder: 'N' },
+  { name: 'cfg-parallel', type: 'boolean', description: 'run the conditional and unconditional DiT rows on two groups of ranks at once' },
+];
+
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'model', type: 'string', description: 'model folder in the released layout (default: the built-in test model)', placeholder: 'DIR' },
   { name: 'device', type: 'string', description: 'cpu or cuda (default: cuda when a GPU answers)', choices: ['cpu', 'cuda'] },
   { name: 'dtype', type: 'string', description: 'compute precision (default: float32 on cpu, bfloat16 on cuda)', choices: ['float32', 'bfloat16'] },
   { name: 'weights', type: 'string', description: 'DiT block weights: bf16 as released, held in the compute precision (default), or fp8 (quantized at load, about half the memory)', choices: ['bf16', 'fp8'] },
   { name: 'stream-weights', type: 'number', description: 'stream the DiT block weights from host memory when they would take more than GB (10^9 bytes) of device memory', placeholder: 'GB' },
+  ...PARALLEL_OPTIONS,
 ];
+
+/** The parallel layout from --sequence-parallel / --cfg-parallel, as StepVideo.load takes it. */
+export function parallelOptions(options: Record<string, unknown>): Pick<StepVideoLoadOptions, 'sequenceParallel' | 'cfgParallel'> {
+  const degree = options['sequence-parallel'];
+  if (degree !== undefined && (typeof degree !== 'number' || !Number.isInteger(degree) || degree < 1)) {
+    throw new StepVideoError('ERR_USAGE', 'option --sequence-parallel needs a positive integer', { got: degree as string });
+  }
+  return {
+    ...(degree !== undefined ? { sequenceParallel: degree as number } : {}),
+    ...(options['cfg-parallel'] === true ? { cfgParallel: true } : {}),
+  };
+}
 
 /** Bytes per GB on the command line (decimal, as GPU memory is sold). */
 const GB = 1e9;
@@ -84,6 +103,7 @@ export async function loadPipeline(parsed: ParsedArgs, context: CommandContext, 
       ...(device !== undefined ? { device } : {}),
       ...(dtype !== undefined ? { dtype } : {}),
       ...ditWeights,
+      ...parallelOptions(parsed.options),
       signal: context.signal,
       onProgress: (p) => reporter.update(p),
       // The built-in model's notice is printed above, in the CLI's words.

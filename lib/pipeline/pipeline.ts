@@ -19,14 +19,14 @@ import type { HostTensor } from '../io/safetensors.js';
 import { CaptionEncoder } from '../models/caption-encoder.js';
 import { parseClipConfig } from '../models/clip/config.js';
 import { type ComputeDType, resolveComputeDType } from '../models/compute-dtype.js';
-import { type DiTWeightFormat, StepVideoDiT, readDiTConfig } from '../models/dit/index.js';
+import { type DiTParallelism, type DiTWeightFormat, ParallelDiT, StepVideoDiT, readDiTConfig } from '../models/dit/index.js';
 import { ConfigJson } from '../models/json-config.js';
 import { resolveModelRoot } from '../models/layout.js';
 import { parseStepLlmConfig } from '../models/step-llm/config.js';
 import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
 import { type DecodedChunk, VideoVAE, readVaeConfig } from '../models/vae/index.js';
 import { latentShape } from '../sampler/noise.js';
-import { sample } from '../sampler/sample.js';
+import { type VelocityModel, sample } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
 import { CLIP_TOKENS, LLM_TOKENS } from '../tokenizers/caption-lengths.js';
 import { standard540pCrop } from '../video/frames.js';
@@ -70,6 +70,15 @@ export interface StepVideoLoadOptions {
    * are one there (a warning says so).
    */
   streaming?: StreamingRequest;
+  /**
+   * Sequence parallelism of the DiT: each forward's tokens split over this many ranks (a divisor of
+   * the 48 heads), Ulysses all-to-all around each self-attention. Default 1. In this version the
+   * ranks share the pipeline's device (on the CPU: the simulation of several devices); the result
+   * equals the single-rank one.
+   */
+  sequenceParallel?: number;
+  /** The conditional and unconditional DiT rows on two groups of ranks (jobs with a cfg scale above 1). Default false. */
+  cfgParallel?: boolean;
   /** Folder for the built-in model (default: see defaultCacheDir()). */
   cacheDir?: string;
   /** Check estimated memory against free memory before loading and before each job (default true). */
@@ -144,11 +153,14 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly text: CaptionEncoder;
   readonly dit: StepVideoDiT;
   readonly vae: VideoVAE;
+  /** How the DiT's work is split over ranks (StepVideoLoadOptions' sequenceParallel, cfgParallel). */
+  readonly parallelism: Readonly<Required<DiTParallelism>>;
   readonly #checkMemory: boolean;
   readonly #lock = new DeviceLock();
   #disposed = false;
 
-  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean }) {
+  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean; parallelism: Required<DiTParallelism> }) {
+    this.parallelism = Object.freeze({ ...init.parallelism });
     this.device = init.device;
     this.dtype = init.dtype;
     this.modelDir = init.modelDir;
@@ -168,6 +180,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     if (weights !== 'model' && weights !== 'fp8') {
       throw new StepVideoError('ERR_ARGUMENT', 'weights must be a DiT weight format', { expected: "'model' (the compute dtype) or 'fp8'", got: weights });
     }
+    const parallelism = resolveParallelism(options);
     const builtin = options.modelDir === undefined;
     if (builtin) options.onWarning?.(BUILTIN_MODEL_WARNING);
     let made: string | undefined;
@@ -185,6 +198,9 @@ export class StepVideo implements Disposable, AsyncDisposable {
     // The root, also when modelDir names one of its folders (transformer/, hunyuan_clip/, ...).
     const modelDir = resolveModelRoot(given);
     const dims = await readModelDims(modelDir);
+    if (dims.dit.numAttentionHeads % parallelism.sequenceParallel !== 0) {
+      throw new StepVideoError('ERR_ARGUMENT', `sequenceParallel must divide the DiT's ${dims.dit.numAttentionHeads} attention heads`, { got: parallelism.sequenceParallel });
+    }
     const streaming = resolveStreaming(options.streaming, dims.dit, dtype, weights);
     if (streaming && !device.isCuda) options.onWarning?.('weight streaming on the CPU saves no memory (host and device memory are one there): it runs for testing only');
     const checkMemory = options.checkMemory ?? true;
@@ -201,7 +217,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
       loaded.push(dit);
       const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, dtype, parts: ['decoder'], onProgress: loadProgress('vae') });
       loaded.push(vae);
-      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory });
+      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory, parallelism });
     } catch (error) {
       for (const part of loaded) part[Symbol.dispose]();
       throw error;
@@ -258,7 +274,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
         onProgress?.({ stage: 'text', done: true, elapsedMs: performance.now() - textStarted, fraction: 1 });
         const shape = latentShape({ frames, height, width, channels: this.vae.config.zChannels });
         const tracker = new EtaTracker(job.settings.steps);
-        latents = await sample(this.dit, {
+        latents = await sample(this.#denoiser(job.settings.cfgScale > 1, onWarning), {
           noise: { seed: job.seed, shape },
           text: captions,
           ...job.settings,
@@ -401,6 +417,14 @@ export class StepVideo implements Disposable, AsyncDisposable {
     }
   }
 
+  /** What the sampler runs: the DiT itself, or behind its parallel layout (CFG parallelism only where the job has guidance). */
+  #denoiser(guidance: boolean, onWarning: ((message: string) => void) | undefined): VelocityModel<Disposable> {
+    const { sequenceParallel, cfgParallel } = this.parallelism;
+    if (cfgParallel && !guidance) onWarning?.('cfgParallel: this job has no classifier-free guidance (cfg scale <= 1), so there is no unconditional branch to run beside it');
+    const split = cfgParallel && guidance;
+    return sequenceParallel > 1 || split ? new ParallelDiT(this.dit, { sequenceParallel, cfgParallel: split }) : this.dit;
+  }
+
   get #queue(): QueueModel {
     return this.device.isCuda ? 'cuda' : 'cpu';
   }
@@ -464,4 +488,13 @@ async function readModelDims(modelDir: string): Promise<ModelDims> {
     });
   }
   return { dit, vae, llm, clip };
+}
+
+/** sequenceParallel and cfgParallel, checked (the heads are checked once the config is read). */
+function resolveParallelism(options: StepVideoLoadOptions): Required<DiTParallelism> {
+  const sequenceParallel = options.sequenceParallel ?? 1;
+  if (!Number.isInteger(sequenceParallel) || sequenceParallel < 1) {
+    throw new StepVideoError('ERR_ARGUMENT', 'sequenceParallel must be a positive integer', { got: sequenceParallel });
+  }
+  return { sequenceParallel, cfgParallel: options.cfgParallel ?? false };
 }

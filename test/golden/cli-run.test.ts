@@ -57,6 +57,20 @@ describe.runIf(requireGolden())('stepvideo run', () => {
     expect(relErr((await readSafetensors(output)).get('output')!.data as Float32Array, golden.get('output')!.data as Float32Array)).toBeLessThanOrEqual(ditGoldenLimit('output'));
   });
 
+  it('--sequence-parallel 2 --cfg-parallel gives the one-rank output bit for bit, and a degree that does not divide the heads is one line', async () => {
+    const plain = path.join(work, 'out-plain.safetensors');
+    const parallel = path.join(work, 'out-parallel.safetensors');
+    const base = [...dit, '--inputs', casePath('dit_case.safetensors')];
+    const one = await runCli([...base, '--output', plain]);
+    expect(one.code, one.stderr).toBe(0);
+    const split = await runCli([...base, '--output', parallel, '--sequence-parallel', '2', '--cfg-parallel']);
+    expect(split.code, split.stderr).toBe(0);
+    expect(split.stderr).toContain('dit: sequence parallel 2 x CFG parallel: 4 ranks on cpu');
+    const [a, b] = [plain, parallel].map((file) => readFileSync(file));
+    expect(Buffer.compare(a!, b!)).toBe(0);
+    expectOneLineError(await runCli([...base, '--output', parallel, '--sequence-parallel', '3']), 'ERR_ARGUMENT', 'dividing the 2 attention heads');
+  });
+
   it('turns every kind of bad input into one line and exit code 1', async () => {
     const golden = await readSafetensors(casePath('dit_case.safetensors'));
     const withNaN = new Map(golden);

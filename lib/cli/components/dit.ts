@@ -4,10 +4,11 @@
 import { type DType, bf16ArrayToF32, f16BitsToF32 } from '../../dtype.js';
 import { StepVideoError } from '../../errors.js';
 import type { HostTensor, TensorData } from '../../io/safetensors.js';
-import { type DiTNumerics, StepVideoDiT } from '../../models/dit/index.js';
+import { type DiTNumerics, ParallelDiT, StepVideoDiT } from '../../models/dit/index.js';
 import { formatShape } from '../../shape.js';
 import { Tensor } from '../../tensor.js';
-import { type Component, type ComponentContext, requireInput, resolvePartDir } from '../component.js';
+import { type Component, type ComponentContext, PARALLEL_COMPONENT_OPTIONS, describeParallelism, requireInput, resolvePartDir } from '../component.js';
+import { parallelOptions } from '../pipeline-options.js';
 
 /** Any numeric host tensor as float64 numbers (bf16/f16 decoded, integers converted). */
 function hostNumbers(tensor: HostTensor): Float64Array {
@@ -50,6 +51,7 @@ const component: Component = {
       type: 'string',
       description: "'bf16-official' reproduces the official bf16 run's roundings (RoPE angles, timestep, key lengths), 'exact' does not; default: bf16-official in bf16, exact in f32",
     },
+    ...PARALLEL_COMPONENT_OPTIONS,
   ],
   async run(context: ComponentContext): Promise<Record<string, TensorData>> {
     const numerics = context.options.numerics as DiTNumerics | undefined;
@@ -70,8 +72,11 @@ const component: Component = {
     using y = floatInput(context, 'encoder_hidden_states', 3, '[B, Ly, C]', model.dtype);
     using clip = floatInput(context, 'encoder_hidden_states_2', 3, '[B, Lc, C]', model.dtype);
     const timestep = Array.from(hostNumbers(timestepHost));
-    using ditContext = model.prepareContext({ y, clip, mask: hostNumbers(maskHost) });
-    using output = await model.forward(latents, timestep, ditContext, {
+    // One rank (the plain forward) unless --sequence-parallel / --cfg-parallel ask for more.
+    const denoiser = new ParallelDiT(model, parallelOptions(context.options));
+    if (denoiser.ranks > 1) context.log(`dit: ${describeParallelism(denoiser)}`);
+    using ditContext = denoiser.prepareContext({ y, clip, mask: hostNumbers(maskHost) });
+    using output = await denoiser.forward(latents, timestep, ditContext, {
       signal: context.signal,
       onBlock: (done, total) => {
         if (done % 8 === 0 || done === total) context.log(`dit: block ${done}/${total}`);

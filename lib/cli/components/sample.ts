@@ -4,10 +4,11 @@ import { bf16ArrayToF32, f16BitsToF32, isFloatDType } from '../../dtype.js';
 import type { Device } from '../../device.js';
 import { StepVideoError } from '../../errors.js';
 import type { HostTensor } from '../../io/safetensors.js';
-import { StepVideoDiT } from '../../models/dit/index.js';
+import { ParallelDiT, StepVideoDiT } from '../../models/dit/index.js';
 import { SAMPLER_PRESETS, type SamplerPresetName, sample } from '../../sampler/index.js';
 import { Tensor, TensorScope } from '../../tensor.js';
-import { type Component, type ComponentContext, requireInput, resolvePartDir } from '../component.js';
+import { type Component, type ComponentContext, PARALLEL_COMPONENT_OPTIONS, describeParallelism, requireInput, resolvePartDir } from '../component.js';
+import { parallelOptions } from '../pipeline-options.js';
 
 const presetNames = Object.keys(SAMPLER_PRESETS) as SamplerPresetName[];
 
@@ -47,6 +48,7 @@ export const sampleComponent: Component = {
     { name: 'steps', type: 'number', description: "Euler steps (default: the preset's)" },
     { name: 'cfg-scale', type: 'number', description: "classifier-free guidance scale; <= 1 runs no unconditional pass (default: the preset's)" },
     { name: 'time-shift', type: 'number', description: "time shift of the schedule (default: the preset's)" },
+    ...PARALLEL_COMPONENT_OPTIONS,
   ],
   async run(context) {
     const preset = context.options.preset ?? 'base';
@@ -64,8 +66,11 @@ export const sampleComponent: Component = {
     const steps = numberOption(context, 'steps');
     const cfgScale = numberOption(context, 'cfg-scale');
     const timeShift = numberOption(context, 'time-shift');
+    // One rank (the plain forward) unless --sequence-parallel / --cfg-parallel ask for more.
+    const denoiser = new ParallelDiT(dit, parallelOptions(context.options));
+    if (denoiser.ranks > 1) context.log(`sample: ${describeParallelism(denoiser)}`);
     const result = scope.track(
-      await sample(dit, {
+      await sample(denoiser, {
         latents,
         text: { y, yMask, clip },
         preset: preset as SamplerPresetName,
