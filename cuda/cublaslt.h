@@ -4,9 +4,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
+
+#include "library_search.h"
 
 namespace sv::cuda::lt {
 
@@ -75,18 +76,10 @@ const Api* api(const char** why = nullptr);
 // The file the API was loaded from ("" when it was not).
 std::string library_path();
 
-// What the library search reads from the host, passed in so that the search order is a function
-// of it alone: environment variables ("" when unset) and the folders matching a glob pattern.
-struct Lookup {
-  std::function<std::string(const char*)> env;
-  std::function<std::vector<std::string>(const std::string&)> glob;
-};
-// Where libcublasLt is looked for, in order: STEPVIDEO_CUBLASLT alone when set; otherwise the
-// sonames through the dynamic loader, CUDA_PATH / CUDA_HOME, /usr/local/cuda and /usr/local/cuda-*
-// (newest first), the pip wheels in Python's site-packages, $CONDA_PREFIX/lib.
+// Where libcublasLt is looked for, in order (cuda/library_search.h): STEPVIDEO_CUBLASLT alone when
+// set; otherwise the sonames through the dynamic loader, the CUDA toolkit folders, the pip wheels
+// nvidia-cublas (CUDA 13) and nvidia-cublas-cu12, $CONDA_PREFIX/lib.
 std::vector<std::string> library_candidates(const Lookup& lookup);
-// The process's environment and file system.
-Lookup process_lookup();
 
 // The emulated device's reference implementation (cuda/emulator/cublaslt.cc).
 const Api* emulated_api();

@@ -80,10 +80,10 @@ interface CoreFamily {
   cudaDeviceInfo(device: number): NativeDeviceInfo;
   cudaVersions(): { runtime: number; driver: number; driverRelease: string; driverMinimum: string };
   cudaDeviceFault(device: number): string;
-  /** Where libcublasLt was loaded from (searched on the first call), or path null and what was tried. */
-  cublasLtInfo(): { path: string | null; why: string };
-  /** The places libcublasLt is looked for, in order, with the environment as it is now ([] without CUDA). */
-  debugCublasLtCandidates(): string[];
+  /** Where an optional library (cuBLASLt, NCCL) was loaded from (searched on the first call), or path null and what was tried; NCCL's version. */
+  libraryInfo(library: 'cublasLt' | 'nccl'): { path: string | null; why: string; version: number };
+  /** The places the library is looked for, in order, with the environment as it is now ([] without CUDA). */
+  debugLibraryCandidates(library: 'cublasLt' | 'nccl'): string[];
   /** Launches a kernel that traps (tests of the fault path: the device is lost for the process). */
   debugFaultDevice(device: number): void;
   memoryStats(device: number): NativeMemoryStats;
@@ -200,7 +200,7 @@ export type NativeAddon = CoreFamily & StatsFamily & EmulatorHooks;
 /** Every name the addon exports (the emulator's hooks only in emulated builds). */
 export const ADDON_EXPORTS = [
   'NativeTensor', 'build', 'setErrorFactory', 'setPoison', 'cpuThreadCount', 'cudaDeviceCount', 'cudaUnavailableReason',
-  'cudaDeviceInfo', 'cudaVersions', 'cudaDeviceFault', 'cublasLtInfo', 'debugCublasLtCandidates', 'cudaStagingStats', 'debugFaultDevice',
+  'cudaDeviceInfo', 'cudaVersions', 'cudaDeviceFault', 'libraryInfo', 'debugLibraryCandidates', 'cudaStagingStats', 'debugFaultDevice',
   'memoryStats', 'resetPeak', 'synchronize', 'write', 'read', 'transfer', 'loadTensors', 'NativeContext', 'opCodes',
   'opCount', 'cpuPendingJobs', 'cudaPoolStats', 'cudaResetPoolHigh', 'cudaTrimPool', 'gemmPlans',
   'emulatorInjectFailure', 'emulatorSetMemoryCapacity', 'emulatorMemory',

@@ -207,15 +207,38 @@ export interface CublasLtInfo {
   why: string;
 }
 
-/** cuBLASLt as the addon found it (searched and loaded on the first call; see cuda/cublaslt.h for the order). */
+/** cuBLASLt as the addon found it (searched and loaded on the first call; see cuda/library_search.h for the order). */
 export function cublasLtInfo(): CublasLtInfo {
-  return native.cublasLtInfo();
+  const { path, why } = native.libraryInfo('cublasLt');
+  return { path, why };
 }
 
 /** Where libcublasLt is looked for, in order, with the environment as it is now ([] without CUDA; diagnostics and tests). */
 export function cublasLtCandidates(): string[] {
-  return native.debugCublasLtCandidates();
+  return native.debugLibraryCandidates('cublasLt');
 }
+
+/** NCCL as the addon found it: the collectives of ranks on several GPUs (loaded only when asked: here, or by a multi-GPU job). */
+export interface NcclInfo {
+  path: string | null;
+  why: string;
+  /** e.g. '2.27.4' ('' when not loaded). */
+  version: string;
+}
+
+export function ncclInfo(): NcclInfo {
+  const { path, why, version } = native.libraryInfo('nccl');
+  const text = version > 0 ? `${Math.floor(version / 10000)}.${Math.floor((version % 10000) / 100)}.${version % 100}` : '';
+  return { path, why, version: text };
+}
+
+/** Where libnccl.so.2 is looked for, in order ([] without CUDA). */
+export function ncclCandidates(): string[] {
+  return native.debugLibraryCandidates('nccl');
+}
+
+export const NCCL_INSTALL_ADVICE =
+  "install NCCL 2 (Debian/Ubuntu: `apt install libnccl2`, or NVIDIA's repositories), or `pip install nvidia-nccl-cu12`, or set STEPVIDEO_NCCL=/path/libnccl.so.2";
 
 export const CUBLASLT_INSTALL_ADVICE =
   "install the CUDA toolkit's libcublas, or `pip install nvidia-cublas` (CUDA 13) / `pip install nvidia-cublas-cu12`, or set STEPVIDEO_CUBLASLT=/path/libcublasLt.so.13";

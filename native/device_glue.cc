@@ -14,6 +14,7 @@
 #include "napi_util.h"
 #ifdef SV_WITH_CUDA
 #include "../cuda/cublaslt.h"
+#include "../cuda/nccl.h"
 #endif
 
 namespace sv {
@@ -303,28 +304,51 @@ SV_EXPORT(cuda_versions) {
   return result;
 }
 
-// cublasLtInfo() -> { path, why }: the libcublasLt the CUDA GEMMs use (loaded on this first call), or
-// path null with why it was not found (the own GEMM kernel runs then).
-SV_EXPORT(cublaslt_info) {
+// The optional libraries loaded at run time: 'cublasLt' (cuda/cublaslt.h) and 'nccl' (cuda/nccl.h).
+static int optional_library(const Napi::CallbackInfo& info) {
+  const std::string name = napi::arg_string(info, 0, "library");
+  SV_CHECK(name == "cublasLt" || name == "nccl", "ERR_ARGUMENT", "unknown library '" + name + "': cublasLt or nccl");
+  return name == "nccl" ? 1 : 0;
+}
+
+// libraryInfo(name) -> { path, why, version }: where the library was loaded from (searched and
+// loaded on the first call; path null when it was not, `why` then says what was tried), and its
+// version (NCCL's, e.g. 22704; 0 where not known).
+SV_EXPORT(library_info) {
+  const int library = optional_library(info);
   Napi::Object result = Napi::Object::New(info.Env());
 #ifdef SV_WITH_CUDA
-  const cuda::CublasLtInfo lt = cuda::cublaslt_info();
-  result.Set("path", lt.path.empty() ? info.Env().Null() : Napi::String::New(info.Env(), lt.path));
-  result.Set("why", Napi::String::New(info.Env(), lt.why));
+  std::string path, why;
+  int version = 0;
+  if (library == 0) {
+    const cuda::CublasLtInfo lt = cuda::cublaslt_info();
+    path = lt.path, why = lt.why;
+  } else {
+    const cuda::NcclInfo nccl = cuda::nccl_info();
+    path = nccl.path, why = nccl.why, version = nccl.version;
+  }
+  result.Set("path", path.empty() ? info.Env().Null() : Napi::String::New(info.Env(), path));
+  result.Set("why", Napi::String::New(info.Env(), why));
+  result.Set("version", Napi::Number::New(info.Env(), version));
 #else
+  (void)library;
   result.Set("path", info.Env().Null());
   result.Set("why", Napi::String::New(info.Env(), "this build of the addon has no CUDA backend"));
+  result.Set("version", Napi::Number::New(info.Env(), 0));
 #endif
   return result;
 }
 
-// debugCublasLtCandidates() -> string[]: where libcublasLt is looked for, in order, with the
+// debugLibraryCandidates(name) -> string[]: where the library is looked for, in order, with the
 // environment as it is now (tests of the search; [] without CUDA).
-SV_EXPORT(debug_cublaslt_candidates) {
+SV_EXPORT(debug_library_candidates) {
+  const int library = optional_library(info);
   Napi::Array result = Napi::Array::New(info.Env());
 #ifdef SV_WITH_CUDA
-  const std::vector<std::string> candidates = cuda::cublaslt_candidates();
+  const std::vector<std::string> candidates = library == 0 ? cuda::cublaslt_candidates() : cuda::nccl_candidates();
   for (size_t i = 0; i < candidates.size(); ++i) result.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), candidates[i]));
+#else
+  (void)library;
 #endif
   return result;
 }
@@ -370,8 +394,8 @@ void register_device_functions(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaUnavailableReason", Napi::Function::New(env, cuda_unavailable_reason));
   exports.Set("cudaDeviceInfo", Napi::Function::New(env, cuda_device_info));
   exports.Set("cudaVersions", Napi::Function::New(env, cuda_versions));
-  exports.Set("cublasLtInfo", Napi::Function::New(env, cublaslt_info));
-  exports.Set("debugCublasLtCandidates", Napi::Function::New(env, debug_cublaslt_candidates));
+  exports.Set("libraryInfo", Napi::Function::New(env, library_info));
+  exports.Set("debugLibraryCandidates", Napi::Function::New(env, debug_library_candidates));
   exports.Set("setPoison", Napi::Function::New(env, set_poison_flag));
   exports.Set("cpuThreadCount", Napi::Function::New(env, cpu_thread_count));
   exports.Set("setErrorFactory", Napi::Function::New(env, set_error_factory_fn));

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { cublasLtCandidates, missingCublasLtWarning } from '../../lib/device.js';
+import { cublasLtCandidates, missingCublasLtWarning, ncclCandidates } from '../../lib/device.js';
 import { native } from '../../lib/native.js';
 import { runCliToEnd } from '../helpers/pipeline.js';
 import { FFMPEG_TOOLS, pathWithout } from '../helpers/bare-path.js';
@@ -54,6 +54,37 @@ describe('stepvideo info', () => {
     } else {
       expect(stdout).toContain(`cuBLASLt: ${cublasLt.path}`);
     }
+  });
+});
+
+describe('NCCL in stepvideo info', () => {
+  it('reports the NCCL it would use for several GPUs, or that it is missing, what to install, and where it looked', async () => {
+    const { stdout } = await runCliToEnd(['info']);
+    const json = await infoJson();
+    if (!native.build.cuda) {
+      expect(stdout).not.toContain('NCCL');
+      expect(json.nccl).toBeUndefined();
+      return;
+    }
+    const nccl = json.nccl as { path: string | null; why: string; version: string };
+    if (nccl.path === null) {
+      expect(stdout).toMatch(/^NCCL \(several GPUs per job\): not found; one GPU per job works without it \(install NCCL 2 .*libnccl2.*nvidia-nccl-cu12.*STEPVIDEO_NCCL/m);
+      expect(nccl.why).toMatch(native.build.cudaEmulated ? /emulated CUDA device has no NCCL/ : /^libnccl not found \(tried libnccl\.so\.2, /);
+    } else {
+      expect(stdout).toContain(`NCCL (several GPUs per job): ${nccl.path} (${nccl.version})`);
+      expect(nccl.version).toMatch(/^2\.\d+\.\d+$/);
+    }
+  });
+
+  it.runIf(native.build.cuda)('looks for libnccl.so.2 through the loader, then the pip wheels; STEPVIDEO_NCCL alone when set', () => {
+    const venv = path.join(work, 'nccl-venv');
+    const site = path.join(venv, 'lib', 'python3.12', 'site-packages');
+    mkdirSync(site, { recursive: true });
+    const list = withEnv({ VIRTUAL_ENV: venv, CONDA_PREFIX: '', STEPVIDEO_NCCL: '' }, ncclCandidates);
+    expect(list[0]).toBe('libnccl.so.2');
+    expect(list.indexOf(`${site}/nvidia/nccl/lib/libnccl.so.2`)).toBeGreaterThan(0);
+    expect(list.some((c) => c.includes('/usr/local/cuda'))).toBe(false);  // not a toolkit library
+    expect(withEnv({ STEPVIDEO_NCCL: '/opt/nccl/libnccl.so.2' }, ncclCandidates)).toEqual(['/opt/nccl/libnccl.so.2']);
   });
 });
 

@@ -1,9 +1,15 @@
 // `stepvideo info`: what this build and host can do.
-import { CUBLASLT_INSTALL_ADVICE, type CublasLtInfo, backendInfo, cublasLtInfo, cudaDeviceCount, deviceFault, getDevice } from '../../device.js';
+import { CUBLASLT_INSTALL_ADVICE, type CublasLtInfo, NCCL_INSTALL_ADVICE, type NcclInfo, backendInfo, cublasLtInfo, cudaDeviceCount, deviceFault, getDevice, ncclInfo } from '../../device.js';
 import { environmentKernelPolicy } from '../../kernel-policy.js';
 import type { AddonSource } from '../../native.js';
 import { lookupFfmpeg } from '../../video/writers.js';
 import type { CommandContext } from './types.js';
+
+/** NCCL: needed only for ranks on several GPUs (--sequence-parallel / --cfg-parallel over devices). */
+function ncclLine(nccl: NcclInfo): string {
+  if (nccl.path !== null) return `NCCL (several GPUs per job): ${nccl.path} (${nccl.version})`;
+  return `NCCL (several GPUs per job): not found; one GPU per job works without it (${NCCL_INSTALL_ADVICE})\n  ${nccl.why}`;
+}
 
 function cublasLtLine(cublasLt: CublasLtInfo): string {
   const unused = environmentKernelPolicy().gemm === 'fallback' ? ' (unused: STEPVIDEO_GEMM=fallback)' : '';
@@ -34,6 +40,8 @@ export async function infoCommand(argv: readonly string[], context: CommandConte
   }
   const cublasLt = info.cudaCompiled ? cublasLtInfo() : undefined;
   if (cublasLt !== undefined) lines.push(cublasLtLine(cublasLt));
+  const nccl = info.cudaCompiled ? ncclInfo() : undefined;
+  if (nccl !== undefined) lines.push(ncclLine(nccl));
   const count = cudaDeviceCount();
   if (count === 0) {
     lines.push(`CUDA devices: none (${info.cudaUnavailableReason})`);
@@ -51,7 +59,7 @@ export async function infoCommand(argv: readonly string[], context: CommandConte
   const { ffmpeg, error: ffmpegError } = lookupFfmpeg();
   lines.push(ffmpeg ? `ffmpeg (MP4 output): ${ffmpeg.path} (from ${ffmpeg.source}; ${ffmpeg.version})` : `ffmpeg (MP4 output): none: ${ffmpegError.message}`);
   if (argv.includes('--json')) {
-    context.stdout(JSON.stringify({ ...info, devices: count, ...(cublasLt ? { cublasLt } : {}), ffmpeg: ffmpeg ?? { error: ffmpegError.message } }, null, 2));
+    context.stdout(JSON.stringify({ ...info, devices: count, ...(cublasLt ? { cublasLt } : {}), ...(nccl ? { nccl } : {}), ffmpeg: ffmpeg ?? { error: ffmpegError.message } }, null, 2));
   } else {
     context.stdout(lines.join('\n'));
   }
