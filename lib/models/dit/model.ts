@@ -440,20 +440,20 @@ export class StepVideoDiT implements Disposable {
    * work on the local tokens; the padded tokens never reach a real token's attention (the keys are
    * cut to N before it) and are dropped at the end. The result equals forward()'s: every token's
    * arithmetic is the same, only where it runs differs (test/golden/dit-parallel.test.ts holds f32
-   * to bit equality on the CPU). This first version runs every rank on this model's device (the CPU
-   * simulation of N devices, or ranks sharing one GPU).
+   * to bit equality on the CPU).
+   *
+   * `context` is this model's context, used by every rank (ranks that share this model and its
+   * device), or one context per rank, each prepared by that rank's replica of this model on
+   * comm.devices[r] (rank 0: this model). Latents and the output are on this model's device.
    */
-  async forwardSequenceParallel(latents: Tensor, timestep: readonly number[], context: DiTContext, comm: Communicator, options: DiTForwardOptions = {}): Promise<Tensor> {
+  async forwardSequenceParallel(latents: Tensor, timestep: readonly number[], context: DiTContext | readonly DiTContext[], comm: Communicator, options: DiTForwardOptions = {}): Promise<Tensor> {
     const { signal, onBlock } = options;
     const cfg = this.config;
-    this.#checkForwardInputs(latents, timestep, context);
     const ranks = comm.size;
-    if (comm.devices.some((d) => d !== this.device)) {
-      throw new StepVideoError('ERR_UNSUPPORTED', 'sequence parallelism runs its ranks on the model device in this version', { expected: this.device.name, got: comm.devices.map((d) => d.name).join(', ') });
-    }
-    if (cfg.numAttentionHeads % ranks !== 0) {
-      throw new StepVideoError('ERR_ARGUMENT', `sequence parallelism needs a degree dividing the ${cfg.numAttentionHeads} attention heads`, { got: ranks });
-    }
+    const contexts: readonly DiTContext[] = context instanceof DiTContext ? Array.from({ length: ranks }, () => context) : context;
+    this.#checkRanks(contexts, comm);
+    this.#checkForwardInputs(latents, timestep, contexts[0]!);
+    const models = contexts.map((c) => c.owner);
     throwIfAborted(signal, 'DiT forward');
     const [B, F, , H, W] = latents.shape as [number, number, number, number, number];
     const p = cfg.patchSize;
@@ -465,78 +465,91 @@ export class StepVideoDiT implements Disposable {
     const localHeads = cfg.numAttentionHeads / ranks;
     const headWidth = D / cfg.numAttentionHeads;
     const noCapture = () => undefined;
+    const devices = [...new Set(comm.devices)];
+    const synchronize = () => Promise.all(devices.map((d) => d.synchronize()));
 
     const scope = new TensorScope();
     let xs: Array<Tensor | undefined> = [];
-    let rope: Rope3D | undefined;
     try {
       const tokens = scope.track(padTokens(patchify(latents, p), padded));
-      xs = Array.from({ length: ranks }, (_, r) => {
+      for (let r = 0; r < ranks; r++) {
         using patches = ops.slice(tokens, 1, r * shard, (r + 1) * shard);
-        return ops.linear(patches, this.#patchWeight, this.#w('pos_embed.proj.bias'));
-      });
+        using local = await patches.to(comm.devices[r]!);
+        xs.push(ops.linear(local, models[r]!.#patchWeight, models[r]!.#w('pos_embed.proj.bias')));
+      }
       tokens.dispose();
-      const { embedded, byRow } = this.#modulation(timestep, B, scope);
-      rope = Rope3D.create([F, Hp, Wp], { split: cfg.ropeSplit, theta: cfg.ropeTheta, angles: this.numerics === 'bf16-official' ? 'bf16-official' : 'exact', device: this.device });
-
-      for (let i = 0; i < cfg.numLayers; i++) {
-        const weights = this.#blocks.acquire(i);
-        const blockScope = new TensorScope();
-        const open: OpenBlock[] = [];
-        try {
-          for (let r = 0; r < ranks; r++) {
-            open.push(this.#openBlock(weights, xs[r]!, byRow, [B, shard, D]));
-            xs[r] = undefined;  // the open block owns the input now
+      const perRank = models.map((model) => model.#modulation(timestep, B, scope));
+      const ropes = models.map((model) => Rope3D.create([F, Hp, Wp], { split: cfg.ropeSplit, theta: cfg.ropeTheta, angles: model.numerics === 'bf16-official' ? 'bf16-official' : 'exact', device: model.device }));
+      try {
+        for (let i = 0; i < cfg.numLayers; i++) {
+          const weights: BlockWeights[] = [];
+          const blockScope = new TensorScope();
+          const open: OpenBlock[] = [];
+          try {
+            for (const model of models) weights.push(model.#blocks.acquire(i));
+            for (let r = 0; r < ranks; r++) {
+              open.push(models[r]!.#openBlock(weights[r]!, xs[r]!, perRank[r]!.byRow, [B, shard, D]));
+              xs[r] = undefined;  // the open block owns the input now
+            }
+            // Tokens → heads: rank r gets every rank's tokens of its heads, cut to the N real tokens.
+            const qkvWidth = localHeads * 3 * headWidth;
+            const qkvParts = open.map((o) => {
+              using qkv = o.takeQkv();
+              return Array.from({ length: ranks }, (_, r) => blockScope.track(ops.slice(qkv, 2, r * qkvWidth, (r + 1) * qkvWidth)));
+            });
+            const gathered = await comm.allToAll(qkvParts);
+            for (const row of gathered) for (const t of row) blockScope.track(t);
+            for (const row of qkvParts) for (const t of row) t.dispose();
+            const mixed = gathered.map((parts, r) => {
+              using all = ops.concat(parts, 1);
+              for (const t of parts) t.dispose();
+              const qkv = ops.slice(all, 1, 0, N);
+              return blockScope.track(padTokens(models[r]!.#selfAttention(weights[r]!, qkv, localHeads, ropes[r]!), padded));
+            });
+            // Heads → tokens: rank s gets its token shard of every rank's heads, heads in rank order.
+            const mixedParts = mixed.map((m) => Array.from({ length: ranks }, (_, r) => blockScope.track(ops.slice(m, 1, r * shard, (r + 1) * shard))));
+            for (const m of mixed) m.dispose();
+            const back = await comm.allToAll(mixedParts);
+            for (const row of back) for (const t of row) blockScope.track(t);
+            for (const row of mixedParts) for (const t of row) t.dispose();
+            for (let r = 0; r < ranks; r++) {
+              const heads = ops.concat(back[r]!, 2);
+              for (const t of back[r]!) t.dispose();
+              xs[r] = models[r]!.#closeBlock(i, weights[r]!, open[r]!, heads, contexts[r]!, [B, shard, D], noCapture);
+            }
+          } finally {
+            for (const o of open) o[Symbol.dispose]();
+            blockScope.dispose();
+            weights.forEach((_, r) => models[r]!.#blocks.release(i));
           }
-          // Tokens → heads: rank r gets every rank's tokens of its heads, cut to the N real tokens.
-          const qkvWidth = localHeads * 3 * headWidth;
-          const qkvParts = open.map((o) => {
-            using qkv = o.takeQkv();
-            return Array.from({ length: ranks }, (_, r) => blockScope.track(ops.slice(qkv, 2, r * qkvWidth, (r + 1) * qkvWidth)));
-          });
-          const gathered = await comm.allToAll(qkvParts);
-          for (const row of gathered) for (const t of row) blockScope.track(t);
-          for (const row of qkvParts) for (const t of row) t.dispose();
-          const mixed = gathered.map((parts) => {
-            using all = ops.concat(parts, 1);
-            for (const t of parts) t.dispose();
-            const qkv = ops.slice(all, 1, 0, N);
-            return blockScope.track(padTokens(this.#selfAttention(weights, qkv, localHeads, rope!), padded));
-          });
-          // Heads → tokens: rank s gets its token shard of every rank's heads, heads in rank order.
-          const mixedParts = mixed.map((m) => Array.from({ length: ranks }, (_, r) => blockScope.track(ops.slice(m, 1, r * shard, (r + 1) * shard))));
-          for (const m of mixed) m.dispose();
-          const back = await comm.allToAll(mixedParts);
-          for (const row of back) for (const t of row) blockScope.track(t);
-          for (const row of mixedParts) for (const t of row) t.dispose();
-          for (let r = 0; r < ranks; r++) {
-            const heads = ops.concat(back[r]!, 2);
-            for (const t of back[r]!) t.dispose();
-            xs[r] = this.#closeBlock(i, weights, open[r]!, heads, context, [B, shard, D], noCapture);
-          }
-        } finally {
-          for (const o of open) o[Symbol.dispose]();
-          blockScope.dispose();
-          this.#blocks.release(i);
+          await synchronize();
+          if (i + 1 < cfg.numLayers) onBlock?.(i + 1, cfg.numLayers);
+          throwIfAborted(signal, 'DiT forward');
         }
-        await this.device.synchronize();
-        onBlock?.(i, cfg.numLayers);
-        throwIfAborted(signal, 'DiT forward');
+      } finally {
+        for (const rope of ropes) rope.dispose();
       }
 
-      using table = this.#w('scale_shift_table').reshape(2, 1, D);
-      using eRow = embedded.reshape(1, B, D);
-      const shiftScale = scope.track(ops.add(table, eRow));
-      const [shift, scale] = [0, 1].map((row) => scope.track(rowView(shiftScale, row, B, D)));
-      const projected = xs.map((x) => {
-        using normed = layerNorm(x!, { scale: scale!, shift: shift!, eps: cfg.normEps });
-        return scope.track(ops.linear(normed, this.#w('proj_out.weight'), this.#w('proj_out.bias')));
-      });
+      // Final layer on each rank's tokens; the tokens come back to rank 0's device.
+      const projected: Tensor[] = [];
+      for (let r = 0; r < ranks; r++) {
+        const model = models[r]!;
+        using table = model.#w('scale_shift_table').reshape(2, 1, D);
+        using eRow = perRank[r]!.embedded.reshape(1, B, D);
+        using shiftScale = ops.add(table, eRow);
+        using shift = rowView(shiftScale, 0, B, D);
+        using scale = rowView(shiftScale, 1, B, D);
+        using normed = layerNorm(xs[r]!, { scale, shift, eps: cfg.normEps });
+        xs[r]!.dispose();
+        xs[r] = undefined;
+        using local = ops.linear(normed, model.#w('proj_out.weight'), model.#w('proj_out.bias'));
+        projected.push(scope.track(await local.to(this.device)));
+      }
       const all = scope.track(ops.concat(projected, 1));
       using real = ops.slice(all, 1, 0, N);
       const output = unpatchify(real, [B, F, cfg.outChannels, H, W], p);
       try {
-        await this.device.synchronize();
+        await synchronize();
       } catch (error) {
         output.dispose();
         throw error;
@@ -546,8 +559,29 @@ export class StepVideoDiT implements Disposable {
     } finally {
       for (const x of xs) x?.dispose();
       scope.dispose();
-      rope?.dispose();
     }
+  }
+
+  /** The ranks of a sequence-parallel forward: a degree dividing the heads; per rank a replica of this model on the rank's device. */
+  #checkRanks(contexts: readonly DiTContext[], comm: Communicator): void {
+    const cfg = this.config;
+    const ranks = comm.size;
+    if (cfg.numAttentionHeads % ranks !== 0) {
+      throw new StepVideoError('ERR_ARGUMENT', `sequence parallelism needs a degree dividing the ${cfg.numAttentionHeads} attention heads`, { got: ranks });
+    }
+    if (contexts.length !== ranks || contexts[0]!.owner !== this) {
+      throw new StepVideoError('ERR_ARGUMENT', `sequence parallelism over ${ranks} ranks needs this model's context, or one context per rank with rank 0's from this model`, { got: `${contexts.length} contexts` });
+    }
+    contexts.forEach((c, r) => {
+      const replica = c.owner;
+      if (replica.device !== comm.devices[r]) {
+        throw new StepVideoError('ERR_DEVICE', `rank ${r}'s model is not on the rank's device`, { expected: comm.devices[r]!.name, got: replica.device.name });
+      }
+      if (replica !== this && (JSON.stringify(replica.config) !== JSON.stringify(cfg) || replica.dtype !== this.dtype || replica.numerics !== this.numerics)) {
+        throw new StepVideoError('ERR_ARGUMENT', `rank ${r}'s model is not a replica of rank 0's (config, dtype or numerics differ)`);
+      }
+      if (c.disposed || replica.disposed) throw new StepVideoError('ERR_DISPOSED', `rank ${r}'s model or context was used after dispose()`);
+    });
   }
 
   #checkForwardInputs(latents: Tensor, timestep: readonly number[], context: DiTContext): void {

@@ -7,7 +7,7 @@
 import type { Device } from '../../device.js';
 import { StepVideoError } from '../../errors.js';
 import * as ops from '../../ops.js';
-import { CopyCommunicator, type Communicator } from '../../parallel/communicator.js';
+import { type Communicator, CopyCommunicator } from '../../parallel/communicator.js';
 import type { Tensor } from '../../tensor.js';
 import type { DiTConditioning, DiTContext, DiTForwardOptions, StepVideoDiT } from './model.js';
 
@@ -18,17 +18,28 @@ export interface DiTParallelism {
   cfgParallel?: boolean;
 }
 
-/** The text side for a parallel forward: one DiT context per CFG group (the rows of that group). */
+/**
+ * The text side for a parallel forward: per CFG group, one DiT context per rank (the same object
+ * for ranks that share a model). A replica on another device gets its context at the first forward
+ * (the conditioning has to be copied there, which is asynchronous).
+ */
 export class ParallelDiTContext implements Disposable {
-  /** @internal */ readonly groups: DiTContext[];
+  /** @internal per group, per rank */ readonly groups: Array<Array<DiTContext | undefined>>;
+  /** @internal the group's conditioning, kept until every rank has its context */ readonly pending: Array<DiTConditioning | undefined>;
 
   /** @internal */
-  constructor(groups: DiTContext[]) {
+  constructor(groups: Array<Array<DiTContext | undefined>>, pending: Array<DiTConditioning | undefined>) {
     this.groups = groups;
+    this.pending = pending;
   }
 
   dispose(): void {
-    for (const g of this.groups) g.dispose();
+    for (const c of new Set(this.groups.flat())) c?.dispose();
+    for (const p of this.pending) {
+      p?.y.dispose();
+      p?.clip.dispose();
+    }
+    this.pending.fill(undefined);
   }
 
   [Symbol.dispose](): void {
@@ -40,22 +51,33 @@ export class ParallelDiT {
   readonly model: StepVideoDiT;
   readonly sequenceParallel: number;
   readonly cfgParallel: boolean;
+  /** The model of each rank, group-major (group g, rank r at g · sequenceParallel + r). */
+  readonly rankModels: readonly StepVideoDiT[];
   readonly #communicators: Communicator[];
 
   /**
-   * The ranks run on the model's device in this version: the CPU simulation of several devices
-   * (CI), or ranks sharing one GPU.
+   * `replicas`: one model per rank, group-major, each a replica of `model` (loaded from the same
+   * folder with the same options) on the rank's device; the first is `model` itself. Without them
+   * every rank uses `model` on its device: the CPU simulation of several devices, or ranks sharing
+   * one GPU. Ranks exchange through copies between their devices (NCCL for several GPUs comes with
+   * the multi-GPU communicator).
    */
-  constructor(model: StepVideoDiT, parallelism: DiTParallelism = {}) {
+  constructor(model: StepVideoDiT, parallelism: DiTParallelism = {}, replicas?: readonly StepVideoDiT[]) {
     const degree = parallelism.sequenceParallel ?? 1;
     const heads = model.config.numAttentionHeads;
     if (!Number.isInteger(degree) || degree < 1 || heads % degree !== 0) {
       throw new StepVideoError('ERR_ARGUMENT', `sequence parallelism needs a degree dividing the ${heads} attention heads`, { got: degree });
     }
+    const groups = parallelism.cfgParallel ? 2 : 1;
+    const ranks = degree * groups;
+    if (replicas !== undefined && (replicas.length !== ranks || replicas[0] !== model)) {
+      throw new StepVideoError('ERR_ARGUMENT', `${ranks} ranks need ${ranks} models, the first being the model itself`, { got: replicas.length });
+    }
     this.model = model;
     this.sequenceParallel = degree;
-    this.cfgParallel = parallelism.cfgParallel ?? false;
-    this.#communicators = Array.from({ length: this.cfgParallel ? 2 : 1 }, () => CopyCommunicator.virtual(model.device, degree));
+    this.cfgParallel = groups === 2;
+    this.rankModels = replicas ? [...replicas] : Array.from({ length: ranks }, () => model);
+    this.#communicators = Array.from({ length: groups }, (_, g) => new CopyCommunicator(this.#groupModels(g).map((m) => m.device)));
   }
 
   get device(): Device {
@@ -68,28 +90,63 @@ export class ParallelDiT {
 
   /** Ranks in all: sequenceParallel, twice that with CFG parallelism. */
   get ranks(): number {
-    return this.sequenceParallel * this.#communicators.length;
+    return this.rankModels.length;
+  }
+
+  #groupModels(g: number): StepVideoDiT[] {
+    return this.rankModels.slice(g * this.sequenceParallel, (g + 1) * this.sequenceParallel);
   }
 
   prepareContext(cond: DiTConditioning): ParallelDiTContext {
-    if (!this.cfgParallel) return new ParallelDiTContext([this.model.prepareContext(cond)]);
+    const groups = this.#communicators.length;
     const rows = cond.y.size(0);
-    requireGuidedRows(rows);
-    const half = rows / 2;
+    if (groups === 2) requireGuidedRows(rows);
+    const half = rows / groups;
     const columns = cond.mask.length / rows;
-    const groups: DiTContext[] = [];
+    const contexts: Array<Array<DiTContext | undefined>> = [];
+    const pending: Array<DiTConditioning | undefined> = [];
+    const made = new ParallelDiTContext(contexts, pending);
     try {
-      for (const g of [0, 1]) {
-        using y = cond.y.narrow(g * half, half);
-        using clip = cond.clip.narrow(g * half, half);
+      for (let g = 0; g < groups; g++) {
+        using y = groups === 1 ? cond.y.narrow(0, rows) : cond.y.narrow(g * half, half);
+        using clip = groups === 1 ? cond.clip.narrow(0, rows) : cond.clip.narrow(g * half, half);
         const mask = Array.prototype.slice.call(cond.mask, g * half * columns, (g + 1) * half * columns) as number[];
-        groups.push(this.model.prepareContext({ y, clip, mask }));
+        const own = new Map<StepVideoDiT, DiTContext>();
+        const row: Array<DiTContext | undefined> = [];
+        contexts.push(row);
+        for (const replica of this.#groupModels(g)) {
+          // Ranks sharing a model share its context; a replica on this device makes its own now, one elsewhere at the first forward.
+          if (!own.has(replica) && replica.device === this.model.device) own.set(replica, replica.prepareContext({ y, clip, mask }));
+          row.push(own.get(replica));
+        }
+        pending.push(row.every((c) => c !== undefined) ? undefined : { y: y.clone(), clip: clip.clone(), mask });
       }
     } catch (error) {
-      for (const c of groups) c.dispose();
+      made.dispose();
       throw error;
     }
-    return new ParallelDiTContext(groups);
+    return made;
+  }
+
+  /** Gives every rank on another device its context (copying the group's conditioning there once per device). */
+  async #ready(context: ParallelDiTContext): Promise<void> {
+    for (let g = 0; g < context.groups.length; g++) {
+      const cond = context.pending[g];
+      if (cond === undefined) continue;
+      const row = context.groups[g]!;
+      const models = this.#groupModels(g);
+      for (let r = 0; r < row.length; r++) {
+        if (row[r] !== undefined) continue;
+        const replica = models[r]!;
+        using y = await cond.y.to(replica.device);
+        using clip = await cond.clip.to(replica.device);
+        const made = replica.prepareContext({ y, clip, mask: cond.mask });
+        for (let k = r; k < row.length; k++) if (models[k] === replica) row[k] = made;
+      }
+      cond.y.dispose();
+      cond.clip.dispose();
+      context.pending[g] = undefined;
+    }
   }
 
   /**
@@ -100,13 +157,23 @@ export class ParallelDiT {
    */
   async forward(latents: Tensor, timestep: readonly number[], context: ParallelDiTContext, options: DiTForwardOptions = {}): Promise<Tensor> {
     const groups = context.groups;
-    if (groups.length !== this.#communicators.length) {
-      throw new StepVideoError('ERR_ARGUMENT', 'the context was prepared for another parallel layout', { expected: this.#communicators.length, got: groups.length });
+    if (groups.length !== this.#communicators.length || groups.some((row) => row.length !== this.sequenceParallel)) {
+      throw new StepVideoError('ERR_ARGUMENT', 'the context was prepared for another parallel layout', { expected: this.ranks, got: groups.flat().length });
     }
-    const run = (g: number, input: Tensor, steps: readonly number[], forwardOptions: DiTForwardOptions) =>
-      this.sequenceParallel === 1
-        ? this.model.forward(input, steps, groups[g]!, forwardOptions)
-        : this.model.forwardSequenceParallel(input, steps, groups[g]!, this.#communicators[g]!, forwardOptions);
+    await this.#ready(context);
+    const run = async (g: number, input: Tensor, steps: readonly number[], forwardOptions: DiTForwardOptions): Promise<Tensor> => {
+      const contexts = groups[g]! as DiTContext[];
+      const lead = contexts[0]!.owner;
+      if (this.sequenceParallel === 1 && lead === this.model) return this.model.forward(input, steps, contexts[0]!, forwardOptions);
+      // A group led by a replica on another device gets its rows there, and gives the velocity back.
+      using there = lead.device === input.device ? input.narrow(0, input.size(0)) : await input.to(lead.device);
+      const velocity = this.sequenceParallel === 1
+        ? await lead.forward(there, steps, contexts[0]!, forwardOptions)
+        : await lead.forwardSequenceParallel(there, steps, contexts, this.#communicators[g]!, forwardOptions);
+      if (velocity.device === this.model.device) return velocity;
+      using remote = velocity;
+      return remote.to(this.model.device);
+    };
     if (groups.length === 1) return run(0, latents, timestep, options);
 
     const rows = latents.size(0);
@@ -143,7 +210,7 @@ export class ParallelDiT {
     if (failed) {
       for (const t of outputs) t.dispose();
       // The group that failed first is the cause; the other reports only that it was stopped.
-      const first = results.map((r) => (r.status === 'rejected' ? r.reason : undefined)).find((e) => !(e instanceof StepVideoError && e.code === 'ERR_ABORTED'));
+      const first = results.map((r) => (r.status === 'rejected' ? r.reason : undefined)).find((e) => e !== undefined && !(e instanceof StepVideoError && e.code === 'ERR_ABORTED'));
       throw first ?? failed.reason;
     }
     try {
