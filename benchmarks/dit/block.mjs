@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { H200, environment, library, parseFlags, report, root } from '../lib/harness.mjs';
-import { writeRandomTransformer } from './random-transformer.mjs';
+import { officialRunShapes, randomTensor, writeRandomTransformer } from './random-transformer.mjs';
 
 const flags = parseFlags();
 const layers = Number(flags.layers ?? 3);
@@ -21,14 +21,8 @@ const sv = await library();
 const dit = await import(path.join(root, 'dist', 'models', 'dit', 'index.js'));
 const device = sv.getDevice(flags.device ?? 'cuda');
 
-// Shapes of the official 544x992x204 run with CFG.
-const [B, F, C, H, W] = [2, Number(flags.frames ?? 36), 64, Number(flags.height ?? 34), Number(flags.width ?? 62)];
-const N = F * H * W;
-const D = 6144;
-const [llmTokens, clipTokens] = [320, 77];
+const { B, F, C, H, W, N, D, heads, headDim, llmTokens, clipTokens } = officialRunShapes(flags);
 const validLlm = [320, 120]; // prompt fills the context; the negative prompt is shorter
-const heads = 48;
-const headDim = 128;
 
 // FLOPs of one block (multiply-add = 2): the six projections and the FFN per token, the
 // self-attention (QK^T and PV over all N keys) and the cross-attention over the kept keys.
@@ -46,19 +40,9 @@ try {
   console.error(`dit block: wrote ${layers}-block random transformer in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   const model = await dit.StepVideoDiT.load(dir, { device, dtype: device.isCuda ? 'bf16' : 'f32' });
-  const random = (shape, std, seed) => {
-    const count = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(count);
-    let s = seed;
-    for (let i = 0; i < count; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      data[i] = ((s / 4294967296) * 2 - 1) * std * Math.sqrt(3);
-    }
-    return sv.Tensor.from(data, shape, { dtype: model.dtype, device });
-  };
-  const latents = random([B, F, C, H, W], 1, 1);
-  const y = random([B, llmTokens, D], 1, 2);
-  const clip = random([B, clipTokens, 1024], 1, 3);
+  const latents = randomTensor(sv.Tensor, [B, F, C, H, W], 1, model.dtype, device);
+  const y = randomTensor(sv.Tensor, [B, llmTokens, D], 2, model.dtype, device);
+  const clip = randomTensor(sv.Tensor, [B, clipTokens, 1024], 3, model.dtype, device);
   const mask = new Float32Array(B * (clipTokens + llmTokens));
   for (let b = 0; b < B; b++) for (let j = 0; j < clipTokens + validLlm[b]; j++) mask[b * (clipTokens + llmTokens) + j] = 1;
   const context = model.prepareContext({ y, clip, mask });

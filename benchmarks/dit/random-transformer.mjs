@@ -85,3 +85,24 @@ export async function writeRandomTransformer(dir, layers, { ditWeightSpec, parse
   writeFileSync(path.join(dir, 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: String(bytes) }, weight_map: weightMap }));
   return { dir, bytes };
 }
+
+/**
+ * The shapes of the official 544x992x204 run with CFG (--frames/--height/--width override the latent
+ * grid for quick checks): batch 2, 64 latent channels, D = 6144, 48 heads of 128, text 320 + 77 tokens.
+ */
+export function officialRunShapes(flags) {
+  const [B, F, C, H, W] = [2, Number(flags.frames ?? 36), 64, Number(flags.height ?? 34), Number(flags.width ?? 62)];
+  return { B, F, C, H, W, N: F * H * W, D: 6144, heads: 48, headDim: 128, llmTokens: 320, clipTokens: 77 };
+}
+
+/** A tensor of uniform values with unit variance (a seeded LCG), in `dtype` on `device`. */
+export function randomTensor(Tensor, shape, seed, dtype, device) {
+  const count = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(count);
+  let s = seed;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = ((s / 4294967296) * 2 - 1) * Math.sqrt(3);
+  }
+  return Tensor.from(data, shape, { dtype, device });
+}
