@@ -2,6 +2,7 @@
 // the model folder (or the built-in test model), the device and dtype, how the DiT holds its
 // weights (FP8, streaming), the sampling settings, and the early checks that should fail before
 // minutes of loading (ffmpeg, formats).
+import type { DeviceSpec } from '../device.js';
 import { parseDType } from '../dtype.js';
 import { StepVideoError, isStepVideoError } from '../errors.js';
 import { STREAMING_BUDGET_TOO_SMALL, type StreamingRequest } from '../pipeline/memory.js';
@@ -16,6 +17,7 @@ import type { ProgressReporter } from './progress-reporter.js';
 export const PARALLEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'sequence-parallel', type: 'integer', description: "split each DiT forward's tokens over N ranks (Ulysses; N divides the 48 heads; on one device: the simulation of N devices)", placeholder: 'N' },
   { name: 'cfg-parallel', type: 'boolean', description: 'run the conditional and unconditional DiT rows on two groups of ranks at once' },
+  { name: 'devices', type: 'string', description: 'the device of each DiT rank, comma-separated, the first being --device (e.g. cuda:0,cuda:1); default: all on --device', placeholder: 'LIST' },
 ];
 
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
@@ -28,7 +30,7 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** The parallel layout from --sequence-parallel / --cfg-parallel, as StepVideo.load takes it. */
-export function parallelOptions(options: Record<string, unknown>): Pick<StepVideoLoadOptions, 'sequenceParallel' | 'cfgParallel'> {
+export function parallelOptions(options: Record<string, unknown>): Pick<StepVideoLoadOptions, 'sequenceParallel' | 'cfgParallel' | 'devices'> {
   const degree = options['sequence-parallel'];
   if (degree !== undefined && (typeof degree !== 'number' || !Number.isInteger(degree) || degree < 1)) {
     throw new StepVideoError('ERR_USAGE', 'option --sequence-parallel needs a positive integer', { got: degree as string });
@@ -36,6 +38,7 @@ export function parallelOptions(options: Record<string, unknown>): Pick<StepVide
   return {
     ...(degree !== undefined ? { sequenceParallel: degree as number } : {}),
     ...(options['cfg-parallel'] === true ? { cfgParallel: true } : {}),
+    ...(typeof options.devices === 'string' ? { devices: options.devices.split(',').map((d) => d.trim()) as DeviceSpec[] } : {}),
   };
 }
 

@@ -79,6 +79,14 @@ export interface StepVideoLoadOptions {
   sequenceParallel?: number;
   /** The conditional and unconditional DiT rows on two groups of ranks (jobs with a cfg scale above 1). Default false. */
   cfgParallel?: boolean;
+  /**
+   * The device of each DiT rank, group-major (sequenceParallel ranks of the conditional group, then
+   * those of the unconditional one with cfgParallel); the first is the pipeline's device, where the
+   * text encoders and the VAE run. Each other device gets a replica of the DiT; ranks on one device
+   * share it. Default: every rank on the pipeline's device. The ranks exchange by copies between
+   * devices in this version (NCCL is next).
+   */
+  devices?: DeviceSpec[];
   /** Folder for the built-in model (default: see defaultCacheDir()). */
   cacheDir?: string;
   /** Check estimated memory against free memory before loading and before each job (default true). */
@@ -155,12 +163,15 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly vae: VideoVAE;
   /** How the DiT's work is split over ranks (StepVideoLoadOptions' sequenceParallel, cfgParallel). */
   readonly parallelism: Readonly<Required<DiTParallelism>>;
+  /** The DiT of each rank, group-major (the first is `dit`; ranks on one device share one). */
+  readonly rankModels: readonly StepVideoDiT[];
   readonly #checkMemory: boolean;
   readonly #lock = new DeviceLock();
   #disposed = false;
 
-  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean; parallelism: Required<DiTParallelism> }) {
+  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean; parallelism: Required<DiTParallelism>; rankModels: StepVideoDiT[] }) {
     this.parallelism = Object.freeze({ ...init.parallelism });
+    this.rankModels = Object.freeze([...init.rankModels]);
     this.device = init.device;
     this.dtype = init.dtype;
     this.modelDir = init.modelDir;
@@ -174,13 +185,14 @@ export class StepVideo implements Disposable, AsyncDisposable {
 
   static async load(options: StepVideoLoadOptions = {}): Promise<StepVideo> {
     const { signal, onProgress } = options;
-    const device = getDevice(options.device);
+    const device = getDevice(options.device ?? options.devices?.[0]);
     const dtype = resolveComputeDType(device, options.dtype, 'bf16', 'pipeline dtype');
     const weights = options.weights ?? 'model';
     if (weights !== 'model' && weights !== 'fp8') {
       throw new StepVideoError('ERR_ARGUMENT', 'weights must be a DiT weight format', { expected: "'model' (the compute dtype) or 'fp8'", got: weights });
     }
     const parallelism = resolveParallelism(options);
+    const rankDevices = resolveRankDevices(options.devices, parallelism, device);
     const builtin = options.modelDir === undefined;
     if (builtin) options.onWarning?.(BUILTIN_MODEL_WARNING);
     let made: string | undefined;
@@ -204,7 +216,10 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const streaming = resolveStreaming(options.streaming, dims.dit, dtype, weights);
     if (streaming && !device.isCuda) options.onWarning?.('weight streaming on the CPU saves no memory (host and device memory are one there): it runs for testing only');
     const checkMemory = options.checkMemory ?? true;
-    if (checkMemory) await checkLoadMemory(dims, dtype, { weights, streaming }, device);
+    if (checkMemory) {
+      await checkLoadMemory(dims, dtype, { weights, streaming }, device);
+      for (const other of new Set(rankDevices.filter((d) => d !== device))) await checkReplicaMemory(dims, dtype, { weights, streaming }, other);
+    }
 
     const loadProgress = (part: ModelPart) => (p: { loadedBytes: number; totalBytes: number }) =>
       onProgress?.({ stage: 'load', part, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes, fraction: p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 1 });
@@ -213,11 +228,21 @@ export class StepVideo implements Disposable, AsyncDisposable {
     try {
       const text = await CaptionEncoder.load(modelDir, { ...common, llmDType: dtype, clipDType: 'f32', outputDType: dtype, onProgress: (p) => loadProgress(p.part)(p) });
       loaded.push(text);
-      const dit = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...common, dtype, weights, streaming, onProgress: loadProgress('dit') });
+      const ditOptions = { dtype, weights, streaming, ...(signal ? { signal } : {}), onProgress: loadProgress('dit') };
+      const dit = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...ditOptions, device });
       loaded.push(dit);
+      // One replica per other device of the ranks, shared by the ranks there.
+      const replicas = new Map<Device, StepVideoDiT>([[device, dit]]);
+      for (const other of rankDevices) {
+        if (replicas.has(other)) continue;
+        const replica = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...ditOptions, device: other });
+        loaded.push(replica);
+        replicas.set(other, replica);
+      }
+      const rankModels = rankDevices.map((d) => replicas.get(d)!);
       const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, dtype, parts: ['decoder'], onProgress: loadProgress('vae') });
       loaded.push(vae);
-      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory, parallelism });
+      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory, parallelism, rankModels });
     } catch (error) {
       for (const part of loaded) part[Symbol.dispose]();
       throw error;
@@ -375,7 +400,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     if (this.#disposed) return;
     this.#disposed = true;
     this.text.dispose();
-    this.dit.dispose();
+    for (const model of new Set([this.dit, ...this.rankModels])) model.dispose();
     this.vae.dispose();
   }
 
@@ -422,7 +447,10 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const { sequenceParallel, cfgParallel } = this.parallelism;
     if (cfgParallel && !guidance) onWarning?.('cfgParallel: this job has no classifier-free guidance (cfg scale <= 1), so there is no unconditional branch to run beside it');
     const split = cfgParallel && guidance;
-    return sequenceParallel > 1 || split ? new ParallelDiT(this.dit, { sequenceParallel, cfgParallel: split }) : this.dit;
+    if (sequenceParallel === 1 && !split) return this.dit;
+    // Without guidance the unconditional group's ranks stay idle: the conditional group's models only.
+    const ranks = split ? this.rankModels : this.rankModels.slice(0, sequenceParallel);
+    return new ParallelDiT(this.dit, { sequenceParallel, cfgParallel: split }, ranks);
   }
 
   get #queue(): QueueModel {
@@ -497,4 +525,25 @@ function resolveParallelism(options: StepVideoLoadOptions): Required<DiTParallel
     throw new StepVideoError('ERR_ARGUMENT', 'sequenceParallel must be a positive integer', { got: sequenceParallel });
   }
   return { sequenceParallel, cfgParallel: options.cfgParallel ?? false };
+}
+
+/** The device of every DiT rank: `devices` checked against the layout, or the pipeline's device for each. */
+function resolveRankDevices(devices: DeviceSpec[] | undefined, parallelism: Required<DiTParallelism>, device: Device): Device[] {
+  const ranks = parallelism.sequenceParallel * (parallelism.cfgParallel ? 2 : 1);
+  if (devices === undefined) return Array.from({ length: ranks }, () => device);
+  if (!Array.isArray(devices) || devices.length !== ranks) {
+    throw new StepVideoError('ERR_ARGUMENT', `devices names one device per DiT rank: ${ranks} here (sequenceParallel ${parallelism.sequenceParallel}${parallelism.cfgParallel ? ' x 2 CFG groups' : ''})`, { got: Array.isArray(devices) ? devices.length : String(devices) });
+  }
+  const resolved = devices.map((spec) => getDevice(spec));
+  if (resolved[0] !== device) {
+    throw new StepVideoError('ERR_ARGUMENT', "the first rank's device is the pipeline's device (the text encoders and the VAE run there)", { expected: device.name, got: resolved[0]!.name });
+  }
+  return resolved;
+}
+
+/** A DiT replica's weights on another device. */
+async function checkReplicaMemory(dims: ModelDims, dtype: ComputeDType, dit: { weights: DiTWeightFormat; streaming: boolean }, device: Device): Promise<void> {
+  const load = estimateLoadMemory(dims, dtype, dit);
+  const bytes = Math.ceil(load.parts.dit * LOAD_MARGIN);
+  requireMemory("a DiT replica's weights", bytes, { dit: load.parts.dit }, device, await freeBytes(device));
 }

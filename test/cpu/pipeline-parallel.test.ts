@@ -36,6 +36,16 @@ describe('DiT parallelism of StepVideo.load (CPU, built-in model)', () => {
     expect(warnings.some((m) => /no classifier-free guidance/.test(m))).toBe(true);
   });
 
+  it('devices: one per rank, the first the pipeline device; ranks on one device share its DiT; a wrong list fails before loading', async () => {
+    await using sv = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir, cfgParallel: true, devices: ['cpu', 'cpu'] });
+    expect(sv.rankModels).toEqual([sv.dit, sv.dit]);
+    await using plain = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir });
+    expect((await videoBytes(sv, 'devices.y4m')).equals(await videoBytes(plain, 'devices-plain.y4m'))).toBe(true);
+    const short = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir, cfgParallel: true, devices: ['cpu'] }).catch((e: unknown) => e);
+    expect(isStepVideoError(short, 'ERR_ARGUMENT')).toBe(true);
+    expect((short as Error).message).toMatch(/one device per DiT rank: 2 here \(sequenceParallel 1 x 2 CFG groups\)/);
+  });
+
   it('refuses a sequence-parallel degree that does not divide the heads (or is not a positive integer) before loading', async () => {
     const notDividing = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir, sequenceParallel: 2 }).catch((e: unknown) => e);
     expect(isStepVideoError(notDividing, 'ERR_ARGUMENT')).toBe(true);
