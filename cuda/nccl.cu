@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include "common.cuh"
 #include "library_search.h"
 
 namespace sv::cuda {
@@ -69,5 +70,81 @@ NcclInfo nccl_info() {
 }
 
 std::vector<std::string> nccl_candidates() { return library_candidates(nccl::kNccl, process_lookup()); }
+
+namespace {
+
+void nccl_check(const nccl::Api& api, nccl::Result result, const char* what) {
+  if (result != nccl::kSuccess) fail("ERR_CUDA", std::string("NCCL ") + what + " failed: " + api.error_string(result));
+}
+
+int nccl_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return nccl::kFloat32;
+    case DType::bf16: return nccl::kBfloat16;
+    case DType::f16: return nccl::kFloat16;
+    default: return nccl::kUint8;  // moved as bytes
+  }
+}
+
+}  // namespace
+
+NcclGroup::NcclGroup(const std::vector<int>& devices) : devices_(devices) {
+  const char* why = nullptr;
+  const nccl::Api* api = nccl::api(&why);
+  SV_CHECK(api != nullptr, "ERR_UNSUPPORTED",
+           std::string("ranks on several GPUs need NCCL: ") + why +
+               ". Install NCCL 2 (Debian/Ubuntu: apt install libnccl2), or pip install nvidia-nccl-cu12, or set STEPVIDEO_NCCL=/path/libnccl.so.2");
+  for (size_t i = 0; i < devices.size(); i++) {
+    for (size_t j = 0; j < i; j++) {
+      SV_CHECK(devices[i] != devices[j], "ERR_ARGUMENT", "an NCCL group has one rank per device; cuda:" + std::to_string(devices[i]) + " is named twice");
+    }
+    require_healthy(devices[i]);
+  }
+  comms_.assign(devices.size(), nullptr);
+  nccl_check(*api, api->comm_init_all(comms_.data(), static_cast<int>(devices.size()), devices.data()), "CommInitAll");
+}
+
+NcclGroup::~NcclGroup() {
+  const nccl::Api* api = nccl::api();
+  if (api == nullptr) return;
+  for (nccl::Comm comm : comms_)
+    if (comm != nullptr) api->comm_destroy(comm);
+}
+
+void NcclGroup::all_to_all(const std::vector<std::vector<TensorRef>>& sends, const std::vector<std::vector<TensorRef>>& recvs) {
+  const nccl::Api& api = *nccl::api();
+  const size_t n = devices_.size();
+  SV_CHECK(sends.size() == n && recvs.size() == n, "ERR_ARGUMENT", "NCCL all-to-all: one row of parts per rank");
+  for (size_t s = 0; s < n; s++) {
+    SV_CHECK(sends[s].size() == n && recvs[s].size() == n, "ERR_ARGUMENT", "NCCL all-to-all: one part per rank in every row");
+    for (size_t r = 0; r < n; r++) {
+      const TensorRef& out = sends[s][r];
+      const TensorRef& in = recvs[r][s];
+      SV_CHECK(out.device == devices_[s] && in.device == devices_[r], "ERR_DEVICE", "NCCL all-to-all: a part is not on its rank's device");
+      SV_CHECK(out.dtype == in.dtype && out.numel() == in.numel(), "ERR_SHAPE",
+               "NCCL all-to-all: rank " + std::to_string(s) + " sends " + out.shape_string() + " to rank " + std::to_string(r) +
+                   ", which receives " + in.shape_string());
+    }
+  }
+  nccl_check(api, api.group_start(), "GroupStart");
+  try {
+    for (size_t s = 0; s < n; s++) {
+      void* stream = device_context(devices_[s], KernelPolicy{}).work_stream;
+      for (size_t r = 0; r < n; r++) {
+        const TensorRef& out = sends[s][r];
+        const TensorRef& in = recvs[s][r];
+        const bool bytes = nccl_type(out.dtype) == nccl::kUint8;
+        const size_t count = static_cast<size_t>(out.numel()) * (bytes ? dtype_size(out.dtype) : 1);
+        nccl_check(api, api.send(out.data, count, nccl_type(out.dtype), static_cast<int>(r), comms_[s], stream), "Send");
+        const size_t in_count = static_cast<size_t>(in.numel()) * (bytes ? dtype_size(in.dtype) : 1);
+        nccl_check(api, api.recv(in.data, in_count, nccl_type(in.dtype), static_cast<int>(r), comms_[s], stream), "Recv");
+      }
+    }
+  } catch (...) {
+    api.group_end();
+    throw;
+  }
+  nccl_check(api, api.group_end(), "GroupEnd");
+}
 
 }  // namespace sv::cuda

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "../native/tensor_ref.h"
+
 namespace sv::cuda::nccl {
 
 using Result = int;  // ncclResult_t; 0 = success
@@ -42,5 +44,27 @@ struct NcclInfo {
 };
 NcclInfo nccl_info();
 std::vector<std::string> nccl_candidates();
+
+// The ranks of one job on distinct CUDA devices of this process (ncclCommInitAll: one communicator
+// per device, driven from this one thread). Collectives are enqueued on each device's work stream:
+// the Ulysses all-to-all sits on the critical path (attention needs its output), so a separate
+// stream would have nothing to overlap with; program order then stays execution order.
+class NcclGroup {
+ public:
+  // ERR_UNSUPPORTED naming what to install when NCCL cannot be loaded; ERR_ARGUMENT for a device twice.
+  explicit NcclGroup(const std::vector<int>& devices);
+  ~NcclGroup();  // never throws
+  NcclGroup(const NcclGroup&) = delete;
+  NcclGroup& operator=(const NcclGroup&) = delete;
+
+  int size() const { return static_cast<int>(devices_.size()); }
+  // sends[s][r] (on device s) goes to recvs[r][s] (on device r); every pair has the same dtype and
+  // size. Enqueued; returns at once.
+  void all_to_all(const std::vector<std::vector<TensorRef>>& sends, const std::vector<std::vector<TensorRef>>& recvs);
+
+ private:
+  std::vector<int> devices_;
+  std::vector<nccl::Comm> comms_;
+};
 
 }  // namespace sv::cuda

@@ -124,6 +124,17 @@ interface StatsFamily {
   gemmPlans(): GemmPlan[];
 }
 
+/** An NCCL group over distinct CUDA devices (opaque; native/comm_glue.cc). */
+export type NativeNcclGroup = { readonly __brand: 'NativeNcclGroup' };
+
+/** Collectives between ranks on several GPUs (native/comm_glue.cc, cuda/nccl.h). */
+interface CommFamily {
+  /** One NCCL communicator per device; ERR_UNSUPPORTED naming what to install when NCCL is missing. */
+  ncclGroupCreate(devices: number[]): NativeNcclGroup;
+  /** sends[s][r] (on rank s's device) to recvs[r][s]; enqueued on each device's work stream. */
+  ncclAllToAll(group: NativeNcclGroup, sends: H[][], recvs: H[][]): void;
+}
+
 /** Weight streaming through a context: uploads on its copy stream, waits on its work stream (native/context_glue.cc). */
 interface StreamingMethods {
   /** The upload's event on CUDA; null on the CPU (there the copy runs in program order). */
@@ -195,7 +206,7 @@ export type NativeOps = CoreOps & NormFamily & ResidualFamily & AttentionFamily 
 export type NativeContextHandle = NativeOps & StreamingMethods & { readonly device: number };
 
 /** The addon's exports. */
-export type NativeAddon = CoreFamily & StatsFamily & EmulatorHooks;
+export type NativeAddon = CoreFamily & StatsFamily & CommFamily & EmulatorHooks;
 
 /** Every name the addon exports (the emulator's hooks only in emulated builds). */
 export const ADDON_EXPORTS = [
@@ -203,6 +214,7 @@ export const ADDON_EXPORTS = [
   'cudaDeviceInfo', 'cudaVersions', 'cudaDeviceFault', 'libraryInfo', 'debugLibraryCandidates', 'cudaStagingStats', 'debugFaultDevice',
   'memoryStats', 'resetPeak', 'synchronize', 'write', 'read', 'transfer', 'loadTensors', 'NativeContext', 'opCodes',
   'opCount', 'cpuPendingJobs', 'cudaPoolStats', 'cudaResetPoolHigh', 'cudaTrimPool', 'gemmPlans',
+  'ncclGroupCreate', 'ncclAllToAll',
   'emulatorInjectFailure', 'emulatorSetMemoryCapacity', 'emulatorMemory',
 ] as const satisfies ReadonlyArray<keyof NativeAddon>;
 

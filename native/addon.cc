@@ -12,6 +12,7 @@ void register_op_codes(Napi::Env env, Napi::Object exports);
 void register_device_functions(Napi::Env env, Napi::Object exports);
 void register_io_functions(Napi::Env env, Napi::Object exports);
 void register_diagnostics_functions(Napi::Env env, Napi::Object exports);
+void register_comm_functions(Napi::Env env, Napi::Object exports);
 }  // namespace sv
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -25,6 +26,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   sv::register_device_functions(env, exports);
   sv::register_io_functions(env, exports);
   sv::register_diagnostics_functions(env, exports);
+  sv::register_comm_functions(env, exports);
   Napi::Object build = Napi::Object::New(env);
 #ifdef SV_WITH_CUDA
   build.Set("cuda", Napi::Boolean::New(env, true));

@@ -166,6 +166,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
   /** The DiT of each rank, group-major (the first is `dit`; ranks on one device share one). */
   readonly rankModels: readonly StepVideoDiT[];
   readonly #checkMemory: boolean;
+  readonly #denoisers = new Map<boolean, ParallelDiT>();
   readonly #lock = new DeviceLock();
   #disposed = false;
 
@@ -448,9 +449,15 @@ export class StepVideo implements Disposable, AsyncDisposable {
     if (cfgParallel && !guidance) onWarning?.('cfgParallel: this job has no classifier-free guidance (cfg scale <= 1), so there is no unconditional branch to run beside it');
     const split = cfgParallel && guidance;
     if (sequenceParallel === 1 && !split) return this.dit;
-    // Without guidance the unconditional group's ranks stay idle: the conditional group's models only.
-    const ranks = split ? this.rankModels : this.rankModels.slice(0, sequenceParallel);
-    return new ParallelDiT(this.dit, { sequenceParallel, cfgParallel: split }, ranks);
+    // Made once per layout (an NCCL group is costly to set up). Without guidance the unconditional
+    // group's ranks stay idle: the conditional group's models only.
+    let denoiser = this.#denoisers.get(split);
+    if (denoiser === undefined) {
+      const ranks = split ? this.rankModels : this.rankModels.slice(0, sequenceParallel);
+      denoiser = new ParallelDiT(this.dit, { sequenceParallel, cfgParallel: split }, ranks, onWarning);
+      this.#denoisers.set(split, denoiser);
+    }
+    return denoiser;
   }
 
   get #queue(): QueueModel {

@@ -7,7 +7,7 @@
 import type { Device } from '../../device.js';
 import { StepVideoError } from '../../errors.js';
 import * as ops from '../../ops.js';
-import { type Communicator, CopyCommunicator } from '../../parallel/communicator.js';
+import { type Communicator, communicatorFor } from '../../parallel/communicator.js';
 import type { Tensor } from '../../tensor.js';
 import type { DiTConditioning, DiTContext, DiTForwardOptions, StepVideoDiT } from './model.js';
 
@@ -59,10 +59,10 @@ export class ParallelDiT {
    * `replicas`: one model per rank, group-major, each a replica of `model` (loaded from the same
    * folder with the same options) on the rank's device; the first is `model` itself. Without them
    * every rank uses `model` on its device: the CPU simulation of several devices, or ranks sharing
-   * one GPU. Ranks exchange through copies between their devices (NCCL for several GPUs comes with
-   * the multi-GPU communicator).
+   * one GPU. A group whose ranks each have a GPU of their own exchanges through NCCL; other groups,
+   * or a host without NCCL (`onWarning` says so), through copies.
    */
-  constructor(model: StepVideoDiT, parallelism: DiTParallelism = {}, replicas?: readonly StepVideoDiT[]) {
+  constructor(model: StepVideoDiT, parallelism: DiTParallelism = {}, replicas?: readonly StepVideoDiT[], onWarning?: (message: string) => void) {
     const degree = parallelism.sequenceParallel ?? 1;
     const heads = model.config.numAttentionHeads;
     if (!Number.isInteger(degree) || degree < 1 || heads % degree !== 0) {
@@ -77,7 +77,7 @@ export class ParallelDiT {
     this.sequenceParallel = degree;
     this.cfgParallel = groups === 2;
     this.rankModels = replicas ? [...replicas] : Array.from({ length: ranks }, () => model);
-    this.#communicators = Array.from({ length: groups }, (_, g) => new CopyCommunicator(this.#groupModels(g).map((m) => m.device)));
+    this.#communicators = Array.from({ length: groups }, (_, g) => communicatorFor(this.#groupModels(g).map((m) => m.device), onWarning));
   }
 
   get device(): Device {
