@@ -13,11 +13,13 @@ import type { OptionSpec, ParsedArgs } from './args.js';
 import type { CommandContext } from './commands/types.js';
 import type { ProgressReporter } from './progress-reporter.js';
 
-/** --sequence-parallel and --cfg-parallel (on the pipeline commands; `stepvideo run dit` and `run sample` take the same). */
+/** Where the parts run: --sequence-parallel, --cfg-parallel (`stepvideo run dit` and `run sample` take these two as well), --devices, --text-device, --vae-device. */
 export const PARALLEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'sequence-parallel', type: 'integer', description: "split each DiT forward's tokens over N ranks (Ulysses; N divides the 48 heads; on one device: the simulation of N devices)", placeholder: 'N' },
   { name: 'cfg-parallel', type: 'boolean', description: 'run the conditional and unconditional DiT rows on two groups of ranks at once' },
   { name: 'devices', type: 'string', description: 'the device of each DiT rank, comma-separated, the first being --device (e.g. cuda:0,cuda:1); default: all on --device', placeholder: 'LIST' },
+  { name: 'text-device', type: 'string', description: 'run the caption encoders on this device (cpu, cuda:N) instead of --device', placeholder: 'DEVICE' },
+  { name: 'vae-device', type: 'string', description: 'run the VAE decoder on this device instead of --device', placeholder: 'DEVICE' },
 ];
 
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
@@ -29,8 +31,8 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
   ...PARALLEL_OPTIONS,
 ];
 
-/** The parallel layout from --sequence-parallel / --cfg-parallel, as StepVideo.load takes it. */
-export function parallelOptions(options: Record<string, unknown>): Pick<StepVideoLoadOptions, 'sequenceParallel' | 'cfgParallel' | 'devices'> {
+/** The parallel layout and placement from those options, as StepVideo.load takes them. */
+export function parallelOptions(options: Record<string, unknown>): Pick<StepVideoLoadOptions, 'sequenceParallel' | 'cfgParallel' | 'devices' | 'placement'> {
   const degree = options['sequence-parallel'];
   if (degree !== undefined && (typeof degree !== 'number' || !Number.isInteger(degree) || degree < 1)) {
     throw new StepVideoError('ERR_USAGE', 'option --sequence-parallel needs a positive integer', { got: degree as string });
@@ -39,6 +41,14 @@ export function parallelOptions(options: Record<string, unknown>): Pick<StepVide
     ...(degree !== undefined ? { sequenceParallel: degree as number } : {}),
     ...(options['cfg-parallel'] === true ? { cfgParallel: true } : {}),
     ...(typeof options.devices === 'string' ? { devices: options.devices.split(',').map((d) => d.trim()) as DeviceSpec[] } : {}),
+    ...(typeof options['text-device'] === 'string' || typeof options['vae-device'] === 'string'
+      ? {
+          placement: {
+            ...(typeof options['text-device'] === 'string' ? { text: options['text-device'] as DeviceSpec } : {}),
+            ...(typeof options['vae-device'] === 'string' ? { vae: options['vae-device'] as DeviceSpec } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -87,6 +87,13 @@ export interface StepVideoLoadOptions {
    * devices in this version (NCCL is next).
    */
   devices?: DeviceSpec[];
+  /**
+   * Where the caption encoders and the VAE run, when not on the pipeline's device: the official
+   * stack's decoupling (a caption server and the VAE on GPUs of their own), so the DiT's device
+   * holds only the DiT. Captions and latents are copied between the devices; memory is checked on
+   * each device for what it holds.
+   */
+  placement?: { text?: DeviceSpec; vae?: DeviceSpec };
   /** Folder for the built-in model (default: see defaultCacheDir()). */
   cacheDir?: string;
   /** Check estimated memory against free memory before loading and before each job (default true). */
@@ -194,6 +201,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
     }
     const parallelism = resolveParallelism(options);
     const rankDevices = resolveRankDevices(options.devices, parallelism, device);
+    const textDevice = getDevice(options.placement?.text ?? device);
+    const vaeDevice = getDevice(options.placement?.vae ?? device);
     const builtin = options.modelDir === undefined;
     if (builtin) options.onWarning?.(BUILTIN_MODEL_WARNING);
     let made: string | undefined;
@@ -218,7 +227,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     if (streaming && !device.isCuda) options.onWarning?.('weight streaming on the CPU saves no memory (host and device memory are one there): it runs for testing only');
     const checkMemory = options.checkMemory ?? true;
     if (checkMemory) {
-      await checkLoadMemory(dims, dtype, { weights, streaming }, device);
+      await checkLoadMemory(dims, dtype, { weights, streaming }, { dit: device, text: textDevice, vae: vaeDevice });
       for (const other of new Set(rankDevices.filter((d) => d !== device))) await checkReplicaMemory(dims, dtype, { weights, streaming }, other);
     }
 
@@ -227,7 +236,9 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const common = { device, ...(signal ? { signal } : {}) };
     const loaded: Disposable[] = [];
     try {
-      const text = await CaptionEncoder.load(modelDir, { ...common, llmDType: dtype, clipDType: 'f32', outputDType: dtype, onProgress: (p) => loadProgress(p.part)(p) });
+      // The CPU computes in f32 only: a part placed there takes f32 whatever the pipeline's dtype.
+      const dtypeOn = (d: Device): ComputeDType => (d.isCuda ? dtype : 'f32');
+      const text = await CaptionEncoder.load(modelDir, { ...common, device: textDevice, llmDType: dtypeOn(textDevice), clipDType: 'f32', outputDType: dtypeOn(textDevice), onProgress: (p) => loadProgress(p.part)(p) });
       loaded.push(text);
       const ditOptions = { dtype, weights, streaming, ...(signal ? { signal } : {}), onProgress: loadProgress('dit') };
       const dit = await StepVideoDiT.load(path.join(modelDir, 'transformer'), { ...ditOptions, device });
@@ -241,7 +252,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
         replicas.set(other, replica);
       }
       const rankModels = rankDevices.map((d) => replicas.get(d)!);
-      const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, dtype, parts: ['decoder'], onProgress: loadProgress('vae') });
+      const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, device: vaeDevice, dtype: dtypeOn(vaeDevice), parts: ['decoder'], onProgress: loadProgress('vae') });
       loaded.push(vae);
       return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory, parallelism, rankModels });
     } catch (error) {
@@ -289,14 +300,14 @@ export class StepVideo implements Disposable, AsyncDisposable {
       // Checked once the device is ours (the jobs before this one have freed their memory), before any work.
       if (this.#checkMemory) {
         const estimate = estimateJobMemory(this.dims, { ...job.size, guidance }, computeBytes(this.dtype), this.#queue, this.dit.execution);
-        requireMemory(`a ${frames}-frame ${width}x${height} video`, estimate.peakBytes, estimate.stages, this.device, await freeBytes(this.device));
+        await this.#requireStageMemory(`a ${frames}-frame ${width}x${height} video`, estimate);
       }
       const textStarted = performance.now();
       onProgress?.({ stage: 'text', done: false, elapsedMs: 0, fraction: 0 });
       const captions = await this.text.encodePrompts(job.captionRows, signal ? { signal } : {});
       try {
         // The stages do not overlap on the queue: honest stage times, and memory as estimated.
-        await this.device.synchronize();
+        await this.text.device.synchronize();
         onProgress?.({ stage: 'text', done: true, elapsedMs: performance.now() - textStarted, fraction: 1 });
         const shape = latentShape({ frames, height, width, channels: this.vae.config.zChannels });
         const tracker = new EtaTracker(job.settings.steps);
@@ -381,10 +392,10 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const W = w * SPATIAL_FACTOR;
     if (this.#checkMemory) {
       const estimate = estimateJobMemory(this.dims, { frames, height: H, width: W, guidance: false }, computeBytes(this.dtype), this.#queue, this.dit.execution);
-      requireMemory(`decoding ${frames} frames of ${W}x${H}`, B * estimate.stages.decode, { decode: B * estimate.stages.decode }, this.device, await freeBytes(this.device));
+      requireMemory(`decoding ${frames} frames of ${W}x${H}`, B * estimate.stages.decode, { decode: B * estimate.stages.decode }, this.vae.device, await freeBytes(this.vae.device));
     }
     const out = new Float32Array(B * frames * 3 * H * W);
-    using input = Tensor.from(latents, [...shape], { dtype: 'f32', device: this.device });
+    using input = Tensor.from(latents, [...shape], { dtype: 'f32', device: this.vae.device });
     const frameValues = 3 * H * W;
     for await (const chunk of this.#decode(input, options.signal)) {
       const values = await chunk.frames.toFloat32();
@@ -422,7 +433,9 @@ export class StepVideo implements Disposable, AsyncDisposable {
   /** The VAE's chunks, each decode step under the device lock (other jobs may run between chunks). */
   async *#decode(latents: Tensor, signal: AbortSignal | undefined): AsyncGenerator<DecodedChunk, void, undefined> {
     this.#requireLive();
-    const chunks = this.vae.decodeChunks(latents, signal ? { signal } : {});
+    // With the VAE on a device of its own the latents go there first (a small copy: 1/256 of the video).
+    using onVae = latents.device === this.vae.device ? latents.narrow(0, latents.size(0)) : await latents.to(this.vae.device);
+    const chunks = this.vae.decodeChunks(onVae, signal ? { signal } : {});
     try {
       for (;;) {
         const release = await this.#lock.acquire(signal);
@@ -440,6 +453,17 @@ export class StepVideo implements Disposable, AsyncDisposable {
       throw asAborted(error, signal, 'video decoding');
     } finally {
       await chunks.return(undefined);
+    }
+  }
+
+  /** A job's stages on their devices: each device must hold the largest stage it runs (with the estimate's margin). */
+  async #requireStageMemory(what: string, estimate: MemoryEstimate): Promise<void> {
+    const margin = estimate.peakBytes / Math.max(1, ...Object.values(estimate.stages));
+    const placed: Array<[keyof MemoryEstimate['stages'], Device]> = [['text', this.text.device], ['denoise', this.device], ['decode', this.vae.device]];
+    for (const device of new Set(placed.map(([, d]) => d))) {
+      const stages = Object.fromEntries(placed.filter(([, d]) => d === device).map(([stage]) => [stage, estimate.stages[stage]]));
+      const needed = Math.ceil(margin * Math.max(...Object.values(stages)));
+      requireMemory(what, needed, stages, device, await freeBytes(device));
     }
   }
 
@@ -484,17 +508,20 @@ async function freeBytes(device: Device): Promise<number> {
  * Fails (ERR_CUDA_OOM / ERR_OOM) when the weights cannot be loaded: the device part against the
  * device's free memory, and streamed DiT blocks against the host's (on the CPU, both together).
  */
-async function checkLoadMemory(dims: ModelDims, dtype: ComputeDType, dit: { weights: DiTWeightFormat; streaming: boolean }, device: Device): Promise<void> {
+async function checkLoadMemory(dims: ModelDims, dtype: ComputeDType, dit: { weights: DiTWeightFormat; streaming: boolean }, placed: { dit: Device; text: Device; vae: Device }): Promise<void> {
   const load = estimateLoadMemory(dims, dtype, dit);
   const hostBytes = Math.ceil(load.hostBytes * LOAD_MARGIN);
   // requireMemory leaves the parts of 0 bytes out of its message.
   const hostPart = { 'dit (streamed, host)': load.hostBytes };
-  if (!device.isCuda) {
-    requireMemory('the model weights', load.deviceBytes + hostBytes, { ...load.parts, ...hostPart }, device, await freeBytes(device));
-    return;
+  const deviceOf: Record<keyof typeof load.parts, Device> = { dit: placed.dit, 'step-llm': placed.text, clip: placed.text, vae: placed.vae };
+  for (const device of new Set(Object.values(deviceOf))) {
+    const parts = Object.fromEntries(Object.entries(load.parts).filter(([part]) => deviceOf[part as keyof typeof load.parts] === device));
+    const bytes = Math.ceil(Object.values(parts).reduce((a, b) => a + b, 0) * LOAD_MARGIN);
+    // On the CPU host and device memory are one: the streamed DiT's pinned blocks count there too.
+    const withHost = !device.isCuda && device === placed.dit;
+    requireMemory('the model weights', bytes + (withHost ? hostBytes : 0), withHost ? { ...parts, ...hostPart } : parts, device, await freeBytes(device));
   }
-  requireMemory('the model weights', load.deviceBytes, load.parts, device, await freeBytes(device));
-  if (hostBytes > 0) requireMemory("the DiT's streamed weights (pinned)", hostBytes, hostPart, Device.cpu, await freeBytes(Device.cpu));
+  if (placed.dit.isCuda && hostBytes > 0) requireMemory("the DiT's streamed weights (pinned)", hostBytes, hostPart, Device.cpu, await freeBytes(Device.cpu));
 }
 
 /** An error after the signal fired is reported as the abort it is (keeping the original as cause). */

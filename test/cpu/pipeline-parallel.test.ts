@@ -63,6 +63,9 @@ describe('DiT parallelism of StepVideo.load (CPU, built-in model)', () => {
     const two = await runCli([...base, '--out', b, '--cfg-parallel'], { env });
     expect(two.code, two.stderr).toBe(0);
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    const placed = await runCli([...base, '--out', b, '--text-device', 'cpu', '--vae-device', 'cpu'], { env });
+    expect(placed.code, placed.stderr).toBe(0);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
     const bad = await runCli([...base, '--out', b, '--sequence-parallel', '0'], { env });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--sequence-parallel needs a positive integer/);
