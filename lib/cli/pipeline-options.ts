@@ -19,7 +19,7 @@ export const PARALLEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'cfg-parallel', type: 'boolean', description: 'run the conditional and unconditional DiT rows on two groups of ranks at once' },
   { name: 'devices', type: 'string', description: 'the device of each DiT rank, comma-separated, the first being --device (e.g. cuda:0,cuda:1); default: all on --device', placeholder: 'LIST' },
   { name: 'text-device', type: 'string', description: 'run the caption encoders on this device (cpu, cuda:N) instead of --device', placeholder: 'DEVICE' },
-  { name: 'vae-device', type: 'string', description: 'run the VAE decoder on this device instead of --device', placeholder: 'DEVICE' },
+  { name: 'vae-device', type: 'string', description: 'run the VAE decoder on this device instead of --device; a comma-separated list shares the chunks between those devices', placeholder: 'DEVICE' },
 ];
 
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
@@ -40,16 +40,21 @@ export function parallelOptions(options: Record<string, unknown>): Pick<StepVide
   return {
     ...(degree !== undefined ? { sequenceParallel: degree as number } : {}),
     ...(options['cfg-parallel'] === true ? { cfgParallel: true } : {}),
-    ...(typeof options.devices === 'string' ? { devices: options.devices.split(',').map((d) => d.trim()) as DeviceSpec[] } : {}),
+    ...(typeof options.devices === 'string' ? { devices: deviceList(options.devices) } : {}),
     ...(typeof options['text-device'] === 'string' || typeof options['vae-device'] === 'string'
       ? {
           placement: {
             ...(typeof options['text-device'] === 'string' ? { text: options['text-device'] as DeviceSpec } : {}),
-            ...(typeof options['vae-device'] === 'string' ? { vae: options['vae-device'] as DeviceSpec } : {}),
+            ...(typeof options['vae-device'] === 'string' ? { vae: deviceList(options['vae-device']) } : {}),
           },
         }
       : {}),
   };
+}
+
+/** "cuda:0,cuda:1" → ['cuda:0', 'cuda:1'] (checked when the pipeline resolves them). */
+function deviceList(text: string): DeviceSpec[] {
+  return text.split(',').map((d) => d.trim()) as DeviceSpec[];
 }
 
 /** Bytes per GB on the command line (decimal, as GPU memory is sold). */

@@ -91,9 +91,10 @@ export interface StepVideoLoadOptions {
    * Where the caption encoders and the VAE run, when not on the pipeline's device: the official
    * stack's decoupling (a caption server and the VAE on GPUs of their own), so the DiT's device
    * holds only the DiT. Captions and latents are copied between the devices; memory is checked on
-   * each device for what it holds.
+   * each device for what it holds. `vae` may list several devices: the VAE decodes there chunk by
+   * chunk at once (a decoder replica on each but the first), its frames equal to one device's.
    */
-  placement?: { text?: DeviceSpec; vae?: DeviceSpec };
+  placement?: { text?: DeviceSpec; vae?: DeviceSpec | DeviceSpec[] };
   /** Folder for the built-in model (default: see defaultCacheDir()). */
   cacheDir?: string;
   /** Check estimated memory against free memory before loading and before each job (default true). */
@@ -170,6 +171,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly vae: VideoVAE;
   /** How the DiT's work is split over ranks (StepVideoLoadOptions' sequenceParallel, cfgParallel). */
   readonly parallelism: Readonly<Required<DiTParallelism>>;
+  /** Decoder replicas the VAE shares its chunks with (placement.vae's other devices). */
+  readonly vaeHelpers: readonly VideoVAE[];
   /** The DiT of each rank, group-major (the first is `dit`; ranks on one device share one). */
   readonly rankModels: readonly StepVideoDiT[];
   readonly #checkMemory: boolean;
@@ -177,7 +180,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly #lock = new DeviceLock();
   #disposed = false;
 
-  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; checkMemory: boolean; parallelism: Required<DiTParallelism>; rankModels: StepVideoDiT[] }) {
+  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; vaeHelpers: VideoVAE[]; checkMemory: boolean; parallelism: Required<DiTParallelism>; rankModels: StepVideoDiT[] }) {
+    this.vaeHelpers = Object.freeze([...init.vaeHelpers]);
     this.parallelism = Object.freeze({ ...init.parallelism });
     this.rankModels = Object.freeze([...init.rankModels]);
     this.device = init.device;
@@ -202,7 +206,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const parallelism = resolveParallelism(options);
     const rankDevices = resolveRankDevices(options.devices, parallelism, device);
     const textDevice = getDevice(options.placement?.text ?? device);
-    const vaeDevice = getDevice(options.placement?.vae ?? device);
+    const vaeDevices = (Array.isArray(options.placement?.vae) ? options.placement.vae : [options.placement?.vae ?? device]).map((d) => getDevice(d));
+    const vaeDevice = vaeDevices[0]!;
     const builtin = options.modelDir === undefined;
     if (builtin) options.onWarning?.(BUILTIN_MODEL_WARNING);
     let made: string | undefined;
@@ -228,7 +233,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const checkMemory = options.checkMemory ?? true;
     if (checkMemory) {
       await checkLoadMemory(dims, dtype, { weights, streaming }, { dit: device, text: textDevice, vae: vaeDevice });
-      for (const other of new Set(rankDevices.filter((d) => d !== device))) await checkReplicaMemory(dims, dtype, { weights, streaming }, other);
+      for (const other of new Set(rankDevices.filter((d) => d !== device))) await checkReplicaMemory(dims, dtype, { weights, streaming }, other, 'dit');
+      for (const other of new Set(vaeDevices.slice(1).filter((d) => d !== vaeDevice))) await checkReplicaMemory(dims, dtype, { weights, streaming }, other, 'vae');
     }
 
     const loadProgress = (part: ModelPart) => (p: { loadedBytes: number; totalBytes: number }) =>
@@ -254,7 +260,13 @@ export class StepVideo implements Disposable, AsyncDisposable {
       const rankModels = rankDevices.map((d) => replicas.get(d)!);
       const vae = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, device: vaeDevice, dtype: dtypeOn(vaeDevice), parts: ['decoder'], onProgress: loadProgress('vae') });
       loaded.push(vae);
-      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, checkMemory, parallelism, rankModels });
+      const vaeHelpers: VideoVAE[] = [];
+      for (const other of vaeDevices.slice(1)) {
+        const helper = await VideoVAE.load(path.join(modelDir, 'vae'), { ...common, device: other, dtype: vae.dtype, parts: ['decoder'] });
+        loaded.push(helper);
+        vaeHelpers.push(helper);
+      }
+      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, vaeHelpers, checkMemory, parallelism, rankModels });
     } catch (error) {
       for (const part of loaded) part[Symbol.dispose]();
       throw error;
@@ -414,6 +426,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     this.text.dispose();
     for (const model of new Set([this.dit, ...this.rankModels])) model.dispose();
     this.vae.dispose();
+    for (const helper of this.vaeHelpers) helper.dispose();
   }
 
   [Symbol.dispose](): void {
@@ -435,7 +448,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     this.#requireLive();
     // With the VAE on a device of its own the latents go there first (a small copy: 1/256 of the video).
     using onVae = latents.device === this.vae.device ? latents.narrow(0, latents.size(0)) : await latents.to(this.vae.device);
-    const chunks = this.vae.decodeChunks(onVae, signal ? { signal } : {});
+    const chunks = this.vae.decodeChunks(onVae, { ...(signal ? { signal } : {}), helpers: this.vaeHelpers });
     try {
       for (;;) {
         const release = await this.#lock.acquire(signal);
@@ -575,9 +588,9 @@ function resolveRankDevices(devices: DeviceSpec[] | undefined, parallelism: Requ
   return resolved;
 }
 
-/** A DiT replica's weights on another device. */
-async function checkReplicaMemory(dims: ModelDims, dtype: ComputeDType, dit: { weights: DiTWeightFormat; streaming: boolean }, device: Device): Promise<void> {
+/** A replica's weights (the DiT's, or the VAE decoder's) on another device. */
+async function checkReplicaMemory(dims: ModelDims, dtype: ComputeDType, dit: { weights: DiTWeightFormat; streaming: boolean }, device: Device, part: 'dit' | 'vae'): Promise<void> {
   const load = estimateLoadMemory(dims, dtype, dit);
-  const bytes = Math.ceil(load.parts.dit * LOAD_MARGIN);
-  requireMemory("a DiT replica's weights", bytes, { dit: load.parts.dit }, device, await freeBytes(device));
+  const bytes = Math.ceil(load.parts[part] * LOAD_MARGIN);
+  requireMemory(`a ${part === 'dit' ? 'DiT' : 'VAE decoder'} replica's weights`, bytes, { [part]: load.parts[part] }, device, await freeBytes(device));
 }

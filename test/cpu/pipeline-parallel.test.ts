@@ -46,6 +46,14 @@ describe('DiT parallelism of StepVideo.load (CPU, built-in model)', () => {
     expect((short as Error).message).toMatch(/one device per DiT rank: 2 here \(sequenceParallel 1 x 2 CFG groups\)/);
   });
 
+  it('placement.vae with several devices: a decoder replica per extra device shares the chunks, the same video', async () => {
+    await using shared = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir, placement: { text: 'cpu', vae: ['cpu', 'cpu'] } });
+    expect(shared.vaeHelpers).toHaveLength(1);
+    await using plain = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir });
+    const request = { frames: 34 };  // two chunks: one per decoder
+    expect((await videoBytes(shared, 'vae-shared.y4m', request)).equals(await videoBytes(plain, 'vae-plain.y4m', request))).toBe(true);
+  });
+
   it('refuses a sequence-parallel degree that does not divide the heads (or is not a positive integer) before loading', async () => {
     const notDividing = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir, sequenceParallel: 2 }).catch((e: unknown) => e);
     expect(isStepVideoError(notDividing, 'ERR_ARGUMENT')).toBe(true);

@@ -140,6 +140,32 @@ describe.skipIf(!run)('VAE v2 golden case, float32 on the CPU', () => {
     expect(relErr(values.subarray(item), unmixed![1])).toBeLessThan(1e-6);
   });
 
+  it('decodes chunks on replicas (helpers) at once and mixes them in order: the same frames bit for bit; an abort frees everything', async () => {
+    const helpers = [await VideoVAE.load(vaeDir, { device: 'cpu', parts: ['decoder'] }), await VideoVAE.load(vaeDir, { device: 'cpu', parts: ['decoder'] })];
+    try {
+      using latents = input('latents');
+      using firstChunk = ops.slice(latents, 1, 0, 3);
+      using three = ops.concat([latents, firstChunk], 1);  // 3 chunks: one per decoder
+      using alone = (await vae.decode(three))!;
+      await Device.cpu.synchronize();
+      const baseline = Device.cpu.memory().bytesInUse;
+      {
+        using shared = (await vae.decode(three, { helpers }))!;
+        expect(shared.shape).toEqual([1, 51, 3, 64, 64]);
+        expect(Buffer.from((await shared.toFloat32()).buffer).equals(Buffer.from((await alone.toFloat32()).buffer))).toBe(true);
+      }
+      const controller = new AbortController();
+      const stopped = vae.decode(three, { helpers, signal: controller.signal, onChunk: () => controller.abort(new Error('stop')) }).catch((e: unknown) => e);
+      expect(isStepVideoError(await stopped, 'ERR_ABORTED')).toBe(true);
+      await Device.cpu.synchronize();
+      expect(Device.cpu.memory().bytesInUse).toBe(baseline);
+      using encoderOnly = await VideoVAE.load(vaeDir, { device: 'cpu', parts: ['encoder'] });
+      await expect(vae.decode(three, { helpers: [encoderOnly] })).rejects.toThrow(/without its decoder/);
+    } finally {
+      for (const h of helpers) h.dispose();
+    }
+  });
+
   it('encode: mode is the mean; a seeded sample is reproducible and spreads by exp(logvar / 2)', async () => {
     using frames = input('frames');
     using mode = await vae.encode(frames);

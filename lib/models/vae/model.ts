@@ -56,6 +56,14 @@ export interface DecodedChunk {
 export interface DecodeOptions {
   signal?: AbortSignal;
   /**
+   * Replicas of this VAE (same config and dtype) on other devices: chunk i is decoded by model
+   * i mod n of [this, ...helpers], up to n chunks at once, and the decoded chunks come back to this
+   * VAE's device, where the sequential boundary mix runs in order. The frames equal one device's
+   * (each chunk's arithmetic is the same wherever it runs; the mix, which couples neighbours, stays
+   * sequential).
+   */
+  helpers?: readonly VideoVAE[];
+  /**
    * Streaming: called with each final chunk [B, 17, 3, H, W] in order, awaited before decoding goes
    * on (back-pressure). The tensor is lent: it is freed when the returned promise settles (clone it to
    * keep it). With onChunk, decode() resolves to undefined.
@@ -156,7 +164,7 @@ export class VideoVAE implements Disposable {
    */
   async decode(latents: Tensor, options: DecodeOptions = {}): Promise<Tensor | undefined> {
     if (options.onChunk) {
-      for await (const chunk of this.#decodeOwned(latents, options.signal)) {
+      for await (const chunk of this.#decodeOwned(latents, options.signal, options.helpers)) {
         try {
           await options.onChunk(chunk.frames, chunk.index, chunk.total);
         } finally {
@@ -167,7 +175,7 @@ export class VideoVAE implements Disposable {
     }
     const chunks: Tensor[] = [];
     try {
-      for await (const chunk of this.#decodeOwned(latents, options.signal)) chunks.push(chunk.frames);
+      for await (const chunk of this.#decodeOwned(latents, options.signal, options.helpers)) chunks.push(chunk.frames);
       return chunks.length === 1 ? chunks.pop()! : ops.concat(chunks, 1);
     } finally {
       for (const chunk of chunks) chunk.dispose();
@@ -178,8 +186,8 @@ export class VideoVAE implements Disposable {
    * The streaming form as an async iterator: each final chunk in order (see DecodedChunk). The chunk's
    * tensor is freed when the iteration resumes or stops; clone it to keep it.
    */
-  async *decodeChunks(latents: Tensor, options: { signal?: AbortSignal } = {}): AsyncGenerator<DecodedChunk, void, undefined> {
-    for await (const chunk of this.#decodeOwned(latents, options.signal)) {
+  async *decodeChunks(latents: Tensor, options: Pick<DecodeOptions, 'signal' | 'helpers'> = {}): AsyncGenerator<DecodedChunk, void, undefined> {
+    for await (const chunk of this.#decodeOwned(latents, options.signal, options.helpers)) {
       try {
         yield chunk;
       } finally {
@@ -250,8 +258,14 @@ export class VideoVAE implements Disposable {
   // ---- internals ----
 
   /** Final chunks, owned by the receiver, in order (each after its successor is decoded). */
-  async *#decodeOwned(latents: Tensor, signal: AbortSignal | undefined): AsyncGenerator<DecodedChunk, void, undefined> {
+  async *#decodeOwned(latents: Tensor, signal: AbortSignal | undefined, helpers: readonly VideoVAE[] = []): AsyncGenerator<DecodedChunk, void, undefined> {
     this.#require('decoder');
+    for (const helper of helpers) {
+      helper.#require('decoder');
+      if (JSON.stringify(helper.config) !== JSON.stringify(this.config) || helper.dtype !== this.dtype) {
+        throw new StepVideoError('ERR_ARGUMENT', 'a VAE helper must be a replica of the VAE (same config and dtype)', { got: `${helper.dtype} on ${helper.device.name}` });
+      }
+    }
     const [B, F, Z, h, w] = checkRank(latents, 'latents', '[B, F, z, h, w]');
     if (Z !== this.config.zChannels) {
       throw new StepVideoError('ERR_SHAPE', 'VAE decode: latent channels differ from the model', { expected: `[B, F, ${this.config.zChannels}, h, w]`, got: formatShape(latents.shape), tensor: 'latents' });
@@ -264,10 +278,22 @@ export class VideoVAE implements Disposable {
     using flat = (converted ?? latents).reshape(B * F, Z, h, w);
     let pending: Tensor | undefined;
     let current: Tensor | undefined;
+    // Chunk i on decoders[i mod n]; the next n - 1 chunks are started before chunk i is awaited.
+    const decoders: VideoVAE[] = [this, ...helpers];
+    const inFlight = new Map<number, Promise<Tensor>>();
+    const start = (index: number) => {
+      if (index >= total || inFlight.has(index)) return;
+      const decoder = decoders[index % decoders.length]!;
+      const decoded = decoder === this ? this.#decodeBatchChunk(flat, B, F, index, signal) : decoder.#decodeOn(flat, B, F, index, signal, this.device);
+      decoded.catch(() => undefined);  // observed when awaited; a failure after an earlier one must not go unhandled
+      inFlight.set(index, decoded);
+    };
     try {
       for (let index = 0; index < total; index++) {
         throwIfAborted(signal, 'VAE decoding');
-        current = await this.#decodeBatchChunk(flat, B, F, index, signal);
+        for (let ahead = index; ahead < index + decoders.length; ahead++) start(ahead);
+        current = await inFlight.get(index)!;
+        inFlight.delete(index);
         if (pending !== undefined) {
           [pending, current] = mixBoundary(pending, current);
           const done = pending;
@@ -283,6 +309,34 @@ export class VideoVAE implements Disposable {
     } finally {
       pending?.dispose();
       current?.dispose();
+      // Chunks started but not consumed (an abort, an error, a consumer that stopped): freed once done.
+      for (const decoded of inFlight.values()) {
+        try {
+          (await decoded).dispose();
+        } catch {
+          // the first failure was thrown already
+        }
+      }
+    }
+  }
+
+  /** Chunk `index` decoded here, from latents on `home`'s device, and the frames taken back there. */
+  async #decodeOn(flat: Tensor, B: number, F: number, index: number, signal: AbortSignal | undefined, home: Device): Promise<Tensor> {
+    const items: Tensor[] = [];
+    try {
+      for (let b = 0; b < B; b++) {
+        using latentHome = flat.narrow(b * F + index * LATENTS_PER_CHUNK, LATENTS_PER_CHUNK);
+        using latent = await latentHome.to(this.device);
+        const z = ops.permute(latent, [0, 2, 3, 1]);
+        using rgb = await decodeChunk(this.#context(signal), this.config, z);
+        const [T, H, W] = rgb.shape as [number, number, number, number];
+        using frames = ops.permute(rgb, [0, 3, 1, 2]);
+        using item = frames.reshape(1, T, 3, H, W);
+        items.push(await item.to(home));
+      }
+      return items.length === 1 ? items.pop()! : ops.concat(items, 0);
+    } finally {
+      for (const item of items) item.dispose();
     }
   }
 
