@@ -283,9 +283,11 @@ export class StepVideo implements Disposable, AsyncDisposable {
   }
 
   /** Estimated activation memory of a job of this size (the weights are already resident). */
-  estimateMemory(request: VideoSizeRequest & { cfgScale?: number } = {}): MemoryEstimate {
+  estimateMemory(request: VideoSizeRequest & { cfgScale?: number } = {}): MemoryEstimate & { devices: Record<string, number> } {
     const { size } = normalizeVideoSize(request, this.defaultSize);
-    return estimateJobMemory(this.dims, { ...size, guidance: (request.cfgScale ?? 9) > 1 }, computeBytes(this.dtype), this.#queue, this.dit.execution);
+    const estimate = estimateJobMemory(this.dims, { ...size, guidance: (request.cfgScale ?? 9) > 1 }, computeBytes(this.dtype), this.#queue, this.dit.execution);
+    const devices = Object.fromEntries([...this.#stagesByDevice(estimate)].map(([device, { bytes }]) => [device.name, bytes]));
+    return { ...estimate, devices };
   }
 
   /**
@@ -469,15 +471,37 @@ export class StepVideo implements Disposable, AsyncDisposable {
     }
   }
 
-  /** A job's stages on their devices: each device must hold the largest stage it runs (with the estimate's margin). */
+  /** A job's stages on their devices: each device must hold the largest stage it runs. */
   async #requireStageMemory(what: string, estimate: MemoryEstimate): Promise<void> {
+    for (const [device, { bytes, stages }] of this.#stagesByDevice(estimate)) requireMemory(what, bytes, stages, device, await freeBytes(device));
+  }
+
+  /**
+   * Per device, the stages it runs and the bytes it needs: the largest of them with the estimate's
+   * margin. The text stage runs on the caption encoders' device, decoding on the VAE's (and its
+   * helpers'), denoising on the DiT's; a DiT rank on another device holds a 1/sequenceParallel share
+   * of the denoising activations there (a model: each rank's tokens, or heads around attention, are
+   * that share; not yet measured on several GPUs).
+   */
+  #stagesByDevice(estimate: MemoryEstimate): Map<Device, { bytes: number; stages: Record<string, number> }> {
     const margin = estimate.peakBytes / Math.max(1, ...Object.values(estimate.stages));
-    const placed: Array<[keyof MemoryEstimate['stages'], Device]> = [['text', this.text.device], ['denoise', this.device], ['decode', this.vae.device]];
-    for (const device of new Set(placed.map(([, d]) => d))) {
-      const stages = Object.fromEntries(placed.filter(([, d]) => d === device).map(([stage]) => [stage, estimate.stages[stage]]));
-      const needed = Math.ceil(margin * Math.max(...Object.values(stages)));
-      requireMemory(what, needed, stages, device, await freeBytes(device));
+    const placed: Array<[string, number, Device]> = [
+      ['text', estimate.stages.text, this.text.device],
+      ['denoise', estimate.stages.denoise, this.device],
+      ['decode', estimate.stages.decode, this.vae.device],
+      ...this.vaeHelpers.map((h): [string, number, Device] => ['decode', estimate.stages.decode, h.device]),
+    ];
+    const ranksOn = new Map<Device, number>();
+    for (const model of this.rankModels) if (model.device !== this.device) ranksOn.set(model.device, (ranksOn.get(model.device) ?? 0) + 1);
+    for (const [device, ranks] of ranksOn) placed.push(['denoise (rank share)', (ranks * estimate.stages.denoise) / this.parallelism.sequenceParallel, device]);
+    const out = new Map<Device, { bytes: number; stages: Record<string, number> }>();
+    for (const [stage, bytes, device] of placed) {
+      const entry = out.get(device) ?? { bytes: 0, stages: {} };
+      entry.stages[stage] = Math.max(entry.stages[stage] ?? 0, bytes);
+      entry.bytes = Math.ceil(margin * Math.max(...Object.values(entry.stages)));
+      out.set(device, entry);
     }
+    return out;
   }
 
   /** What the sampler runs: the DiT itself, or behind its parallel layout (CFG parallelism only where the job has guidance). */

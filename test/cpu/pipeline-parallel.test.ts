@@ -49,6 +49,10 @@ describe('DiT parallelism of StepVideo.load (CPU, built-in model)', () => {
   it('placement.vae with several devices: a decoder replica per extra device shares the chunks, the same video', async () => {
     await using shared = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir, placement: { text: 'cpu', vae: ['cpu', 'cpu'] } });
     expect(shared.vaeHelpers).toHaveLength(1);
+    // One device here: its figure is the largest stage with the margin, as the job check uses it.
+    const estimate = shared.estimateMemory(small);
+    expect(Object.keys(estimate.devices)).toEqual(['cpu']);
+    expect(estimate.devices.cpu).toBe(estimate.peakBytes);
     await using plain = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir });
     const request = { frames: 34 };  // two chunks: one per decoder
     expect((await videoBytes(shared, 'vae-shared.y4m', request)).equals(await videoBytes(plain, 'vae-plain.y4m', request))).toBe(true);
