@@ -1,7 +1,7 @@
 // Public API of the stepvideo package.
 export { StepVideoError, isStepVideoError, type ErrorCode, type ErrorDetails } from './errors.js';
 export { type DType, DTYPES, parseDType, f32ToBf16Bits, bf16BitsToF32, roundBf16, f32ArrayToBf16, bf16ArrayToF32 } from './dtype.js';
-export { Device, type DeviceSpec, type MemoryStats, getDevice, defaultDevice, cudaAvailable, cudaDeviceCount, cudaUnavailableReason, backendInfo, cublasLtInfo, type CublasLtInfo } from './device.js';
+export { Device, type DeviceSpec, type MemoryStats, getDevice, defaultDevice, cudaAvailable, cudaDeviceCount, cudaUnavailableReason, backendInfo, cublasLtInfo, type CublasLtInfo, ncclInfo, type NcclInfo } from './device.js';
 export { Tensor, TensorScope, leakedTensorCount, type TensorOptions } from './tensor.js';
 export { DEFAULT_KERNEL_POLICY, kernelPolicyFromEnvironment, type KernelPolicy } from './kernel-policy.js';
 export { ExecutionContext, contextFor } from './context.js';
@@ -11,7 +11,8 @@ export * as kernels from './kernels/index.js';
 export { openWeights, stripPrefix, renameKeys, readSafetensors, writeSafetensors, type WeightIndex, type TensorRecord, type HostTensor, type TensorData } from './io/index.js';
 export { Weights, loadRecords, type LoadOptions, type LoadProgress, type WeightSpec } from './io/load.js';
 export { loadTokenizer, StepTokenizer, BertTokenizer, SentencePieceProcessor, type TokenizerKind, type EncodedBatch } from './tokenizers/index.js';
-export { StepVideoDiT, DiTContext, type DiTConfig, type DiTConditioning, readDiTConfig, estimateDiTMemory } from './models/dit/index.js';
+export { StepVideoDiT, DiTContext, type DiTConfig, type DiTConditioning, readDiTConfig, estimateDiTMemory, ParallelDiT, ParallelDiTContext, type DiTParallelism } from './models/dit/index.js';
+export { type Communicator, CopyCommunicator, NcclCommunicator, communicatorFor } from './parallel/communicator.js';
 export { VideoVAE, type VaeConfig, type VaeLoadOptions, type DecodeOptions, type EncodeOptions, type DecodedChunk } from './models/vae/index.js';
 export { StepLlm, type StepLlmConfig, type StepLlmLoadOptions } from './models/step-llm/index.js';
 export { ClipTextEncoder, type ClipConfig, type ClipLoadOptions } from './models/clip/index.js';

@@ -8,6 +8,7 @@ import { StepVideoError } from '../../lib/errors.js';
 import { native } from '../../lib/native.js';
 import { CopyCommunicator, communicatorFor } from '../../lib/parallel/communicator.js';
 import { Tensor } from '../../lib/tensor.js';
+import * as stepvideo from '../../lib/index.js';
 
 describe('CopyCommunicator', () => {
   it('all-to-all: rank r receives part [s][r] of every rank s, in rank order, as copies it owns', async () => {
@@ -53,5 +54,13 @@ describe('CopyCommunicator', () => {
     if (ncclInfo().path !== null) return;  // NCCL present: creating a group needs the GPUs it names
     expect((thrown as StepVideoError).code).toBe('ERR_UNSUPPORTED');
     expect((thrown as Error).message).toMatch(/ranks on several GPUs need NCCL: .*apt install libnccl2.*nvidia-nccl-cu12.*STEPVIDEO_NCCL/);
+  });
+});
+
+describe('the package root', () => {
+  it('exports the execution context and the parallel layer', () => {
+    for (const name of ['ExecutionContext', 'contextFor', 'ParallelDiT', 'ParallelDiTContext', 'CopyCommunicator', 'NcclCommunicator', 'communicatorFor', 'ncclInfo'] as const) {
+      expect(typeof stepvideo[name], name).toBe('function');
+    }
   });
 });
