@@ -333,13 +333,8 @@ export class StepVideoDiT implements Disposable {
   async forward(latents: Tensor, timestep: readonly number[], context: DiTContext, options: DiTForwardOptions = {}): Promise<Tensor> {
     const { signal, onBlock, capture } = options;
     const cfg = this.config;
-    this.#checkForwardInputs(latents, timestep, context);
+    const { B, F, H, W, p, Hp, Wp, D, N } = this.#checkForwardInputs(latents, timestep, context);
     throwIfAborted(signal, 'DiT forward');
-    const [B, F, , H, W] = latents.shape as [number, number, number, number, number];
-    const p = cfg.patchSize;
-    const [Hp, Wp] = [H / p, W / p];
-    const D = cfg.innerDim;
-    const N = F * Hp * Wp;
 
     const scope = new TensorScope();
     const show = (name: string, t: Tensor, shape?: number[]) => {
@@ -452,14 +447,9 @@ export class StepVideoDiT implements Disposable {
     const ranks = comm.size;
     const contexts: readonly DiTContext[] = context instanceof DiTContext ? Array.from({ length: ranks }, () => context) : context;
     this.#checkRanks(contexts, comm);
-    this.#checkForwardInputs(latents, timestep, contexts[0]!);
+    const { B, F, H, W, p, Hp, Wp, D, N } = this.#checkForwardInputs(latents, timestep, contexts[0]!);
     const models = contexts.map((c) => c.owner);
     throwIfAborted(signal, 'DiT forward');
-    const [B, F, , H, W] = latents.shape as [number, number, number, number, number];
-    const p = cfg.patchSize;
-    const [Hp, Wp] = [H / p, W / p];
-    const D = cfg.innerDim;
-    const N = F * Hp * Wp;
     const shard = Math.ceil(N / ranks);
     const padded = shard * ranks;
     const localHeads = cfg.numAttentionHeads / ranks;
@@ -584,7 +574,8 @@ export class StepVideoDiT implements Disposable {
     });
   }
 
-  #checkForwardInputs(latents: Tensor, timestep: readonly number[], context: DiTContext): void {
+  /** Checks a forward's inputs; returns its sizes: latents [B, F, C, H, W], patch p, the Hp x Wp patch grid, width D, N tokens. */
+  #checkForwardInputs(latents: Tensor, timestep: readonly number[], context: DiTContext): { B: number; F: number; H: number; W: number; p: number; Hp: number; Wp: number; D: number; N: number } {
     const cfg = this.config;
     if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
     if (context.owner !== this) throw new StepVideoError('ERR_ARGUMENT', 'the DiT context was prepared by another model');
@@ -612,6 +603,8 @@ export class StepVideoDiT implements Disposable {
         got: `${timestep.length} timesteps, context for ${context.batch}`,
       });
     }
+    const [b, f, , h, w] = latents.shape as [number, number, number, number, number];
+    return { B: b, F: f, H: h, W: w, p, Hp: h / p, Wp: w / p, D: cfg.innerDim, N: f * (h / p) * (w / p) };
   }
 
   /**
