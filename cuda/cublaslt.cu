@@ -34,15 +34,6 @@ namespace {
 
 void* open_cublaslt() { return open_library(kCublasLt, &loaded_from, &load_error); }
 
-template <typename F>
-bool bind(void* library, const char* symbol, F* target) {
-  *target = reinterpret_cast<F>(dlsym(library, symbol));
-  if (*target == nullptr) {
-    load_error = std::string("libcublasLt lacks ") + symbol;
-    return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -55,27 +46,21 @@ const Api* api(const char** why) {
   static const Api* loaded = [] () -> const Api* {
     void* library = open_cublaslt();
     if (library == nullptr) return nullptr;
-    bool ok = bind(library, "cublasLtCreate", &table.create) &&
-              bind(library, "cublasLtMatmulDescCreate", &table.matmul_desc_create) &&
-              bind(library, "cublasLtMatmulDescDestroy", &table.matmul_desc_destroy) &&
-              bind(library, "cublasLtMatmulDescSetAttribute", &table.matmul_desc_set) &&
-              bind(library, "cublasLtMatrixLayoutCreate", &table.layout_create) &&
-              bind(library, "cublasLtMatrixLayoutDestroy", &table.layout_destroy) &&
-              bind(library, "cublasLtMatrixLayoutSetAttribute", &table.layout_set) &&
-              bind(library, "cublasLtMatmulPreferenceCreate", &table.pref_create) &&
-              bind(library, "cublasLtMatmulPreferenceDestroy", &table.pref_destroy) &&
-              bind(library, "cublasLtMatmulPreferenceSetAttribute", &table.pref_set) &&
-              bind(library, "cublasLtMatmulAlgoGetHeuristic", &table.heuristic) &&
-              bind(library, "cublasLtMatmul", &table.matmul) &&
-              bind(library, "cublasLtGetStatusName", &table.status_name);
-    if (!ok) {
-      load_error = loaded_from + ": " + load_error;
-      loaded_from.clear();
-      return nullptr;
-    }
-    // The file the loader picked (a bare soname resolves through LD_LIBRARY_PATH or the cache).
-    Dl_info where;
-    if (dladdr(reinterpret_cast<void*>(table.create), &where) != 0 && where.dli_fname != nullptr) loaded_from = where.dli_fname;
+    SymbolBinder bind(library, "libcublasLt", &loaded_from, &load_error);
+    bool ok = bind("cublasLtCreate", &table.create) &&
+              bind("cublasLtMatmulDescCreate", &table.matmul_desc_create) &&
+              bind("cublasLtMatmulDescDestroy", &table.matmul_desc_destroy) &&
+              bind("cublasLtMatmulDescSetAttribute", &table.matmul_desc_set) &&
+              bind("cublasLtMatrixLayoutCreate", &table.layout_create) &&
+              bind("cublasLtMatrixLayoutDestroy", &table.layout_destroy) &&
+              bind("cublasLtMatrixLayoutSetAttribute", &table.layout_set) &&
+              bind("cublasLtMatmulPreferenceCreate", &table.pref_create) &&
+              bind("cublasLtMatmulPreferenceDestroy", &table.pref_destroy) &&
+              bind("cublasLtMatmulPreferenceSetAttribute", &table.pref_set) &&
+              bind("cublasLtMatmulAlgoGetHeuristic", &table.heuristic) &&
+              bind("cublasLtMatmul", &table.matmul) &&
+              bind("cublasLtGetStatusName", &table.status_name);
+    if (!bind.finish(ok, reinterpret_cast<void*>(table.create))) return nullptr;
     return &table;
   }();
   if (why) *why = load_error.c_str();

@@ -132,4 +132,15 @@ void* open_library(const LibrarySpec& spec, std::string* loaded_from, std::strin
   return nullptr;
 }
 
+bool SymbolBinder::finish(bool ok, void* symbol) {
+  if (!ok) {
+    *error_ = *loaded_from_ + ": " + *error_;
+    loaded_from_->clear();
+    return false;
+  }
+  Dl_info where;
+  if (dladdr(symbol, &where) != 0 && where.dli_fname != nullptr) *loaded_from_ = where.dli_fname;
+  return true;
+}
+
 }  // namespace sv::cuda

@@ -2,6 +2,8 @@
 // and loading the first that loads: one search for all of them, so `stepvideo info` and the
 // errors list the same places in the same order for each.
 #pragma once
+#include <dlfcn.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -35,5 +37,27 @@ std::vector<std::string> library_candidates(const LibrarySpec& spec, const Looku
 // dlopens the first candidate that loads and returns its handle (`loaded_from` names it); nullptr
 // when none does, with `error` saying what was tried (a file that is there but does not load says why).
 void* open_library(const LibrarySpec& spec, std::string* loaded_from, std::string* error);
+
+// Binds the entry points of a library open_library loaded: call it per symbol, then finish().
+class SymbolBinder {
+ public:
+  SymbolBinder(void* library, const char* name, std::string* loaded_from, std::string* error)
+      : library_(library), name_(name), loaded_from_(loaded_from), error_(error) {}
+  template <typename F>
+  bool operator()(const char* symbol, F* target) {
+    *target = reinterpret_cast<F>(dlsym(library_, symbol));
+    if (*target == nullptr) *error_ = std::string(name_) + " lacks " + symbol;
+    return *target != nullptr;
+  }
+  // ok: every symbol bound; `loaded_from` becomes the file `symbol` came from (a bare soname
+  // resolves through LD_LIBRARY_PATH or the cache). Otherwise the error names the file, and false.
+  bool finish(bool ok, void* symbol);
+
+ private:
+  void* library_;
+  const char* name_;
+  std::string* loaded_from_;
+  std::string* error_;
+};
 
 }  // namespace sv::cuda

@@ -21,12 +21,6 @@ const LibrarySpec kNccl{
 std::string load_error;
 std::string loaded_from;
 
-template <typename F>
-bool bind(void* library, const char* symbol, F* target) {
-  *target = reinterpret_cast<F>(dlsym(library, symbol));
-  if (*target == nullptr) load_error = std::string("libnccl lacks ") + symbol;
-  return *target != nullptr;
-}
 
 }  // namespace
 
@@ -39,17 +33,12 @@ const Api* api(const char** why) {
   static const Api* loaded = []() -> const Api* {
     void* library = open_library(kNccl, &loaded_from, &load_error);
     if (library == nullptr) return nullptr;
-    const bool ok = bind(library, "ncclGetVersion", &table.get_version) && bind(library, "ncclCommInitAll", &table.comm_init_all) &&
-                    bind(library, "ncclCommDestroy", &table.comm_destroy) && bind(library, "ncclGroupStart", &table.group_start) &&
-                    bind(library, "ncclGroupEnd", &table.group_end) && bind(library, "ncclSend", &table.send) &&
-                    bind(library, "ncclRecv", &table.recv) && bind(library, "ncclGetErrorString", &table.error_string);
-    if (!ok) {
-      load_error = loaded_from + ": " + load_error;
-      loaded_from.clear();
-      return nullptr;
-    }
-    Dl_info where;
-    if (dladdr(reinterpret_cast<void*>(table.get_version), &where) != 0 && where.dli_fname != nullptr) loaded_from = where.dli_fname;
+    SymbolBinder bind(library, "libnccl", &loaded_from, &load_error);
+    const bool ok = bind("ncclGetVersion", &table.get_version) && bind("ncclCommInitAll", &table.comm_init_all) &&
+                    bind("ncclCommDestroy", &table.comm_destroy) && bind("ncclGroupStart", &table.group_start) &&
+                    bind("ncclGroupEnd", &table.group_end) && bind("ncclSend", &table.send) &&
+                    bind("ncclRecv", &table.recv) && bind("ncclGetErrorString", &table.error_string);
+    if (!bind.finish(ok, reinterpret_cast<void*>(table.get_version))) return nullptr;
     return &table;
   }();
   if (why) *why = load_error.c_str();
