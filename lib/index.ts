@@ -20,5 +20,9 @@ export { openVideoWriter, findFfmpeg, lookupFfmpeg, locateFfmpeg, requireFfmpeg,
 export { CaptionEncoder, type CaptionEncoderLoadOptions, type EncodedPrompts } from './models/caption-encoder.js';
 export { sample, generateNoise, latentShape, flowMatchSigmas, flowMatchTimesteps, guidedPrompts, resolveSamplerSettings, SAMPLER_PRESETS, POS_MAGIC, NEG_MAGIC, type SampleOptions, type SampleProgress, type TextConditioning, type VelocityModel, type SamplerSettings, type SamplerPresetName, type VideoSize } from './sampler/index.js';
 export { StepVideo, GeneratedVideo, ensureBuiltinModel, BUILTIN_DEFAULT_VIDEO, type GenerateOptions, type StepVideoLoadOptions, type VideoChunk, type VideoInfo, type SaveOptions, type PipelineProgress } from './pipeline/index.js';
-export { StepVideoServer, createStepVideoServer, type ServerOptions, type ServerLimits } from './server/index.js';
+export { StepVideoServer, createStepVideoServer, type ServerOptions, type ServerLimits, type ServerBackend } from './server/index.js';
+export { LocalBackend } from './server/local.js';
+export { QueueBackend, type QueueBackendOptions } from './server/queue/client.js';
+export { StepVideoWorker, type WorkerOptions } from './server/queue/worker.js';
+export { toOpenAIVideo, type OpenAIVideo } from './server/openai.js';
 export { runEval, parsePrompts, parseCategories, type EvalOptions, type EvalReport } from './eval/index.js';

@@ -12,7 +12,8 @@ type Command = (argv: readonly string[], context: CommandContext) => Promise<num
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   generate: { summary: 'generate a video from a prompt', load: async () => (await import('./commands/generate.js')).generateCommand },
-  serve: { summary: 'serve video jobs, captions and VAE decoding over HTTP', load: async () => (await import('./commands/serve.js')).serveCommand },
+  serve: { summary: 'serve video jobs (the OpenAI Videos API), captions and VAE decoding over HTTP', load: async () => (await import('./commands/serve.js')).serveCommand },
+  worker: { summary: 'run the jobs of a Redis queue that `serve --queue` API nodes fill', load: async () => (await import('./commands/worker.js')).workerCommand },
   eval: { summary: 'generate the videos of a prompt list (Step-Video-T2V-Eval) with a report', load: async () => (await import('./commands/eval.js')).evalCommand },
   run: { summary: 'run one model component on tensors from safetensors files', load: async () => (await import('./commands/run.js')).runCommand },
   tokenize: { summary: 'tokenize texts with the Step-LLM or CLIP tokenizer', load: async () => (await import('./commands/tokenize.js')).tokenizeCommand },
@@ -53,7 +54,15 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.exit(130);
     }
   };
+  // SIGTERM (process managers, `kill`) stops the same way: serve and worker shut down cleanly on it.
+  let terminations = 0;
+  const onSigterm = () => {
+    terminations++;
+    if (terminations === 1) controller.abort(new StepVideoError('ERR_ABORTED', 'terminated (SIGTERM)'));
+    else process.exit(143);
+  };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
   const context: CommandContext = {
     stdout: (text) => process.stdout.write(`${text}\n`),
     stderr: (text) => process.stderr.write(`${text}\n`),
@@ -78,6 +87,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return isStepVideoError(error, 'ERR_ABORTED') ? 130 : 1;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
   }
 }
 

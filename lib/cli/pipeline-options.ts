@@ -24,7 +24,7 @@ export const PARALLEL_OPTIONS: readonly OptionSpec[] = [
 
 export const MODEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'model', type: 'string', description: 'model folder in the released layout (default: the built-in test model)', placeholder: 'DIR' },
-  { name: 'device', type: 'string', description: 'cpu or cuda (default: cuda when a GPU answers)', choices: ['cpu', 'cuda'] },
+  { name: 'device', type: 'string', description: 'cpu, cuda or cuda:N (default: cuda when a GPU answers)', placeholder: 'cpu|cuda|cuda:N' },
   { name: 'dtype', type: 'string', description: 'compute precision (default: float32 on cpu, bfloat16 on cuda)', choices: ['float32', 'bfloat16'] },
   { name: 'weights', type: 'string', description: 'DiT block weights: bf16 as released, held in the compute precision (default), or fp8 (quantized at load, about half the memory)', choices: ['bf16', 'fp8'] },
   { name: 'stream-weights', type: 'number', description: 'stream the DiT block weights from host memory when they would take more than GB (10^9 bytes) of device memory', placeholder: 'GB' },
@@ -109,7 +109,8 @@ export function samplingRequest(parsed: ParsedArgs): Omit<JobRequest, 'prompt'> 
 /** Loads the pipeline named by --model/--device/--dtype/--weights/--stream-weights, reporting progress, warnings and the built-in notice. */
 export async function loadPipeline(parsed: ParsedArgs, context: CommandContext, reporter: ProgressReporter): Promise<StepVideo> {
   const modelDir = parsed.options.model as string | undefined;
-  const device = parsed.options.device as 'cpu' | 'cuda' | undefined;
+  const device = parsed.options.device as string | undefined;
+  if (device !== undefined && !/^(cpu|cuda(:\d+)?)$/.test(device)) throw new StepVideoError('ERR_USAGE', 'option --device has an unknown value', { expected: 'cpu | cuda | cuda:N', got: device });
   const dtypeName = parsed.options.dtype as string | undefined;
   const dtype = dtypeName === undefined ? undefined : parseDType(dtypeName);
   if (dtype !== undefined && dtype !== 'f32' && dtype !== 'bf16') throw new StepVideoError('ERR_USAGE', 'unsupported --dtype', { expected: 'float32 or bfloat16', got: dtypeName });
@@ -118,7 +119,7 @@ export async function loadPipeline(parsed: ParsedArgs, context: CommandContext, 
   try {
     return await StepVideo.load({
       ...(modelDir !== undefined ? { modelDir } : {}),
-      ...(device !== undefined ? { device } : {}),
+      ...(device !== undefined ? { device: device as DeviceSpec } : {}),
       ...(dtype !== undefined ? { dtype } : {}),
       ...ditWeights,
       ...parallelOptions(parsed.options),

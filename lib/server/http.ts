@@ -1,5 +1,6 @@
 // Small node:http helpers for the server: bounded body reading, JSON replies, and errors that carry
-// their HTTP status and become `{ "error": { "status", "code", "message" } }` replies.
+// their HTTP status and become `{ "error": { "status", "code", "message", "type", "param" } }`
+// replies (the OpenAI error shape plus the status, so OpenAI SDKs read code, param and message).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { isStepVideoError } from '../errors.js';
@@ -10,6 +11,8 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** The request field or query parameter at fault (OpenAI's `param`). */
+    readonly param?: string,
   ) {
     super(message);
     this.name = 'HttpError';
@@ -47,7 +50,10 @@ export function readBody(request: IncomingMessage, limit: number): Promise<Buffe
 
 /** The body parsed as a JSON object (400 for anything else). */
 export async function readJsonObject(request: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
-  const body = await readBody(request, limit);
+  return parseJsonObject(await readBody(request, limit));
+}
+
+export function parseJsonObject(body: Buffer): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));
@@ -86,11 +92,19 @@ export function statusOfError(error: unknown): number {
   }
 }
 
-export function errorBody(error: unknown): { error: { status: number; code: string; message: string } } {
+export interface ErrorBody {
+  error: { status: number; code: string; message: string; type: 'invalid_request_error' | 'server_error'; param: string | null };
+}
+
+/** OpenAI's `type`: the API answers every client mistake with invalid_request_error, its own faults with server_error. */
+export const errorType = (status: number): ErrorBody['error']['type'] => (status >= 500 ? 'server_error' : 'invalid_request_error');
+
+export function errorBody(error: unknown): ErrorBody {
   const status = statusOfError(error);
   const code = error instanceof HttpError ? error.code : isStepVideoError(error) ? error.code : 'internal';
   const message = error instanceof Error ? error.message : String(error);
-  return { error: { status, code, message } };
+  const param = error instanceof HttpError && error.param !== undefined ? error.param : null;
+  return { error: { status, code, message, type: errorType(status), param } };
 }
 
 export function sendError(response: ServerResponse, error: unknown): void {

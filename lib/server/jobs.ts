@@ -1,6 +1,8 @@
-// The server's video jobs: a FIFO queue with one worker (one GPU job at a time), each job's status
-// and latest progress, cancellation (a queued job is dropped, a running one aborted through its
-// signal), listeners for server-sent events, and a bounded history of finished jobs.
+// The server's video jobs. `VideoJobs` is what the HTTP layer asks of them; `JobQueue` is the
+// single-process kind: a FIFO queue with one worker (one GPU job at a time), each job's status and
+// latest progress, cancellation (a queued job is dropped, a running one aborted through its signal),
+// listeners for server-sent events, and a bounded history of finished jobs. The Redis kind, for
+// API nodes and workers on several machines, is lib/server/queue/.
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 
@@ -26,19 +28,53 @@ export interface Job {
   /** The latest progress report while running. */
   progress?: PipelineProgress;
   seed?: bigint;
+  /** The size the job runs at once the runner has resolved it (frames floored to 17, sides to 16). */
+  size?: { frames: number; height: number; width: number };
   error?: { code: string; message: string };
   result?: JobResult;
   readonly controller: AbortController;
 }
 
-export type JobEvent = { type: 'status'; job: Job } | { type: 'progress'; job: Job; progress: PipelineProgress };
+/** A job as the HTTP layer sees it (the single-process queue's own Job, or one read from Redis). */
+export type JobView = Omit<Job, 'controller'>;
+
+export type JobEvent = { type: 'status'; job: JobView } | { type: 'progress'; job: JobView; progress: PipelineProgress };
+
+/** The video jobs behind the HTTP routes, wherever they run. */
+export interface VideoJobs {
+  submit(request: VideoJobRequest): Promise<JobView>;
+  get(id: string): Promise<JobView | undefined>;
+  list(): Promise<JobView[]>;
+  /** Cancels a queued or running job; a finished one is a 409, an unknown one a 404. */
+  cancel(id: string): Promise<JobView>;
+  /** Forgets a job and deletes its video, cancelling it first when it has not finished. */
+  remove(id: string): Promise<void>;
+  /** Events of one job until it finishes; returns the unsubscribe function. */
+  subscribe(id: string, listener: (event: JobEvent) => void): () => void;
+  counts(): Promise<{ running: number; waiting: number }>;
+  /** Refuses new jobs and stops this process's part in running ones. */
+  close(): Promise<void>;
+}
+
+/** A full queue: 429 with the time to wait, as rate-limited clients (the OpenAI SDK among them) expect. */
+export function queueFull(waiting: number, retryAfterS = 30): HttpError {
+  return new HttpError(429, 'queue_full', `${waiting} jobs are already waiting; try again later`, { 'retry-after': String(retryAfterS) });
+}
+
+export function unknownJob(id: string): HttpError {
+  return new HttpError(404, 'unknown_job', `no job '${id}'`);
+}
+
+export function jobFinished(job: JobView): HttpError {
+  return new HttpError(409, 'job_finished', `job '${job.id}' has already ${job.status}`);
+}
 
 /** Runs one job to a file; rejects with ERR_ABORTED when `signal` fires. */
 export type JobRunner = (job: Job, signal: AbortSignal, onProgress: (progress: PipelineProgress) => void) => Promise<JobResult>;
 
 export const isFinished = (status: JobStatus): boolean => status === 'succeeded' || status === 'failed' || status === 'cancelled';
 
-export class JobQueue {
+export class JobQueue implements VideoJobs {
   readonly #jobs = new Map<string, Job>();
   readonly #waiting: Job[] = [];
   readonly #listeners = new Map<string, Set<(event: JobEvent) => void>>();
@@ -62,9 +98,13 @@ export class JobQueue {
     return this.#running !== undefined;
   }
 
-  submit(request: VideoJobRequest): Job {
+  async counts(): Promise<{ running: number; waiting: number }> {
+    return { running: this.busy ? 1 : 0, waiting: this.waiting };
+  }
+
+  async submit(request: VideoJobRequest): Promise<Job> {
     if (this.#closed) throw new HttpError(503, 'shutting_down', 'the server is shutting down');
-    if (this.#waiting.length >= this.#maxQueued) throw new HttpError(503, 'queue_full', `${this.#waiting.length} jobs are already waiting; try again later`, { 'retry-after': '30' });
+    if (this.#waiting.length >= this.#maxQueued) throw queueFull(this.#waiting.length);
     const job: Job = { id: randomUUID(), request, status: 'queued', createdAt: new Date(), controller: new AbortController() };
     if (request.seed !== undefined) job.seed = BigInt(request.seed);
     this.#jobs.set(job.id, job);
@@ -74,19 +114,19 @@ export class JobQueue {
     return job;
   }
 
-  get(id: string): Job | undefined {
+  async get(id: string): Promise<Job | undefined> {
     return this.#jobs.get(id);
   }
 
-  list(): Job[] {
+  async list(): Promise<Job[]> {
     return [...this.#jobs.values()];
   }
 
   /** Cancels a queued or running job (a running one stops at its next check); a finished one is a 409. */
-  cancel(id: string): Job {
+  async cancel(id: string): Promise<Job> {
     const job = this.#jobs.get(id);
-    if (job === undefined) throw new HttpError(404, 'unknown_job', `no job '${id}'`);
-    if (isFinished(job.status)) throw new HttpError(409, 'job_finished', `job '${id}' has already ${job.status}`);
+    if (job === undefined) throw unknownJob(id);
+    if (isFinished(job.status)) throw jobFinished(job);
     if (job.status === 'queued') {
       this.#waiting.splice(this.#waiting.indexOf(job), 1);
       this.#finish(job, 'cancelled');
@@ -94,6 +134,25 @@ export class JobQueue {
       job.controller.abort(new Error('cancelled by the client'));
     }
     return job;
+  }
+
+  async remove(id: string): Promise<void> {
+    const job = this.#jobs.get(id);
+    if (job === undefined) throw unknownJob(id);
+    if (!isFinished(job.status)) {
+      const finished = new Promise<void>((resolve) => {
+        const unsubscribe = this.subscribe(id, (event) => {
+          if (event.type === 'status' && isFinished(event.job.status)) {
+            unsubscribe();
+            resolve();
+          }
+        });
+      });
+      await this.cancel(id);
+      await finished;
+    }
+    this.#jobs.delete(id);
+    if (job.result) await rm(job.result.path, { force: true });
   }
 
   /** Events of one job until it finishes; returns the unsubscribe function. */

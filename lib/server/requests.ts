@@ -42,6 +42,12 @@ export type ServerVideoFormat = 'mp4' | 'y4m';
 export interface VideoJobRequest extends JobRequest {
   format: ServerVideoFormat;
   crop: boolean;
+  /** Set by the OpenAI layer (openai.ts) for reporting only; parseVideoRequest never sets or accepts them. */
+  model?: string;
+  /** The requested `seconds`, as given. */
+  seconds?: string;
+  /** The requested `size` ('WIDTHxHEIGHT'), as given. */
+  sizeText?: string;
 }
 
 const bad = (field: string, message: string) => new HttpError(400, 'invalid_field', `'${field}' ${message}`);

@@ -67,8 +67,15 @@ async function readEvents(id: string, onEvent?: (event: SseEvent) => void): Prom
 
 async function submit(body: Record<string, unknown>): Promise<{ id: string; status: string }> {
   const response = await fetch(`${url}/v1/videos`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  expect(response.status, await response.clone().text()).toBe(202);
+  expect(response.status, await response.clone().text()).toBe(200);
   return (await response.json()) as { id: string; status: string };
+}
+
+/** The job's own status (queued, running, succeeded, failed, cancelled) from a stream's `end` event. */
+function nativeStatus(events: SseEvent[]): string {
+  const end = events.at(-1)!;
+  expect(end.event).toBe('end');
+  return (end.data.stepvideo as { status: string }).status;
 }
 
 async function download(id: string): Promise<Buffer> {
@@ -94,7 +101,7 @@ describe('stepvideo serve (loopback, built-in model)', () => {
           const cancel = await fetch(`${url}/v1/videos/${job.id}/cancel`, { method: 'POST' });
           expect([202, 409]).toContain(cancel.status);
           const events = await readEvents(job.id);
-          return { i, seed, format, status: events.at(-1)!.data.status as string, id: job.id, asked: 'cancel' };
+          return { i, seed, format, status: nativeStatus(events), id: job.id, asked: 'cancel' };
         }
         if (i === 9) {
           // Cancelled while running: a long job, cancelled at its first denoising progress.
@@ -103,14 +110,14 @@ describe('stepvideo serve (loopback, built-in model)', () => {
           const events = await readEvents(job.id, (e) => {
             if (e.event === 'progress' && e.data.stage === 'denoise' && cancelledAtStep === undefined) {
               cancelledAtStep = e.data.step as number;
-              void fetch(`${url}/v1/videos/${job.id}`, { method: 'DELETE' });
+              void fetch(`${url}/v1/videos/${job.id}/cancel`, { method: 'POST' });
             }
           });
           // The cancel stopped the job within a few of its 200 steps (work counted, not time measured).
           const steps = events.filter((e) => e.event === 'progress' && e.data.stage === 'denoise').map((e) => e.data.step as number);
           expect(cancelledAtStep).toBeDefined();
           expect(Math.max(...steps), `steps run after the cancel at step ${cancelledAtStep}`).toBeLessThanOrEqual(cancelledAtStep! + 3);
-          return { i, seed, format, status: events.at(-1)!.data.status as string, id: job.id, asked: 'cancel' };
+          return { i, seed, format, status: nativeStatus(events), id: job.id, asked: 'cancel' };
         }
         const job = await submit({ prompt, ...tiny, seed, format });
         expect(['queued', 'running']).toContain(job.status);
@@ -119,8 +126,8 @@ describe('stepvideo serve (loopback, built-in model)', () => {
         const steps = events.filter((e) => e.event === 'progress' && e.data.stage === 'denoise' && e.data.block === undefined).map((e) => e.data.step);
         expect(steps).toEqual([1, 2]);
         const final = events.filter((e) => e.event === 'status').at(-1)!.data;
-        expect(final).toMatchObject({ id: job.id, status: 'succeeded', seed: String(seed), request: { prompt, seed, format } });
-        return { i, seed, format, status: final.status as string, id: job.id, asked: 'result', bytes: await download(job.id) };
+        expect(final).toMatchObject({ id: job.id, object: 'video', status: 'completed', progress: 100, prompt, size: '32x32', seconds: '0.68', stepvideo: { status: 'succeeded', seed: String(seed), format } });
+        return { i, seed, format, status: nativeStatus(events), id: job.id, asked: 'result', bytes: await download(job.id) };
       }),
     );
 
@@ -146,9 +153,14 @@ describe('stepvideo serve (loopback, built-in model)', () => {
     expect(cancelled.status).toBe(409);
     expect(((await cancelled.json()) as { error: { message: string } }).error.message).toMatch(/cancelled/);
     const health = (await (await fetch(`${url}/v1/health`)).json()) as Record<string, unknown>;
-    expect(health).toMatchObject({ status: 'ok', running: false, waiting: 0 });
-    const list = (await (await fetch(`${url}/v1/videos`)).json()) as { jobs: Array<{ id: string }> };
-    expect(list.jobs.length).toBeGreaterThanOrEqual(clients);
+    expect(health).toMatchObject({ status: 'ok', mode: 'single-process', running: 0, waiting: 0 });
+    const list = (await (await fetch(`${url}/v1/videos?limit=100`)).json()) as { object: string; data: Array<{ id: string }> };
+    expect(list.object).toBe('list');
+    expect(list.data.length).toBeGreaterThanOrEqual(clients);
+    // DELETE forgets a job and its file.
+    const deleted = await fetch(`${url}/v1/videos/${outcomes[0]!.id}`, { method: 'DELETE' });
+    expect(await deleted.json()).toEqual({ id: outcomes[0]!.id, object: 'video.deleted', deleted: true });
+    expect((await fetch(`${url}/v1/videos/${outcomes[0]!.id}`)).status).toBe(404);
     await Device.cpu.synchronize();
     expect(Device.cpu.memory().bytesInUse).toBe(baseline);
   });
@@ -196,7 +208,8 @@ describe('stepvideo serve (loopback, built-in model)', () => {
       { method: 'POST', path: '/v1/videos', body: '{"prompt": "a", "height": 4096}', status: 400, code: /invalid_field/, message: /'height' must be in \[1, 64\]/ },
       { method: 'POST', path: '/v1/videos', body: '{"prompt": "a", "frames": 35}', status: 400, code: /invalid_field/, message: /'frames'/ },
       { method: 'POST', path: '/v1/videos', body: '{"prompt": "a", "format": "gif"}', status: 400, code: /invalid_field/ },
-      { method: 'POST', path: '/v1/videos', body: '{"prompt": "a", "speed": 2}', status: 400, code: /unknown_field/ },
+      { method: 'POST', path: '/v1/videos', body: '{"prompt": "a", "speed": 2}', status: 400, code: /unknown_parameter/ },
+      { method: 'POST', path: '/v1/videos', body: 'prompt a cat', status: 415, code: /unsupported_media_type/ },
       { method: 'POST', path: '/v1/videos', body: JSON.stringify({ prompt: 'x'.repeat(100_000) }), status: 413, code: /body_too_large/ },
       { method: 'GET', path: '/v1/videos/no-such-job', status: 404, code: /unknown_job/ },
       { method: 'GET', path: '/v1/videos/no-such-job/events', status: 404, code: /unknown_job/ },
@@ -215,7 +228,8 @@ describe('stepvideo serve (loopback, built-in model)', () => {
     ];
     await Promise.all(
       cases.map(async (c) => {
-        const response = await fetch(`${url}${c.path}`, { method: c.method, ...(c.body !== undefined ? { body: c.body } : {}) });
+        const json = c.path === '/v1/videos' && c.method === 'POST' && c.status !== 415 ? { headers: { 'content-type': 'application/json' } } : {};
+        const response = await fetch(`${url}${c.path}`, { method: c.method, ...json, ...(c.body !== undefined ? { body: c.body } : {}) });
         const what = `${c.method} ${c.path}`;
         expect(response.status, what).toBe(c.status);
         const body = (await response.json()) as { error: { status: number; code: string; message: string } };
@@ -238,7 +252,8 @@ describe('stepvideo serve (loopback, built-in model)', () => {
     const cancel = await fetch(`${url}/v1/videos/${job.id}/cancel`, { method: 'POST' });
     expect(cancel.status).toBe(202);
     const events = await readEvents(job.id);
-    expect(events.at(-1)!.data.status).toBe('cancelled');
+    expect(nativeStatus(events)).toBe('cancelled');
+    expect(events.at(-1)!.data.status).toBe('failed');
     const again = await fetch(`${url}/v1/videos/${job.id}/cancel`, { method: 'POST' });
     expect(again.status).toBe(409);
     expect((await fetch(`${url}/v1/health`)).status).toBe(200);

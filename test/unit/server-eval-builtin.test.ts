@@ -85,7 +85,7 @@ describe('server request validation', () => {
     expect(statusOfError(new StepVideoError('ERR_CUDA_OOM', 'x'))).toBe(507);
     expect(statusOfError(new StepVideoError('ERR_INTERNAL', 'x'))).toBe(500);
     expect(statusOfError(new Error('x'))).toBe(500);
-    expect(errorBody(new HttpError(404, 'unknown_job', "no job 'x'"))).toEqual({ error: { status: 404, code: 'unknown_job', message: "no job 'x'" } });
+    expect(errorBody(new HttpError(404, 'unknown_job', "no job 'x'"))).toEqual({ error: { status: 404, code: 'unknown_job', message: "no job 'x'", type: 'invalid_request_error', param: null } });
   });
 });
 
