@@ -14,6 +14,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   generate: { summary: 'generate a video from a prompt', load: async () => (await import('./commands/generate.js')).generateCommand },
   serve: { summary: 'serve video jobs (the OpenAI Videos API), captions and VAE decoding over HTTP', load: async () => (await import('./commands/serve.js')).serveCommand },
   worker: { summary: 'run the jobs of a Redis queue that `serve --queue` API nodes fill', load: async () => (await import('./commands/worker.js')).workerCommand },
+  'calibrate-cache': { summary: "fit the teacache step cache's coefficients on a model", load: async () => (await import('./commands/calibrate-cache.js')).calibrateCacheCommand },
   eval: { summary: 'generate the videos of a prompt list (Step-Video-T2V-Eval) with a report', load: async () => (await import('./commands/eval.js')).evalCommand },
   run: { summary: 'run one model component on tensors from safetensors files', load: async () => (await import('./commands/run.js')).runCommand },
   tokenize: { summary: 'tokenize texts with the Step-LLM or CLIP tokenizer', load: async () => (await import('./commands/tokenize.js')).tokenizeCommand },

@@ -81,6 +81,8 @@ export const SAMPLING_OPTIONS: readonly OptionSpec[] = [
   { name: 'time-shift', type: 'number', description: 'schedule time shift (default 13; 17 with --turbo)', placeholder: 'S' },
   { name: 'turbo', type: 'boolean', description: 'Step-Video-T2V-Turbo sampling settings (15 steps, cfg 5, shift 17)' },
   { name: 'negative', type: 'string', description: 'negative prompt (default: the official one)', placeholder: 'TEXT' },
+  { name: 'cache', type: 'string', description: 'step caching: skip model evaluations while the output is predictable; auto (no calibration) or teacache (after stepvideo calibrate-cache), with an optional :threshold (default auto 0.05, teacache 0.1)', placeholder: 'METHOD[:T]' },
+  { name: 'cache-file', type: 'string', description: "teacache's calibration file (default: stepvideo-teacache.json in the model folder)", placeholder: 'FILE' },
 ];
 
 export const BUILTIN_NOTICE =
@@ -102,6 +104,8 @@ export function samplingRequest(parsed: ParsedArgs): Omit<JobRequest, 'prompt'> 
   set('cfgScale', pick<number>('cfg-scale'));
   set('timeShift', pick<number>('time-shift'));
   set('negativePrompt', pick<string>('negative'));
+  set('cache', pick<string>('cache'));
+  set('cacheCoefficients', pick<string>('cache-file'));
   if (o.turbo === true) request.preset = 'turbo';
   return request;
 }

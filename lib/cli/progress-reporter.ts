@@ -59,6 +59,7 @@ export class ProgressReporter {
       this.#sink.line(text);
     }
     this.#lastStage = progress.stage;
+    if (progress.stage === 'denoise' && progress.estimates !== undefined && progress.evaluated !== undefined) this.message(describeCacheDecision(progress.step, progress.total, progress.evaluated, progress.estimates));
   }
 
   /** A message between progress lines (warnings, notices). */
@@ -78,3 +79,15 @@ export class ProgressReporter {
     this.#lastStage = undefined;
   }
 }
+
+/** "step 7/50 cache: cond computed (0.061 over the threshold), uncond estimated (0.032)". */
+export function describeCacheDecision(step: number, total: number, evaluated: readonly boolean[], estimates: readonly number[]): string {
+  const names = evaluated.length === 2 ? ['cond', 'uncond'] : ['model'];
+  const parts = evaluated.map((ran, b) => {
+    const estimate = estimates[b]!;
+    const why = Number.isFinite(estimate) ? ` (${estimate.toFixed(3)})` : ' (always)';
+    return `${names[b]} ${ran ? 'computed' : 'estimated'}${why}`;
+  });
+  return `step ${step}/${total} cache: ${parts.join(', ')}`;
+}
+

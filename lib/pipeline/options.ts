@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 
 import { StepVideoError } from '../errors.js';
 import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
+import { CACHE_METHODS, type StepCacheOptions, type TeaCacheCoefficients, parseCacheSpec } from '../sampler/cache.js';
 import { type SamplerPresetName, type SamplerSettings, NEG_MAGIC, POS_MAGIC, resolveSamplerSettings } from '../sampler/scheduler.js';
 
 /** The official default size: 204 frames of 544×992 (8.16 s at 25 fps). */
@@ -67,6 +68,14 @@ export interface JobRequest extends VideoSizeRequest {
   preset?: SamplerPresetName;
   /** Noise seed, an integer in [0, 2^64); default a random one (reported with the video). */
   seed?: number | bigint;
+  /**
+   * Step caching (lib/sampler/cache.ts), off by default: '<method>[:threshold]' ('auto', 'auto:0.05',
+   * 'teacache:0.1') or the options. 'teacache' takes its coefficients from `cacheCoefficients`, else
+   * from the model folder's stepvideo-teacache.json (stepvideo calibrate-cache).
+   */
+  cache?: string | StepCacheOptions;
+  /** The 'teacache' coefficients, or the path of a calibration file holding them. */
+  cacheCoefficients?: TeaCacheCoefficients | string;
 }
 
 export interface ResolvedJob {
@@ -77,6 +86,7 @@ export interface ResolvedJob {
   settings: SamplerSettings;
   preset: SamplerPresetName;
   seed: bigint;
+  cache?: StepCacheOptions;
   warnings: string[];
 }
 
@@ -111,5 +121,9 @@ export function resolveJob(request: JobRequest, defaults: NormalizedVideoSize): 
   const { size, warnings } = normalizeVideoSize(request, defaults);
   const positive = prompt + (request.positiveMagic ?? POS_MAGIC);
   const captionRows = settings.cfgScale > 1 ? [positive, request.negativePrompt ?? NEG_MAGIC] : [positive];
-  return { prompt, captionRows, size, settings, preset, seed: BigInt(seed), warnings };
+  const cache = typeof request.cache === 'string' ? parseCacheSpec(request.cache) : request.cache;
+  if (cache !== undefined && (typeof cache !== 'object' || cache === null || !(CACHE_METHODS as readonly unknown[]).includes(cache.method))) {
+    throw new StepVideoError('ERR_ARGUMENT', 'cache must be a method name or { method, threshold? }', { expected: CACHE_METHODS.join(' | '), got: JSON.stringify(request.cache) });
+  }
+  return { prompt, captionRows, size, settings, preset, seed: BigInt(seed), ...(cache ? { cache } : {}), warnings };
 }

@@ -27,6 +27,8 @@ import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/v
 import { type DecodedChunk, VideoVAE, readVaeConfig } from '../models/vae/index.js';
 import { latentShape } from '../sampler/noise.js';
 import { type VelocityModel, sample } from '../sampler/sample.js';
+import type { StepCacheOptions, TeaCacheCoefficients } from '../sampler/cache.js';
+import { CalibrationRecorder, TEACACHE_FILE, type TeaCacheCalibration, fitTeaCache, readTeaCacheCoefficients } from '../sampler/calibrate.js';
 import { Tensor } from '../tensor.js';
 import { CLIP_TOKENS, LLM_TOKENS } from '../tokenizers/caption-lengths.js';
 import { standard540pCrop } from '../video/frames.js';
@@ -308,6 +310,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
 
     const release = await this.#lock.acquire(signal);
     let latents: Tensor;
+    let evaluations = 0;
+    let maxEvaluations = 0;
     try {
       throwIfAborted(signal, 'generation');
       this.#requireLive();
@@ -325,17 +329,22 @@ export class StepVideo implements Disposable, AsyncDisposable {
         onProgress?.({ stage: 'text', done: true, elapsedMs: performance.now() - textStarted, fraction: 1 });
         const shape = latentShape({ frames, height, width, channels: this.vae.config.zChannels });
         const tracker = new EtaTracker(job.settings.steps);
+        const cache = job.cache ? await this.#cacheOptions(job.cache, options.cacheCoefficients) : undefined;
+        if (cache && this.parallelism.cfgParallel && guidance) {
+          throw new StepVideoError('ERR_ARGUMENT', 'step caching with cfgParallel is not supported: a cached step may run one CFG branch alone, which the two-group layout cannot', { got: 'cache + cfgParallel' });
+        }
         latents = await sample(this.#denoiser(job.settings.cfgScale > 1, onWarning), {
           noise: { seed: job.seed, shape },
           text: captions,
           ...job.settings,
+          ...(cache ? { cache } : {}),
           ...(signal ? { signal } : {}),
-          ...(onProgress
-            ? {
-                onBlock: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step + p.block / p.blocks) }),
-                onProgress: (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, ...tracker.at(p.step) }),
-              }
-            : {}),
+          onBlock: onProgress ? (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step + p.block / p.blocks) }) : undefined,
+          onProgress: (p) => {
+            evaluations = p.evaluations;
+            maxEvaluations = p.maxEvaluations;
+            onProgress?.({ stage: 'denoise', step: p.step, total: p.total, ...tracker.at(p.step), evaluated: p.evaluated, ...(p.estimates ? { estimates: p.estimates } : {}), evaluations: p.evaluations, maxEvaluations: p.maxEvaluations });
+          },
         });
       } finally {
         captions.y.dispose();
@@ -361,9 +370,63 @@ export class StepVideo implements Disposable, AsyncDisposable {
         decodedWidth: width,
         decodedHeight: height,
         fps: VIDEO_FPS,
+        evaluations,
+        maxEvaluations,
       },
       { decode: (z, s) => this.#decode(z, s), crop, signal, onProgress },
     );
+  }
+
+  /**
+   * Fits the 'teacache' step cache on this model (stepvideo calibrate-cache): each prompt sampled
+   * without caching at the given settings, the probe's and the outputs' step-to-step changes
+   * recorded, a polynomial fitted per CFG branch. Write the result with JSON.stringify to
+   * `<model>/stepvideo-teacache.json` (TEACACHE_FILE), where jobs asking for 'teacache' find it.
+   */
+  async calibrateCache(options: Omit<JobRequest, 'prompt' | 'cache' | 'cacheCoefficients'> & { prompts: readonly string[]; signal?: AbortSignal; onRun?: (done: number, total: number) => void }): Promise<TeaCacheCalibration> {
+    this.#requireLive();
+    const { prompts, signal } = options;
+    if (prompts.length === 0) throw new StepVideoError('ERR_ARGUMENT', 'calibrateCache needs at least one prompt');
+    const pairs: number[][] = [];
+    let last: ReturnType<typeof resolveJob> | undefined;
+    for (const [i, prompt] of prompts.entries()) {
+      const job = (last = resolveJob({ ...options, prompt, seed: options.seed ?? i }, this.defaultSize));
+      const guidance = job.settings.cfgScale > 1;
+      const release = await this.#lock.acquire(signal);
+      try {
+        const captions = await this.text.encodePrompts(job.captionRows, signal ? { signal } : {});
+        using recorder = new CalibrationRecorder(this.#denoiser(guidance, undefined), guidance ? 2 : 1);
+        try {
+          const shape = latentShape({ ...job.size, channels: this.vae.config.zChannels });
+          using latents = await sample(recorder, { noise: { seed: job.seed, shape }, text: captions, ...job.settings, ...(signal ? { signal } : {}) });
+          pairs.push(...recorder.pairs);
+        } finally {
+          captions.y.dispose();
+          captions.clip.dispose();
+        }
+      } catch (error) {
+        throw asAborted(error, signal, 'cache calibration');
+      } finally {
+        release();
+      }
+      options.onRun?.(i + 1, prompts.length);
+    }
+    const { settings, size } = last!;
+    return {
+      method: 'teacache',
+      version: 1,
+      ...fitTeaCache(pairs),
+      runs: { prompts: prompts.length, steps: settings.steps, timeShift: settings.timeShift, cfgScale: settings.cfgScale, ...size },
+      model: this.builtin ? 'built-in test model' : this.modelDir,
+      fittedAt: new Date().toISOString(),
+    };
+  }
+
+  /** A job's step cache, with the 'teacache' coefficients from the job, a calibration file, or the model folder's. */
+  async #cacheOptions(cache: StepCacheOptions, given: TeaCacheCoefficients | string | undefined): Promise<StepCacheOptions> {
+    if (cache.method !== 'teacache' || cache.coefficients !== undefined) return cache;
+    if (typeof given === 'object') return { ...cache, coefficients: given };
+    return { ...cache, coefficients: await readTeaCacheCoefficients(given ?? path.join(this.modelDir, TEACACHE_FILE)) };
   }
 
   /**

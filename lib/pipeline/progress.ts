@@ -46,6 +46,14 @@ export interface DenoiseProgress {
   /** Estimated time to the end of the stage (NaN before the first unit is done). */
   etaMs: number;
   fraction: number;
+  /**
+   * On the per-step updates: per CFG branch ([conditional, unconditional], or one), whether the model
+   * ran (false: the step cache estimated it), the cache's estimates, and the evaluations so far.
+   */
+  evaluated?: boolean[];
+  estimates?: number[];
+  evaluations?: number;
+  maxEvaluations?: number;
 }
 
 export interface DecodeProgress {

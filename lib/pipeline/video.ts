@@ -31,6 +31,9 @@ export interface VideoInfo {
   decodedWidth: number;
   decodedHeight: number;
   fps: number;
+  /** Model evaluations the denoising made (a CFG branch of a step is one), of steps × branches. */
+  evaluations: number;
+  maxEvaluations: number;
 }
 
 export interface VideoChunk {

@@ -8,6 +8,7 @@ import { cfgEulerStep } from '../kernels/sampler.js';
 import * as ops from '../ops.js';
 import { formatShape, shapeEquals } from '../shape.js';
 import { Tensor, TensorScope } from '../tensor.js';
+import { type CacheDecision, StepCache, type StepCacheOptions } from './cache.js';
 import { generateNoise } from './noise.js';
 import { type SamplerPresetName, type SamplerSettings, flowMatchSigmas, resolveSamplerSettings } from './scheduler.js';
 
@@ -34,6 +35,11 @@ export interface VelocityModel<Context extends Disposable = Disposable> {
     context: Context,
     options?: { signal?: AbortSignal; onBlock?: (done: number, total: number) => void },
   ): Promise<Tensor>;
+  /**
+   * For the 'teacache' step cache: a sample of the timestep-modulated input of the first block for
+   * latents [B, ...] (model dtype) at one timestep, as host floats. Cheap next to forward.
+   */
+  cacheProbe?(latents: Tensor, timestep: number): Promise<Float32Array>;
 }
 
 /**
@@ -62,6 +68,13 @@ export interface SampleProgress {
   etaMs: number;
   /** The f32 latents after this step, for previews: borrowed, valid until the callback (awaited) returns. */
   latents: Tensor;
+  /** Per branch ([conditional, unconditional] under guidance, else one): whether the model ran this step (false: the step cache estimated it). */
+  evaluated: boolean[];
+  /** With a step cache: its estimate per branch (NaN where the step is always computed: the first two and the last). */
+  estimates?: number[];
+  /** Model evaluations so far (a branch of a step is one), of at most steps × branches. */
+  evaluations: number;
+  maxEvaluations: number;
 }
 
 export interface SampleOptions extends Partial<SamplerSettings> {
@@ -78,6 +91,8 @@ export interface SampleOptions extends Partial<SamplerSettings> {
   onProgress?: (progress: SampleProgress) => void | Promise<void>;
   /** Called as the model finishes each of its blocks (finer progress: a real step takes tens of seconds). */
   onBlock?: (progress: BlockProgress) => void;
+  /** Skip model evaluations while the output is predictable (lib/sampler/cache.ts); off by default. */
+  cache?: StepCacheOptions;
 }
 
 export interface BlockProgress {
@@ -106,14 +121,36 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
 
   const device = model.device;
   const owned = new TensorScope();
+  const branches = guidance ? 2 : 1;
+  const batch = shape[0]!;
   let context: Context | undefined;
   let input: Tensor | undefined;
+  let cache: StepCache | undefined;
+  const branchContexts: (Context | undefined)[] = [];
+  let evaluations = 0;
   try {
     const x = owned.track(await initialLatents(options, device));
     const y = owned.track(await onModel(options.text.y, text.rows, model));
     const clip = owned.track(await onModel(options.text.clip, text.rows, model));
     context = model.prepareContext({ y, clip, mask: text.mask });
     input = modelInput(x, model.dtype, guidance);
+    if (options.cache) {
+      const probe = model.cacheProbe?.bind(model);
+      cache = new StepCache(options.cache, branches, settings.steps, probe ? async (latents, t) => {
+        using cast = ops.cast(latents, model.dtype);
+        return probe(cast, t);
+      } : undefined);
+    }
+    /** The context of one branch's rows, made when a step first computes that branch alone. */
+    const contextOf = (b: number): Context => {
+      const width = text.mask.length / text.rows;
+      branchContexts[b] ??= (() => {
+        using yRows = ops.slice(y, 0, b * batch, (b + 1) * batch);
+        using clipRows = ops.slice(clip, 0, b * batch, (b + 1) * batch);
+        return model.prepareContext({ y: yRows, clip: clipRows, mask: text.mask.slice(b * batch * width, (b + 1) * batch * width) });
+      })();
+      return branchContexts[b]!;
+    };
     const started = performance.now();
     for (let i = 0; i < settings.steps; i++) {
       throwIfAborted(signal, 'sampling');
@@ -122,8 +159,22 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
         ...(signal ? { signal } : {}),
         ...(onBlock ? { onBlock: (done: number, blocks: number) => onBlock({ step: i, total: settings.steps, block: done, blocks }) } : {}),
       };
-      const velocity = await model.forward(input!, new Array<number>(text.rows).fill(timestep), context, forwardOptions);
+      const decision: CacheDecision = cache ? await cache.decide(i, x, timestep) : { compute: new Array<boolean>(branches).fill(true), estimates: new Array<number>(branches).fill(Number.NaN) };
+      const velocity: Tensor = decision.compute.every(Boolean)
+        ? await model.forward(input!, new Array<number>(text.rows).fill(timestep), context, forwardOptions)
+        : await partlyCached(decision.compute, (b) => {
+            using rows = ops.slice(input!, 0, b * batch, (b + 1) * batch);
+            return model.forward(rows, new Array<number>(batch).fill(timestep), contextOf(b), forwardOptions);
+          }, (b) => cache!.reused(b, x, model.dtype));
+      evaluations += decision.compute.filter(Boolean).length;
       try {
+        if (cache) {
+          for (let b = 0; b < branches; b++) {
+            if (!decision.compute[b]) continue;
+            using rows = branches === 1 ? velocity.reshape(velocity.shape) : ops.slice(velocity, 0, b * batch, (b + 1) * batch);
+            await cache.computed(b, x, rows);
+          }
+        }
         if (velocity.dtype !== model.dtype || !shapeEquals(velocity.shape, input!.shape)) {
           throw new StepVideoError('ERR_SHAPE', 'the model returned a velocity that does not match its input', {
             expected: `${model.dtype} ${formatShape(input!.shape)}`,
@@ -147,7 +198,18 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
       if (onProgress) {
         const elapsedMs = performance.now() - started;
         const done = i + 1;
-        await onProgress({ step: done, total: settings.steps, timestep, elapsedMs, etaMs: (elapsedMs / done) * (settings.steps - done), latents: x });
+        await onProgress({
+          step: done,
+          total: settings.steps,
+          timestep,
+          elapsedMs,
+          etaMs: (elapsedMs / done) * (settings.steps - done),
+          latents: x,
+          evaluated: decision.compute,
+          ...(cache ? { estimates: decision.estimates } : {}),
+          evaluations,
+          maxEvaluations: settings.steps * branches,
+        });
       }
     }
     return owned.keep(x);
@@ -161,7 +223,20 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
   } finally {
     input?.dispose();
     context?.[Symbol.dispose]();
+    for (const c of branchContexts) c?.[Symbol.dispose]();
+    cache?.[Symbol.dispose]();
     owned.dispose();
+  }
+}
+
+/** The velocity of a step where some branches were computed and the others estimated, in branch order. */
+async function partlyCached(compute: readonly boolean[], run: (b: number) => Promise<Tensor>, estimate: (b: number) => Tensor): Promise<Tensor> {
+  const parts: Tensor[] = [];
+  try {
+    for (const [b, computeThis] of compute.entries()) parts.push(computeThis ? await run(b) : estimate(b));
+    return parts.length === 1 ? parts.pop()! : ops.concat(parts, 0);
+  } finally {
+    for (const part of parts) part.dispose();
   }
 }
 

@@ -63,6 +63,7 @@ const KNOBS: readonly { native: string; names: readonly string[]; kind: FieldKin
   { native: 'preset', names: ['preset'], kind: 'text' },
   { native: 'format', names: ['format'], kind: 'text' },
   { native: 'crop', names: ['crop'], kind: 'boolean' },
+  { native: 'cache', names: ['cache'], kind: 'text' },
 ];
 const OPENAI_FIELDS: readonly { name: string; kind: FieldKind }[] = [
   { name: 'model', kind: 'text' },

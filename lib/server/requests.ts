@@ -2,6 +2,7 @@
 // refused, each problem a 400 that names the field. The ranges are the server's limits (a video
 // server on one GPU should not accept a job that cannot finish).
 import type { JobRequest } from '../pipeline/options.js';
+import { parseCacheSpec } from '../sampler/cache.js';
 import { HttpError } from './http.js';
 
 export interface ServerLimits {
@@ -87,7 +88,7 @@ function oneOf<T extends string>(body: Record<string, unknown>, field: string, a
   return value as T;
 }
 
-const VIDEO_FIELDS = ['prompt', 'negativePrompt', 'frames', 'height', 'width', 'steps', 'cfgScale', 'timeShift', 'seed', 'preset', 'format', 'crop'];
+const VIDEO_FIELDS = ['prompt', 'negativePrompt', 'frames', 'height', 'width', 'steps', 'cfgScale', 'timeShift', 'seed', 'preset', 'format', 'crop', 'cache'];
 
 /** POST /v1/videos: the job request, with defaults left to the pipeline (format mp4, crop on). */
 export function parseVideoRequest(body: Record<string, unknown>, limits: ServerLimits): VideoJobRequest {
@@ -106,6 +107,15 @@ export function parseVideoRequest(body: Record<string, unknown>, limits: ServerL
   set('timeShift', number(body, 'timeShift', 0, 1000, true));
   set('seed', integer(body, 'seed', 0, Number.MAX_SAFE_INTEGER));
   set('preset', oneOf(body, 'preset', ['base', 'turbo'] as const));
+  const cache = string(body, 'cache', 40, false);
+  if (cache !== undefined) {
+    try {
+      parseCacheSpec(cache);
+    } catch (error) {
+      throw bad('cache', (error as Error).message);
+    }
+    request.cache = cache;
+  }
   if (body.crop !== undefined) {
     if (typeof body.crop !== 'boolean') throw bad('crop', `must be true or false (got ${JSON.stringify(body.crop)})`);
     request.crop = body.crop;

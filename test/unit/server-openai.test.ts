@@ -275,8 +275,8 @@ describe('create: mapping onto the native request', () => {
   });
 
   it('lists every accepted field', () => {
-    expect(CREATE_FIELDS).toEqual(expect.arrayContaining(['prompt', 'model', 'seconds', 'size', 'input_reference', 'seed', 'steps', 'cfg_scale', 'cfgScale', 'time_shift', 'timeShift', 'negative_prompt', 'negativePrompt', 'format', 'preset', 'crop', 'frames', 'height', 'width']));
-    expect(CREATE_FIELDS).toHaveLength(19);
+    expect(CREATE_FIELDS).toEqual(expect.arrayContaining(['prompt', 'model', 'seconds', 'size', 'input_reference', 'seed', 'steps', 'cfg_scale', 'cfgScale', 'time_shift', 'timeShift', 'negative_prompt', 'negativePrompt', 'format', 'preset', 'crop', 'frames', 'height', 'width', 'cache']));
+    expect(CREATE_FIELDS).toHaveLength(20);
   });
 });
 

@@ -61,6 +61,7 @@ export async function generateCommand(argv: readonly string[], context: CommandC
     reporter.message(`stepvideo: ${info.frames} frames of ${info.width}x${info.height}, ${info.settings.steps} steps, cfg ${info.settings.cfgScale}, shift ${info.settings.timeShift} (${sv.device.name}, ${sv.dtype === 'f32' ? 'float32' : 'bfloat16'}${describeDiTWeights(sv)})`);
     const written = await video.save(out, { format, signal: context.signal, ...(parsed.options['no-denoise'] === true ? { denoise: false } : {}) });
     reporter.finish();
+    context.stderr(`denoise: ${info.evaluations} of ${info.maxEvaluations} model evaluations`);
     context.stderr(`stepvideo: done in ${formatDuration(performance.now() - started)}`);
     context.stdout(written);
     return 0;

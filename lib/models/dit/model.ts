@@ -409,6 +409,40 @@ export class StepVideoDiT implements Disposable {
   }
 
   /**
+   * The 'teacache' step cache's signal (lib/sampler/cache.ts): the first block's modulated input
+   * LN1(x)·(1 + scale_msa) + shift_msa for latents [B, F, C, H, W] (model dtype) at one timestep, on
+   * up to 8 evenly spaced windows of 256 patch tokens (a few thousand of the 75,888 at the released
+   * size, so the probe costs a patch embedding of those tokens, not a block), as host floats.
+   */
+  async cacheProbe(latents: Tensor, timestep: number): Promise<Float32Array> {
+    const cfg = this.config;
+    const p = cfg.patchSize;
+    const [B, F, , H, W] = latents.shape as [number, number, number, number, number];
+    const N = F * (H / p) * (W / p);
+    const D = cfg.innerDim;
+    using scope = new TensorScope();
+    const patches = scope.track(patchify(latents, p));
+    const windows = Math.min(8, N);
+    const length = Math.min(256, Math.floor(N / windows));
+    const picked = Array.from({ length: windows }, (_, k) => {
+      const start = Math.floor((k * (N - length)) / Math.max(1, windows - 1));
+      return scope.track(ops.slice(patches, 1, start, start + length));
+    });
+    const sampled = scope.track(picked.length === 1 ? picked[0]!.reshape(picked[0]!.shape) : ops.concat(picked, 1));
+    const x = scope.track(ops.linear(sampled, this.#patchWeight, this.#w('pos_embed.proj.bias')));
+    const { byRow } = this.#modulation(new Array<number>(B).fill(timestep), B, scope);
+    const modulated = this.#withBlock(0, (w) => {
+      using table = w.tensor('scale_shift_table').reshape(6, 1, D);
+      using rows = ops.add(byRow, table);
+      using shift = rowView(rows, 0, B, D);
+      using scale = rowView(rows, 1, B, D);
+      return layerNorm(x, { weight: w.tensor('norm1.weight'), bias: w.tensor('norm1.bias'), scale, shift, eps: cfg.blockNormEps });
+    });
+    using held = modulated;
+    return held.toFloat32();
+  }
+
+  /**
    * Timestep → embedded_timestep e [B, D] → AdaLN-Single modulation m [B, 6D] shared by every block,
    * and m as [6, B, D] (row j of every block's table + m is then a [B, D] view: AdaLN groups = batch).
    * Everything is tracked by `scope`.

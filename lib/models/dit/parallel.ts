@@ -97,6 +97,11 @@ export class ParallelDiT {
     return this.rankModels.slice(g * this.sequenceParallel, (g + 1) * this.sequenceParallel);
   }
 
+  /** The step cache's probe: the lead model's (the probe reads no rank-specific state). */
+  cacheProbe(latents: Tensor, timestep: number): Promise<Float32Array> {
+    return this.model.cacheProbe(latents, timestep);
+  }
+
   prepareContext(cond: DiTConditioning): ParallelDiTContext {
     const groups = this.#communicators.length;
     const rows = cond.y.size(0);
