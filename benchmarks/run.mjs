@@ -20,6 +20,8 @@ export const suites = {
   gemm: [['python3', 'dit/gemm_torch.py', '--result=/tmp/stepvideo-gemm-torch.json'], ['node', 'dit/gemm.mjs', '--torch=/tmp/stepvideo-gemm-torch.json']], step: [['node', 'step/step.mjs', '--weights=model']], 'step-fp8': [['node', 'step/step.mjs', '--weights=fp8']], 'step-stream': [['node', 'step/step.mjs', '--weights=fp8', '--stream', '--budget-gb=24']], // issue 9: see step/README.md
   attention: [['node', 'attention/attention.mjs', '--generic'], ['node', 'attention/sass_report.mjs']],  // attention.mjs spawns attention/sdpa_baseline.py itself (same shapes)
   pipeline: [['node', 'pipeline/e2e.mjs', '--device=cuda', '--frames=34', '--height=544', '--width=992', '--steps=10']],
+  cache: [['node', 'sampler/cache.mjs']],  // step caching: speed-up, latent error, PSNR/SSIM against the uncached video (issue 18)
+  preview: [['node', 'pipeline/preview.mjs']],  // latent previews: render() against a denoising step, and the fit at load
   vae: [['python3', 'vae/conv3d_torch.py', '--result=/tmp/stepvideo-vae-conv3d-torch.json'], ['node', 'vae/conv3d.mjs', '--torch=/tmp/stepvideo-vae-conv3d-torch.json'], ['python3', 'vae/decode_torch.py', '--result=/tmp/stepvideo-vae-decode-torch.json'], ['node', 'vae/decode.mjs', '--torch=/tmp/stepvideo-vae-decode-torch.json']],
 };
 

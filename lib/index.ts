@@ -22,6 +22,9 @@ export { sample, generateNoise, latentShape, flowMatchSigmas, flowMatchTimesteps
 export { StepVideo, GeneratedVideo, ensureBuiltinModel, BUILTIN_DEFAULT_VIDEO, type GenerateOptions, type StepVideoLoadOptions, type VideoChunk, type VideoInfo, type SaveOptions, type PipelineProgress } from './pipeline/index.js';
 export { StepVideoServer, createStepVideoServer, type ServerOptions, type ServerLimits, type ServerBackend } from './server/index.js';
 export { LocalBackend } from './server/local.js';
+export { LatentPreviewer, type PreviewEvent, type PreviewImage } from './pipeline/preview.js';
+export { type StepCacheOptions, type TeaCacheCoefficients, parseCacheSpec } from './sampler/cache.js';
+export { type TeaCacheCalibration, TEACACHE_FILE } from './sampler/calibrate.js';
 export { QueueBackend, type QueueBackendOptions } from './server/queue/client.js';
 export { StepVideoWorker, type WorkerOptions } from './server/queue/worker.js';
 export { toOpenAIVideo, type OpenAIVideo } from './server/openai.js';

@@ -6,6 +6,15 @@ import type { OptionSpec } from './args.js';
 
 export const QUEUE_PREFIX_OPTION: OptionSpec = { name: 'queue-prefix', type: 'string', description: 'Redis key prefix of the queue (API nodes and workers must use the same)', default: 'stepvideo', placeholder: 'NAME' };
 
+export const PREVIEWS_OPTION: OptionSpec = { name: 'previews', type: 'integer', description: 'steps between live previews (`preview` events with a small PNG on /v1/videos/{id}/events); 0: none', default: 5, placeholder: 'N' };
+
+/** --previews, checked. */
+export function previewEvery(options: Record<string, unknown>): number {
+  const every = options.previews as number;
+  if (every < 0) throw new StepVideoError('ERR_USAGE', 'option --previews must be 0 (none) or a number of steps', { got: every });
+  return every;
+}
+
 export const REQUEST_LIMIT_OPTIONS: readonly OptionSpec[] = [
   { name: 'max-frames', type: 'integer', description: 'largest frames a job may ask for', default: DEFAULT_LIMITS.maxFrames, placeholder: 'N' },
   { name: 'max-size', type: 'integer', description: 'largest height/width a job may ask for', default: DEFAULT_LIMITS.maxSize, placeholder: 'N' },

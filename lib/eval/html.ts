@@ -22,7 +22,9 @@ export function renderReportHtml(report: EvalReport): string {
       const rows = report.entries
         .filter((entry) => entry.category === category.name)
         .map((entry) => {
-          const thumbs = (entry.thumbnails ?? []).map((t) => `<img src="${href(t)}" alt="${e(`${entry.id} ${t.includes('middle') ? 'middle' : 'first'} frame`)}" loading="lazy">`).join('');
+          const frames = (entry.thumbnails ?? []).map((t) => `<img src="${href(t)}" alt="${e(`${entry.id} ${t.includes('middle') ? 'middle' : 'first'} frame`)}" loading="lazy">`);
+          const preview = entry.preview ? [`<img src="${href(entry.preview)}" alt="${e(`${entry.id} last live preview`)}" title="last live preview (latents through the preview map)" loading="lazy">`] : [];
+          const thumbs = [...frames, ...preview].join('');
           const result = entry.status === 'done' && entry.video ? `<a href="${href(entry.video)}">${e(entry.video)}</a>` : `<span class="failed">failed: ${e(entry.error ?? 'unknown error')}</span>`;
           return `<tr><td>${e(entry.id)}</td><td class="thumbs">${thumbs}</td><td>${e(entry.prompt)}</td><td>${entry.seconds.toFixed(1)} s</td><td>${e(entry.seed)}</td><td>${result}</td></tr>`;
         })

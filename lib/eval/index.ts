@@ -17,6 +17,7 @@ import type { StepVideo } from '../pipeline/pipeline.js';
 import type { PipelineProgress } from '../pipeline/progress.js';
 import type { VideoChunk } from '../pipeline/video.js';
 import { writeFileAtomic } from '../util/files.js';
+import type { PreviewEvent } from '../pipeline/preview.js';
 import { encodePng } from '../video/png.js';
 import type { VideoFormat } from '../video/writers.js';
 import { renderReportHtml } from './html.js';
@@ -44,6 +45,8 @@ export interface EvalEntry {
   /** Paths relative to the output folder. */
   video?: string;
   thumbnails?: string[];
+  /** The live preview after the last step (the latent-to-RGB map of the middle frame), relative to the output folder. */
+  preview?: string;
   seconds: number;
   error?: string;
   configKey: string;
@@ -76,6 +79,8 @@ export interface EvalOptions {
   format: VideoFormat;
   signal?: AbortSignal;
   onProgress?: (progress: PipelineProgress) => void;
+  /** Keep the last live preview of each video in the report (default true). */
+  preview?: boolean;
   onWarning?: (message: string) => void;
   /** Called before each prompt: whether it runs or is skipped. */
   onPrompt?: (event: { prompt: EvalPrompt; index: number; total: number; action: 'run' | 'skip' }) => void;
@@ -219,11 +224,25 @@ export async function runEval(pipeline: StepVideo, options: EvalOptions): Promis
     const started = performance.now();
     const entry: EvalEntry = { line: item.line, id, prompt: item.prompt, category: item.category, status: 'done', seed: String(seed), seconds: 0, configKey, finishedAt: '' };
     try {
-      const generated = await pipeline.generate({ ...options.job, prompt: item.prompt, seed, ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
+      let preview: Buffer | undefined;
+      const generated = await pipeline.generate({
+        ...options.job,
+        prompt: item.prompt,
+        seed,
+        ...(signal ? { signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+        // Only the last step's preview is kept: asked for once (previewEvery past the last step).
+        ...(options.preview !== false ? { previewEvery: Number.MAX_SAFE_INTEGER, onPreview: (p: PreviewEvent) => void (preview = p.png) } : {}),
+      });
       const thumbnails = new Thumbnails(generated.info.frames);
       await generated.save(path.join(outDir, video), { format: options.format, ...(signal ? { signal } : {}), onChunk: (chunk) => thumbnails.take(chunk) });
       entry.video = video;
       entry.thumbnails = await thumbnails.write(path.join(outDir, 'thumbnails'), id);
+      if (preview !== undefined) {
+        await writeFileAtomic(path.join(outDir, 'thumbnails', `${id}-preview.png`), preview);
+        entry.preview = `thumbnails/${id}-preview.png`;
+      }
     } catch (error) {
       if (isStepVideoError(error, 'ERR_ABORTED') || signal?.aborted) {
         await save();

@@ -10,6 +10,7 @@
 // instance take turns on the device (a FIFO lock around each stage); an aborted or failed job frees
 // everything it allocated and leaves the instance ready for the next one.
 import os from 'node:os';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { trimCudaPool } from '../device-stats.js';
@@ -28,6 +29,8 @@ import { type DecodedChunk, VideoVAE, readVaeConfig } from '../models/vae/index.
 import { latentShape } from '../sampler/noise.js';
 import { type VelocityModel, sample } from '../sampler/sample.js';
 import type { StepCacheOptions, TeaCacheCoefficients } from '../sampler/cache.js';
+import { writeFileAtomic } from '../util/files.js';
+import { LatentPreviewer, type PreviewEvent } from './preview.js';
 import { CalibrationRecorder, TEACACHE_FILE, type TeaCacheCalibration, fitTeaCache, readTeaCacheCoefficients } from '../sampler/calibrate.js';
 import { Tensor } from '../tensor.js';
 import { CLIP_TOKENS, LLM_TOKENS } from '../tokenizers/caption-lengths.js';
@@ -112,6 +115,15 @@ export const BUILTIN_MODEL_WARNING = 'no model folder given: using the built-in 
 export interface GenerateOptions extends JobRequest {
   /** Centre-crop landscape/portrait videos to 540×960/960×540 as the official writer does (default true). */
   crop?: boolean;
+  /**
+   * A small picture of the video taking shape (the middle latent frame through a linear latent-to-RGB
+   * map fitted on this model's VAE: under 1 % of a step), every `previewEvery` steps and after the last.
+   */
+  onPreview?: (preview: PreviewEvent) => void | Promise<void>;
+  /** Steps between previews (default: a tenth of the steps, at least 1). */
+  previewEvery?: number;
+  /** The previews' longer side in pixels, at most (default 256). */
+  previewSize?: number;
   signal?: AbortSignal;
   onProgress?: (progress: PipelineProgress) => void;
   onWarning?: (message: string) => void;
@@ -179,6 +191,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly rankModels: readonly StepVideoDiT[];
   readonly #checkMemory: boolean;
   readonly #denoisers = new Map<boolean, ParallelDiT>();
+  #previewer: Promise<LatentPreviewer> | undefined;
   readonly #lock = new DeviceLock();
   #disposed = false;
 
@@ -308,6 +321,10 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const tokens = this.text.stepTokenizer.tokenize(job.captionRows[0]!).length;
     if (tokens > LLM_TOKENS - 2) onWarning?.(`the prompt (with the positive magic) is ${tokens} Step-LLM tokens long: only the first ${LLM_TOKENS - 2} are used`);
 
+    const previewEvery = options.previewEvery ?? Math.max(1, Math.round(job.settings.steps / 10));
+    if (options.onPreview !== undefined && (!Number.isSafeInteger(previewEvery) || previewEvery < 1)) throw new StepVideoError('ERR_ARGUMENT', 'previewEvery must be a positive integer', { got: previewEvery });
+    const previewer = options.onPreview ? await this.previewer({ ...(signal ? { signal } : {}) }) : undefined;
+
     const release = await this.#lock.acquire(signal);
     let latents: Tensor;
     let evaluations = 0;
@@ -340,9 +357,13 @@ export class StepVideo implements Disposable, AsyncDisposable {
           ...(cache ? { cache } : {}),
           ...(signal ? { signal } : {}),
           onBlock: onProgress ? (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step + p.block / p.blocks) }) : undefined,
-          onProgress: (p) => {
+          onProgress: async (p) => {
             evaluations = p.evaluations;
             maxEvaluations = p.maxEvaluations;
+            if (previewer && (p.step % previewEvery === 0 || p.step === p.total)) {
+              const image = await previewer.render(p.latents, { maxSide: options.previewSize ?? 256 });
+              await options.onPreview!({ step: p.step, total: p.total, width: image.width, height: image.height, png: image.png });
+            }
             onProgress?.({ stage: 'denoise', step: p.step, total: p.total, ...tracker.at(p.step), evaluated: p.evaluated, ...(p.estimates ? { estimates: p.estimates } : {}), evaluations: p.evaluations, maxEvaluations: p.maxEvaluations });
           },
         });
@@ -375,6 +396,36 @@ export class StepVideo implements Disposable, AsyncDisposable {
       },
       { decode: (z, s) => this.#decode(z, s), crop, signal, onProgress },
     );
+  }
+
+  /**
+   * The latent-to-RGB map of live previews (lib/pipeline/preview.ts), fitted on this model's VAE the
+   * first time it is asked for (seconds on a CPU, well under one on a GPU), then kept: in memory, and
+   * in the model folder as stepvideo-preview.json where it is writable, tied to the VAE's files.
+   */
+  async previewer(options: { signal?: AbortSignal } = {}): Promise<LatentPreviewer> {
+    this.#requireLive();
+    this.#previewer ??= this.#loadOrFitPreviewer(options.signal);
+    try {
+      return await this.#previewer;
+    } catch (error) {
+      this.#previewer = undefined;
+      throw error;
+    }
+  }
+
+  async #loadOrFitPreviewer(signal: AbortSignal | undefined): Promise<LatentPreviewer> {
+    const file = path.join(this.modelDir, PREVIEW_FILE);
+    const source = await vaeFingerprint(path.join(this.modelDir, 'vae'));
+    try {
+      const saved = JSON.parse(await readFile(file, 'utf8')) as { source?: string; map?: unknown };
+      if (saved.source === source) return LatentPreviewer.fromJSON(saved.map);
+    } catch {
+      // Missing, stale or unreadable: fitted again below.
+    }
+    const fitted = await LatentPreviewer.fit(this.vae, { ...(signal ? { signal } : {}) });
+    await writeFileAtomic(file, `${JSON.stringify({ source, map: fitted.toJSON() })}\n`).catch(() => undefined);
+    return fitted;
   }
 
   /**
@@ -681,3 +732,21 @@ async function checkReplicaMemory(dims: ModelDims, dtype: ComputeDType, dit: { w
   const bytes = Math.ceil(load.parts[part] * LOAD_MARGIN);
   requireMemory(`a ${part === 'dit' ? 'DiT' : 'VAE decoder'} replica's weights`, bytes, { [part]: load.parts[part] }, device, await freeBytes(device));
 }
+
+/** The saved preview map's name in a model folder. */
+export const PREVIEW_FILE = 'stepvideo-preview.json';
+
+/** Names, sizes and times of the VAE's files: a saved preview map holds only for the VAE it was fitted on. */
+async function vaeFingerprint(dir: string): Promise<string> {
+  try {
+    const names = (await readdir(dir)).sort();
+    const parts = await Promise.all(names.map(async (name) => {
+      const info = await stat(path.join(dir, name));
+      return `${name}:${info.size}:${Math.round(info.mtimeMs)}`;
+    }));
+    return parts.join('|');
+  } catch {
+    return 'unknown';
+  }
+}
+

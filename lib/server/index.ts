@@ -10,7 +10,8 @@
 //   DELETE /v1/videos/{id}          cancels it if unfinished, then forgets it and its file
 //   GET    /v1/videos/{id}/content  the video file once completed
 // and this server's own:
-//   GET    /v1/videos/{id}/events   server-sent events: `status` (the video object), `progress`, then `end`
+//   GET    /v1/videos/{id}/events   server-sent events: `status` (the video object), `progress`, `preview`
+//                                   (a small PNG as a data URL, when the server makes previews), then `end`
 //   POST   /v1/videos/{id}/cancel   cancel a queued or running job, keeping its record
 //   GET    /v1/health               no token needed (for load balancers)
 //   POST   /caption-api             {"prompts": [...]} → safetensors {y, y_mask, clip_embedding}
@@ -52,6 +53,8 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>;
   /** When set, every route but /v1/health needs `Authorization: Bearer <token>` (how the OpenAI SDK sends its API key). */
   token?: string;
+  /** Steps between live previews (`preview` events on /events) of the single-process server's jobs; 0 or absent: none. */
+  previewEvery?: number;
   log?: (line: string) => void;
 }
 
@@ -207,6 +210,9 @@ export class StepVideoServer {
       if (event.type === 'progress') {
         const { path: _path, ...progress } = event.progress as unknown as Record<string, unknown>;
         stream.send('progress', { id: first.id, ...progress });
+      } else if (event.type === 'preview') {
+        const { png, ...rest } = event.preview;
+        stream.send('preview', { id: first.id, ...rest, image: `data:image/png;base64,${png}` });
       } else {
         stream.send('status', toOpenAIVideo(event.job));
         if (isFinished(event.job.status)) end(event.job);
@@ -279,5 +285,5 @@ function closedSignal(response: ServerResponse): AbortSignal {
 /** A single-process server over a loaded pipeline (call listen()). */
 export function createStepVideoServer(pipeline: StepVideo, options: ServerOptions = {}): StepVideoServer {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  return new StepVideoServer(new LocalBackend(pipeline, limits, (line) => options.log?.(line)), options);
+  return new StepVideoServer(new LocalBackend(pipeline, limits, (line) => options.log?.(line), options.previewEvery ?? 0), options);
 }

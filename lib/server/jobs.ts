@@ -38,7 +38,16 @@ export interface Job {
 /** A job as the HTTP layer sees it (the single-process queue's own Job, or one read from Redis). */
 export type JobView = Omit<Job, 'controller'>;
 
-export type JobEvent = { type: 'status'; job: JobView } | { type: 'progress'; job: JobView; progress: PipelineProgress };
+/** A live preview as the event stream carries it: a small PNG, base64. */
+export interface JobPreview {
+  step: number;
+  total: number;
+  width: number;
+  height: number;
+  png: string;
+}
+
+export type JobEvent = { type: 'status'; job: JobView } | { type: 'progress'; job: JobView; progress: PipelineProgress } | { type: 'preview'; job: JobView; preview: JobPreview };
 
 /** The video jobs behind the HTTP routes, wherever they run. */
 export interface VideoJobs {
@@ -70,7 +79,7 @@ export function jobFinished(job: JobView): HttpError {
 }
 
 /** Runs one job to a file; rejects with ERR_ABORTED when `signal` fires. */
-export type JobRunner = (job: Job, signal: AbortSignal, onProgress: (progress: PipelineProgress) => void) => Promise<JobResult>;
+export type JobRunner = (job: Job, signal: AbortSignal, onProgress: (progress: PipelineProgress) => void, onPreview: (preview: JobPreview) => void) => Promise<JobResult>;
 
 export const isFinished = (status: JobStatus): boolean => status === 'succeeded' || status === 'failed' || status === 'cancelled';
 
@@ -190,10 +199,15 @@ export class JobQueue implements VideoJobs {
     job.startedAt = new Date();
     this.#emit({ type: 'status', job });
     try {
-      job.result = await this.#run(job, job.controller.signal, (progress) => {
-        job.progress = progress;
-        this.#emit({ type: 'progress', job, progress });
-      });
+      job.result = await this.#run(
+        job,
+        job.controller.signal,
+        (progress) => {
+          job.progress = progress;
+          this.#emit({ type: 'progress', job, progress });
+        },
+        (preview) => this.#emit({ type: 'preview', job, preview }),
+      );
       this.#finish(job, 'succeeded');
     } catch (error) {
       if (job.controller.signal.aborted || isStepVideoError(error, 'ERR_ABORTED')) {

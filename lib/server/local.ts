@@ -4,9 +4,9 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { HostTensor } from '../io/safetensors.js';
-import type { StepVideo } from '../pipeline/pipeline.js';
+import type { GenerateOptions, StepVideo } from '../pipeline/pipeline.js';
 import type { PipelineProgress } from '../pipeline/progress.js';
-import { type Job, JobQueue, type JobResult } from './jobs.js';
+import { type Job, type JobPreview, JobQueue, type JobResult } from './jobs.js';
 import type { ServerLimits } from './requests.js';
 import { checkVaeSamples } from './tensors.js';
 import type { ServerBackend } from './backend.js';
@@ -18,10 +18,14 @@ export class LocalBackend implements ServerBackend {
   #jobs: JobQueue | undefined;
   #resultsDir: string | undefined;
 
-  constructor(pipeline: StepVideo, limits: ServerLimits, log: (line: string) => void = () => undefined) {
+  readonly #previewEvery: number;
+
+  /** `previewEvery`: steps between live previews on the event streams (0: none). */
+  constructor(pipeline: StepVideo, limits: ServerLimits, log: (line: string) => void = () => undefined, previewEvery = 0) {
     this.pipeline = pipeline;
     this.#limits = limits;
     this.#log = log;
+    this.#previewEvery = previewEvery;
   }
 
   get jobs(): JobQueue {
@@ -31,7 +35,7 @@ export class LocalBackend implements ServerBackend {
 
   async open(resultsDir: string): Promise<void> {
     this.#resultsDir = resultsDir;
-    this.#jobs = new JobQueue((job, signal, onProgress) => this.#runJob(job, signal, onProgress), { maxQueued: this.#limits.maxQueued, maxFinished: this.#limits.maxFinished });
+    this.#jobs = new JobQueue((job, signal, onProgress, onPreview) => this.#runJob(job, signal, onProgress, onPreview), { maxQueued: this.#limits.maxQueued, maxFinished: this.#limits.maxFinished });
   }
 
   async describe(): Promise<Record<string, unknown>> {
@@ -51,10 +55,10 @@ export class LocalBackend implements ServerBackend {
     await this.#jobs?.close();
   }
 
-  async #runJob(job: Job, signal: AbortSignal, onProgress: (p: PipelineProgress) => void): Promise<JobResult> {
+  async #runJob(job: Job, signal: AbortSignal, onProgress: (p: PipelineProgress) => void, onPreview: (preview: JobPreview) => void): Promise<JobResult> {
     const { format, crop, model: _model, seconds: _seconds, sizeText: _sizeText, ...request } = job.request;
     this.#log(`job ${job.id} started`);
-    const video = await this.pipeline.generate({ ...request, crop, signal, onProgress });
+    const video = await this.pipeline.generate({ ...request, crop, signal, onProgress, ...previewOptions(this.#previewEvery, onPreview) });
     job.seed = video.info.seed;
     job.size = { frames: video.info.frames, height: video.info.height, width: video.info.width };
     const written = await video.save(path.join(this.#resultsDir!, `${job.id}.${format}`), { format, signal });
@@ -63,3 +67,10 @@ export class LocalBackend implements ServerBackend {
     return { path: written, bytes: size };
   }
 }
+
+/** The previews a server job asks the pipeline for: small ones (128 px) every `every` steps, as base64 PNG. */
+export function previewOptions(every: number, onPreview: (preview: JobPreview) => void): Pick<GenerateOptions, 'onPreview' | 'previewEvery' | 'previewSize'> {
+  if (every <= 0) return {};
+  return { previewEvery: every, previewSize: 128, onPreview: (p) => onPreview({ step: p.step, total: p.total, width: p.width, height: p.height, png: p.png.toString('base64') }) };
+}
+

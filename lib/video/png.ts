@@ -1,6 +1,6 @@
 // A minimal PNG encoder for RGB8 frames (8-bit truecolor, filter "Up" on every row, zlib), so
 // frames can be written without ffmpeg.
-import { deflateSync } from 'node:zlib';
+import { type ZlibOptions, deflateSync } from 'node:zlib';
 
 import { crc32 } from '../io/zip.js';
 
@@ -27,10 +27,18 @@ export function encodePng(rgb: Uint8Array, width: number, height: number): Buffe
       raw[row + 1 + x] = y === 0 ? value : (value - rgb[(y - 1) * stride + x]!) & 0xff;
     }
   }
+  return pngFromScanlines(raw, width, height);
+}
+
+/**
+ * A PNG around already filtered scanlines (each a filter byte then width·3 bytes), for callers that
+ * know their rows' structure (e.g. block-upscaled previews) and may pick the deflate settings.
+ */
+export function pngFromScanlines(scanlines: Uint8Array, width: number, height: number, deflate: ZlibOptions = { level: 6 }): Buffer {
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
   header[8] = 8; // bit depth
   header[9] = 2; // truecolor
-  return Buffer.concat([SIGNATURE, chunk('IHDR', header), chunk('IDAT', deflateSync(raw, { level: 6 })), chunk('IEND', new Uint8Array(0))]);
+  return Buffer.concat([SIGNATURE, chunk('IHDR', header), chunk('IDAT', deflateSync(scanlines, deflate)), chunk('IEND', new Uint8Array(0))]);
 }

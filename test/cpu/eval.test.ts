@@ -35,7 +35,9 @@ describe('stepvideo eval (built CLI, built-in model)', () => {
     expect(first.code, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({ done: 3, failed: 0, skipped: 0 });
     expect(readdirSync(path.join(out, 'videos')).sort()).toEqual(['001.y4m', '002.y4m', '003.y4m']);
-    expect(readdirSync(path.join(out, 'thumbnails')).sort()).toEqual(['001-first.png', '001-middle.png', '002-first.png', '002-middle.png', '003-first.png', '003-middle.png']);
+    expect(readdirSync(path.join(out, 'thumbnails')).sort()).toEqual(['001-first.png', '001-middle.png', '001-preview.png', '002-first.png', '002-middle.png', '002-preview.png', '003-first.png', '003-middle.png', '003-preview.png']);
+    // The last live preview of each video: a PNG.
+    expect(readFileSync(path.join(out, 'thumbnails', '002-preview.png')).subarray(1, 4).toString('latin1')).toBe('PNG');
     const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as EvalReport;
     expect(report.entries.map((e) => [e.line, e.status, e.category, e.seed])).toEqual([
       [1, 'done', 'Sports', '1'],
@@ -49,6 +51,8 @@ describe('stepvideo eval (built CLI, built-in model)', () => {
     expect(report.categories.reduce((n, c) => n + c.prompts, 0)).toBe(report.totals.prompts);
     const html = readFileSync(path.join(out, 'index.html'), 'utf8');
     expect(html).toContain('<img src="thumbnails/002-middle.png"');
+    expect(html).toContain('<img src="thumbnails/002-preview.png" alt="002 last live preview"');
+    expect(report.entries.map((e) => e.preview)).toEqual(['thumbnails/001-preview.png', 'thumbnails/002-preview.png', 'thumbnails/003-preview.png']);
     expect(html).toContain('<a href="videos/003.y4m">');
     const firstVideo = readFileSync(path.join(out, 'videos', '001.y4m'));
 

@@ -131,6 +131,8 @@ describe.skipIf(!run)('stepvideo serve --queue and stepvideo worker (real Redis,
   beforeAll(async () => {
     redis = await RedisServer.start({ password: 'p@ss word' });
     sv = await StepVideo.load({ device: 'cpu', cacheDir: testCacheDir });
+    // The preview map, fitted once here and kept in the model folder, where the workers find it.
+    await sv.previewer();
     const serveArgs = ['--queue', redis.url, '--results', results, '--token', TOKEN, '--max-size', '128', '--max-steps', '400'];
     const [a, b] = await Promise.all([startServe(serveArgs), startServe(serveArgs)]);
     processes.push(a.process, b.process);
@@ -255,6 +257,11 @@ describe.skipIf(!run)('stepvideo serve --queue and stepvideo worker (real Redis,
     expect(final.progress - before.progress, `progress ${before.progress} at the cancel, ${final.progress} at the stop`).toBeLessThanOrEqual(4);
     const events = await stream;
     expect(events.filter((e) => e.event === 'progress' && e.data.stage === 'denoise').length, 'denoise progress events').toBeGreaterThan(0);
+    // So do its live previews (every 5 steps by default), through Redis pub/sub.
+    const previews = events.filter((e) => e.event === 'preview');
+    expect(previews.length, 'preview events').toBeGreaterThan(0);
+    expect(previews[0]!.data).toMatchObject({ id: job.id, total: 400 });
+    expect(previews[0]!.data.image).toMatch(/^data:image\/png;base64,/);
     expect(events.at(-1)).toMatchObject({ event: 'end', data: { id: job.id, status: 'failed', stepvideo: { status: 'cancelled' } } });
     // Not retried, and the workers go on.
     await new Promise((resolve) => setTimeout(resolve, 1500));

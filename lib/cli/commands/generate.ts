@@ -5,7 +5,9 @@
 import { randomBytes } from 'node:crypto';
 
 import { StepVideoError } from '../../errors.js';
+import type { PreviewEvent } from '../../pipeline/preview.js';
 import { formatDuration } from '../../pipeline/progress.js';
+import { writeFileAtomic } from '../../util/files.js';
 import { type OptionSpec, formatOptions, parseArgs } from '../args.js';
 import { defaultOutputName, resolveFormat } from '../output.js';
 import { MODEL_OPTIONS, SAMPLING_OPTIONS, describeDiTWeights, loadPipeline, requireFfmpegFor, samplingRequest } from '../pipeline-options.js';
@@ -20,6 +22,8 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: 'seed', type: 'integer', description: 'noise seed (default: a random one, printed)', placeholder: 'N' },
   { name: 'no-crop', type: 'boolean', description: 'keep the full frame (default: centre crop to 540x960 as the official writer)' },
   { name: 'no-denoise', type: 'boolean', description: 'MP4 without the official atadenoise filter' },
+  { name: 'preview', type: 'string', description: 'write a live preview of the video taking shape to this PNG file as it samples (replaced each time)', placeholder: 'FILE' },
+  { name: 'preview-every', type: 'integer', description: 'steps between previews (default: a tenth of the steps)', placeholder: 'N' },
   { name: 'verbose', type: 'boolean', description: 'print stack traces with errors' },
 ];
 
@@ -43,6 +47,9 @@ export async function generateCommand(argv: readonly string[], context: CommandC
   requireFfmpegFor(format);
   const out = (parsed.options.out as string | undefined) ?? defaultOutputName(prompt, format === 'png' ? '' : `.${format}`);
 
+  const previewFile = parsed.options.preview as string | undefined;
+  const every = parsed.options['preview-every'] as number | undefined;
+  if (every !== undefined && (previewFile === undefined || every < 1)) throw new StepVideoError('ERR_USAGE', every < 1 ? 'option --preview-every must be at least 1' : 'option --preview-every needs --preview FILE');
   const reporter = new ProgressReporter(context.interactive, { write: (text) => process.stderr.write(text), line: context.stderr });
   const started = performance.now();
   const sv = await loadPipeline(parsed, context, reporter);
@@ -56,6 +63,9 @@ export async function generateCommand(argv: readonly string[], context: CommandC
       signal: context.signal,
       onProgress: (p) => reporter.update(p),
       onWarning: (message) => reporter.message(`stepvideo: warning: ${message}`),
+      ...(previewFile !== undefined
+        ? { ...(every !== undefined ? { previewEvery: every } : {}), onPreview: (p: PreviewEvent) => writeFileAtomic(previewFile, p.png) }
+        : {}),
     });
     const { info } = video;
     reporter.message(`stepvideo: ${info.frames} frames of ${info.width}x${info.height}, ${info.settings.steps} steps, cfg ${info.settings.cfgScale}, shift ${info.settings.timeShift} (${sv.device.name}, ${sv.dtype === 'f32' ? 'float32' : 'bfloat16'}${describeDiTWeights(sv)})`);

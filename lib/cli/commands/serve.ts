@@ -9,7 +9,7 @@ import { redactRedisUrl } from '../../server/queue/connection.js';
 import { type OptionSpec, formatOptions, parseArgs } from '../args.js';
 import { MODEL_OPTIONS, describeDiTWeights, loadPipeline } from '../pipeline-options.js';
 import { ProgressReporter } from '../progress-reporter.js';
-import { QUEUE_PREFIX_OPTION, REQUEST_LIMIT_OPTIONS, requestLimits } from '../server-options.js';
+import { PREVIEWS_OPTION, QUEUE_PREFIX_OPTION, REQUEST_LIMIT_OPTIONS, previewEvery, requestLimits } from '../server-options.js';
 import type { CommandContext } from './types.js';
 
 /** The environment variable that holds the API token when --token is not given. */
@@ -25,6 +25,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: 'results', type: 'string', description: 'folder for finished videos (with --queue: the folder the workers share; default: a temporary folder, removed on exit)', placeholder: 'DIR' },
   { name: 'max-queue', type: 'integer', description: 'jobs allowed to wait (more: 429 with Retry-After)', default: DEFAULT_LIMITS.maxQueued, placeholder: 'N' },
   { name: 'max-finished', type: 'integer', description: 'finished jobs kept with their videos; older ones are deleted', default: DEFAULT_LIMITS.maxFinished, placeholder: 'N' },
+  PREVIEWS_OPTION,
   ...REQUEST_LIMIT_OPTIONS,
 ];
 
@@ -52,6 +53,7 @@ export async function serveCommand(argv: readonly string[], context: CommandCont
     port,
     ...(o.results !== undefined ? { resultsDir: o.results as string } : {}),
     token: (o.token as string | undefined) ?? process.env[TOKEN_VARIABLE],
+    previewEvery: previewEvery(o),
     limits: { maxQueued: o['max-queue'] as number, maxFinished: o['max-finished'] as number, ...requestLimits(o) },
     ...(log ? { log } : {}),
   };

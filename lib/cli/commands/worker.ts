@@ -9,7 +9,7 @@ import { StepVideoWorker } from '../../server/queue/worker.js';
 import { type OptionSpec, formatOptions, parseArgs } from '../args.js';
 import { MODEL_OPTIONS, describeDiTWeights, loadPipeline } from '../pipeline-options.js';
 import { ProgressReporter } from '../progress-reporter.js';
-import { QUEUE_PREFIX_OPTION, REQUEST_LIMIT_OPTIONS, requestLimits } from '../server-options.js';
+import { PREVIEWS_OPTION, QUEUE_PREFIX_OPTION, REQUEST_LIMIT_OPTIONS, previewEvery, requestLimits } from '../server-options.js';
 import type { CommandContext } from './types.js';
 
 const OPTIONS: readonly OptionSpec[] = [
@@ -21,6 +21,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: 'roles', type: 'string', description: `queues to take, comma-separated: ${ROLES.join(', ')}`, default: ROLES.join(','), placeholder: 'LIST' },
   { name: 'grace', type: 'number', description: 'seconds a running job may take to finish after SIGTERM before it is handed back', default: 30, placeholder: 'S' },
   { name: 'stall-timeout', type: 'number', description: "seconds after which a dead worker's job is given to another worker", default: 30, placeholder: 'S' },
+  PREVIEWS_OPTION,
   ...REQUEST_LIMIT_OPTIONS,
 ];
 
@@ -53,6 +54,7 @@ export async function workerCommand(argv: readonly string[], context: CommandCon
     concurrency: o.concurrency as number,
     roles: roles as Role[],
     stallTimeoutMs: (o['stall-timeout'] as number) * 1000,
+    previewEvery: previewEvery(o),
     prefix: o['queue-prefix'] as string,
     limits,
     ...(o.quiet === true ? {} : { log: (line: string) => context.stderr(`stepvideo worker: ${line}`) }),

@@ -13,7 +13,7 @@ import { type HostTensor, readSafetensors, writeSafetensors } from '../../io/saf
 import type { PipelineProgress } from '../../pipeline/progress.js';
 import type { ServerBackend } from '../backend.js';
 import { HttpError } from '../http.js';
-import { type JobEvent, type JobStatus, type JobView, type VideoJobs, isFinished, jobFinished, queueFull, unknownJob } from '../jobs.js';
+import { type JobEvent, type JobPreview, type JobStatus, type JobView, type VideoJobs, isFinished, jobFinished, queueFull, unknownJob } from '../jobs.js';
 import type { ServerLimits, VideoJobRequest } from '../requests.js';
 import {
   CANCEL_TTL_S,
@@ -31,6 +31,7 @@ import {
   decodeFailure,
   isJobId,
   loadQueueLibraries,
+  previewChannel,
   redactRedisUrl,
 } from './connection.js';
 
@@ -181,9 +182,13 @@ class RedisJobs implements VideoJobs {
     this.#events.on('completed', ({ jobId }) => statusOf(jobId));
     this.#events.on('failed', ({ jobId }) => statusOf(jobId));
     this.#events.on('progress', ({ jobId, data }) => void this.#notify(jobId, data as unknown as PipelineProgress));
-    // A cancelled queued job has no BullMQ event until a worker drops it: tell this node's listeners now.
-    this.#subscriber.on('message', (_channel: string, id: string) => statusOf(id));
-    await this.#subscriber.subscribe(cancelChannel(this.#prefix));
+    const previews = previewChannel(this.#prefix);
+    this.#subscriber.on('message', (channel: string, message: string) => {
+      if (channel === previews) void this.#preview(message);
+      // A cancelled queued job has no BullMQ event until a worker drops it: tell this node's listeners now.
+      else statusOf(message);
+    });
+    await this.#subscriber.subscribe(cancelChannel(this.#prefix), previews);
   }
 
   async submit(request: VideoJobRequest): Promise<JobView> {
@@ -271,6 +276,20 @@ class RedisJobs implements VideoJobs {
   async close(): Promise<void> {
     this.#closed = true;
     this.#listeners.clear();
+  }
+
+  async #preview(message: string): Promise<void> {
+    let preview: JobPreview & { id?: unknown };
+    try {
+      preview = JSON.parse(message) as JobPreview & { id?: unknown };
+    } catch {
+      return;
+    }
+    const { id, ...rest } = preview;
+    if (!isJobId(id) || !this.#listeners.has(id) || typeof rest.png !== 'string') return;
+    const job = await this.get(id).catch(() => undefined);
+    if (job === undefined) return;
+    for (const listener of this.#listeners.get(id) ?? []) listener({ type: 'preview', job, preview: rest });
   }
 
   async #notify(id: string, progress?: PipelineProgress): Promise<void> {

@@ -40,6 +40,8 @@ export const DEFAULT_PREFIX = 'stepvideo';
 
 /** The pub/sub channel that carries cancellations (a job id per message) to every worker and API node. */
 export const cancelChannel = (prefix: string): string => `${prefix}:cancel`;
+/** The pub/sub channel of live previews ({ id, step, total, width, height, png } as JSON): ephemeral, nothing stored. */
+export const previewChannel = (prefix: string): string => `${prefix}:preview`;
 /** Set when a job is cancelled, so a worker that takes it later (or missed the message) drops it. */
 export const cancelKey = (prefix: string, id: string): string => `${prefix}:cancelled:${id}`;
 export const CANCEL_TTL_S = 7 * 24 * 3600;

@@ -24,6 +24,8 @@ import { readSafetensors, writeSafetensors } from '../../io/safetensors.js';
 import type { StepVideo } from '../../pipeline/pipeline.js';
 import type { PipelineProgress } from '../../pipeline/progress.js';
 import { errorBody } from '../http.js';
+import type { JobPreview } from '../jobs.js';
+import { previewOptions } from '../local.js';
 import { DEFAULT_LIMITS, type ServerLimits, type VideoJobRequest, parseCaptionRequest, parseVideoRequest } from '../requests.js';
 import { checkVaeSamples } from '../tensors.js';
 import {
@@ -43,6 +45,7 @@ import {
   encodeFailure,
   isJobId,
   loadQueueLibraries,
+  previewChannel,
   redactRedisUrl,
 } from './connection.js';
 
@@ -59,6 +62,8 @@ export interface WorkerOptions {
   stallTimeoutMs?: number;
   /** A job whose worker died this many times fails (default 2). */
   maxStalls?: number;
+  /** Steps between live previews published to the API nodes' event streams (default 0: none). */
+  previewEvery?: number;
   /** The checks a job's request must pass here too (a queue can hold jobs from other API nodes). */
   limits?: Partial<ServerLimits>;
   prefix?: string;
@@ -191,7 +196,9 @@ export class StepVideoWorker {
     await this.#sweepPartials(id);
     this.#log(`job ${id} started (attempt ${job.attemptsStarted})`);
     const { format, crop, model: _model, seconds: _seconds, sizeText: _sizeText, ...generate } = request;
-    const video = await this.pipeline.generate({ ...generate, crop, signal, onProgress: this.#progressReporter(job) });
+    const channel = previewChannel(this.#prefix);
+    const publish = (preview: JobPreview) => void this.#redis!.publish(channel, JSON.stringify({ id, ...preview })).catch(() => undefined);
+    const video = await this.pipeline.generate({ ...generate, crop, signal, onProgress: this.#progressReporter(job), ...previewOptions(this.#options.previewEvery ?? 0, publish) });
     const file = `${id}.${format}`;
     const written = await video.save(path.join(this.#options.resultsDir, file), { format, signal });
     const { size: bytes } = await stat(written);
