@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type AnyTypedArray, type DType, DTYPE_SIZE, DTYPES, typedArrayFor } from '../dtype.js';
+import { type AnyTypedArray, type DType, DTYPE_SIZE, DTYPES, bf16ArrayToF32, f16BitsToF32, typedArrayFor } from '../dtype.js';
 import { type ErrorDetails, StepVideoError, asStepVideoError } from '../errors.js';
 import { checkedNumel } from '../shape.js';
 import {
@@ -431,6 +431,20 @@ function requireLittleEndianHost(): void {
  * Reads every tensor of a (small) safetensors file into freshly allocated, aligned typed arrays.
  * Model weights go through openCheckpoint() and the native loader instead.
  */
+/** A floating-point host tensor's values as f32 (F32 as is, BF16 and F16 widened); undefined for other dtypes. */
+export function hostTensorToF32(tensor: HostTensor): Float32Array | undefined {
+  switch (tensor.dtype) {
+    case 'f32':
+      return tensor.data as Float32Array;
+    case 'bf16':
+      return bf16ArrayToF32(tensor.data as Uint16Array);
+    case 'f16':
+      return Float32Array.from(tensor.data as Uint16Array, f16BitsToF32);
+    default:
+      return undefined;
+  }
+}
+
 export async function readSafetensors(file: string): Promise<Map<string, HostTensor>> {
   requireLittleEndianHost();
   const absolute = path.resolve(file);

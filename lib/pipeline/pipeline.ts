@@ -31,6 +31,7 @@ import { type VelocityModel, sample } from '../sampler/sample.js';
 import type { StepCacheOptions, TeaCacheCoefficients } from '../sampler/cache.js';
 import { writeFileAtomic } from '../util/files.js';
 import { LatentPreviewer, type PreviewEvent } from './preview.js';
+import { LoraAdapter, parseLoraSpec } from '../models/dit/lora.js';
 import { CalibrationRecorder, TEACACHE_FILE, type TeaCacheCalibration, fitTeaCache, readTeaCacheCoefficients } from '../sampler/calibrate.js';
 import { Tensor } from '../tensor.js';
 import { CLIP_TOKENS, LLM_TOKENS } from '../tokenizers/caption-lengths.js';
@@ -102,6 +103,8 @@ export interface StepVideoLoadOptions {
   placement?: { text?: DeviceSpec; vae?: DeviceSpec | DeviceSpec[] };
   /** Folder for the built-in model (default: see defaultCacheDir()). */
   cacheDir?: string;
+  /** A LoRA adapter every job applies unless it names its own (a safetensors file, lib/models/dit/lora.ts for the names). */
+  lora?: LoraSpec;
   /** Check estimated memory against free memory before loading and before each job (default true). */
   checkMemory?: boolean;
   signal?: AbortSignal;
@@ -112,7 +115,12 @@ export interface StepVideoLoadOptions {
 /** The warning StepVideo.load gives when it loads the built-in test model. */
 export const BUILTIN_MODEL_WARNING = 'no model folder given: using the built-in test model (tiny, random weights; its videos are noise)';
 
+/** A LoRA adapter: its file ('FILE' or 'FILE:scale'), the file and a scale, or a loaded adapter (borrowed). */
+export type LoraSpec = string | { file: string; scale?: number } | LoraAdapter;
+
 export interface GenerateOptions extends JobRequest {
+  /** This job's LoRA adapter (default: the one given to load, if any); null for none. */
+  lora?: LoraSpec | null;
   /** Centre-crop landscape/portrait videos to 540×960/960×540 as the official writer does (default true). */
   crop?: boolean;
   /**
@@ -192,10 +200,14 @@ export class StepVideo implements Disposable, AsyncDisposable {
   readonly #checkMemory: boolean;
   readonly #denoisers = new Map<boolean, ParallelDiT>();
   #previewer: Promise<LatentPreviewer> | undefined;
+  readonly #defaultLora: LoraSpec | undefined;
+  /** Adapters loaded from files, by resolved path and scale; freed with the pipeline. */
+  readonly #loras = new Map<string, Promise<LoraAdapter>>();
   readonly #lock = new DeviceLock();
   #disposed = false;
 
-  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; vaeHelpers: VideoVAE[]; checkMemory: boolean; parallelism: Required<DiTParallelism>; rankModels: StepVideoDiT[] }) {
+  private constructor(init: { device: Device; dtype: ComputeDType; modelDir: string; builtin: boolean; text: CaptionEncoder; dit: StepVideoDiT; vae: VideoVAE; vaeHelpers: VideoVAE[]; checkMemory: boolean; parallelism: Required<DiTParallelism>; rankModels: StepVideoDiT[]; lora?: LoraSpec }) {
+    this.#defaultLora = init.lora;
     this.vaeHelpers = Object.freeze([...init.vaeHelpers]);
     this.parallelism = Object.freeze({ ...init.parallelism });
     this.rankModels = Object.freeze([...init.rankModels]);
@@ -281,7 +293,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
         loaded.push(helper);
         vaeHelpers.push(helper);
       }
-      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, vaeHelpers, checkMemory, parallelism, rankModels });
+      return new StepVideo({ device, dtype, modelDir, builtin, text, dit, vae, vaeHelpers, checkMemory, parallelism, rankModels, ...(options.lora !== undefined ? { lora: options.lora } : {}) });
     } catch (error) {
       for (const part of loaded) part[Symbol.dispose]();
       throw error;
@@ -324,6 +336,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
     const previewEvery = options.previewEvery ?? Math.max(1, Math.round(job.settings.steps / 10));
     if (options.onPreview !== undefined && (!Number.isSafeInteger(previewEvery) || previewEvery < 1)) throw new StepVideoError('ERR_ARGUMENT', 'previewEvery must be a positive integer', { got: previewEvery });
     const previewer = options.onPreview ? await this.previewer({ ...(signal ? { signal } : {}) }) : undefined;
+    const lora = await this.#lora(options.lora === undefined ? this.#defaultLora : options.lora);
 
     const release = await this.#lock.acquire(signal);
     let latents: Tensor;
@@ -355,6 +368,7 @@ export class StepVideo implements Disposable, AsyncDisposable {
           text: captions,
           ...job.settings,
           ...(cache ? { cache } : {}),
+          ...(lora ? { lora } : {}),
           ...(signal ? { signal } : {}),
           onBlock: onProgress ? (p) => onProgress({ stage: 'denoise', step: p.step, total: p.total, block: p.block, blocks: p.blocks, ...tracker.at(p.step + p.block / p.blocks) }) : undefined,
           onProgress: async (p) => {
@@ -473,6 +487,24 @@ export class StepVideo implements Disposable, AsyncDisposable {
     };
   }
 
+  /** The adapter a job names, loaded once per file and scale (on the DiT's device; not with DiT ranks on other devices). */
+  async #lora(spec: LoraSpec | null | undefined): Promise<LoraAdapter | undefined> {
+    if (spec === undefined || spec === null) return undefined;
+    if (this.rankModels.some((model) => model.device !== this.dit.device)) {
+      throw new StepVideoError('ERR_ARGUMENT', 'a LoRA adapter with DiT ranks on several devices is not supported yet', { got: this.rankModels.map((m) => m.device.name).join(', ') });
+    }
+    if (spec instanceof LoraAdapter) return spec;
+    const { file, scale } = typeof spec === 'string' ? parseLoraSpec(spec) : { file: spec.file, scale: spec.scale ?? 1 };
+    const key = `${path.resolve(file)}:${scale}`;
+    let adapter = this.#loras.get(key);
+    if (adapter === undefined) {
+      adapter = LoraAdapter.load(file, { config: this.dit.config, device: this.dit.device, dtype: this.dit.dtype, scale });
+      this.#loras.set(key, adapter);
+      adapter.catch(() => this.#loras.delete(key));
+    }
+    return adapter;
+  }
+
   /** A job's step cache, with the 'teacache' coefficients from the job, a calibration file, or the model folder's. */
   async #cacheOptions(cache: StepCacheOptions, given: TeaCacheCoefficients | string | undefined): Promise<StepCacheOptions> {
     if (cache.method !== 'teacache' || cache.coefficients !== undefined) return cache;
@@ -543,6 +575,8 @@ export class StepVideo implements Disposable, AsyncDisposable {
     for (const model of new Set([this.dit, ...this.rankModels])) model.dispose();
     this.vae.dispose();
     for (const helper of this.vaeHelpers) helper.dispose();
+    for (const adapter of this.#loras.values()) void adapter.then((a) => a.dispose(), () => undefined);
+    this.#loras.clear();
   }
 
   [Symbol.dispose](): void {

@@ -8,6 +8,7 @@ import { cfgEulerStep } from '../kernels/sampler.js';
 import * as ops from '../ops.js';
 import { formatShape, shapeEquals } from '../shape.js';
 import { Tensor, TensorScope } from '../tensor.js';
+import type { LoraAdapter } from '../models/dit/lora.js';
 import { type CacheDecision, StepCache, type StepCacheOptions } from './cache.js';
 import { generateNoise } from './noise.js';
 import { type SamplerPresetName, type SamplerSettings, flowMatchSigmas, resolveSamplerSettings } from './scheduler.js';
@@ -18,6 +19,8 @@ export interface VelocityConditioning {
   clip: Tensor;
   /** Host [rows, Lc + Ly], 1 = keep. */
   mask: ArrayLike<number>;
+  /** A LoRA adapter for the run (the DiT's; borrowed). */
+  lora?: LoraAdapter;
 }
 
 /**
@@ -93,6 +96,8 @@ export interface SampleOptions extends Partial<SamplerSettings> {
   onBlock?: (progress: BlockProgress) => void;
   /** Skip model evaluations while the output is predictable (lib/sampler/cache.ts); off by default. */
   cache?: StepCacheOptions;
+  /** A LoRA adapter the model applies for this run (lib/models/dit/lora.ts); borrowed. */
+  lora?: LoraAdapter;
 }
 
 export interface BlockProgress {
@@ -132,7 +137,8 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
     const x = owned.track(await initialLatents(options, device));
     const y = owned.track(await onModel(options.text.y, text.rows, model));
     const clip = owned.track(await onModel(options.text.clip, text.rows, model));
-    context = model.prepareContext({ y, clip, mask: text.mask });
+    const lora = options.lora ? { lora: options.lora } : {};
+    context = model.prepareContext({ y, clip, mask: text.mask, ...lora });
     input = modelInput(x, model.dtype, guidance);
     if (options.cache) {
       const probe = model.cacheProbe?.bind(model);
@@ -147,7 +153,7 @@ export async function sample<Context extends Disposable>(model: VelocityModel<Co
       branchContexts[b] ??= (() => {
         using yRows = ops.slice(y, 0, b * batch, (b + 1) * batch);
         using clipRows = ops.slice(clip, 0, b * batch, (b + 1) * batch);
-        return model.prepareContext({ y: yRows, clip: clipRows, mask: text.mask.slice(b * batch * width, (b + 1) * batch * width) });
+        return model.prepareContext({ y: yRows, clip: clipRows, mask: text.mask.slice(b * batch * width, (b + 1) * batch * width), ...lora });
       })();
       return branchContexts[b]!;
     };

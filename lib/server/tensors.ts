@@ -1,7 +1,6 @@
 // Checks of the tensors the VAE route receives, shared by the single-process server and the queue
 // workers that decode for API nodes.
-import { bf16ArrayToF32, f16BitsToF32 } from '../dtype.js';
-import type { HostTensor } from '../io/safetensors.js';
+import { type HostTensor, hostTensorToF32 } from '../io/safetensors.js';
 import { FRAMES_PER_CHUNK, LATENTS_PER_CHUNK, SPATIAL_FACTOR } from '../models/vae/config.js';
 import { HttpError } from './http.js';
 import type { ServerLimits } from './requests.js';
@@ -22,14 +21,7 @@ export function checkVaeSamples(samples: HostTensor | undefined, zChannels: numb
 }
 
 function toFloat32(tensor: HostTensor): Float32Array {
-  switch (tensor.dtype) {
-    case 'f32':
-      return tensor.data as Float32Array;
-    case 'bf16':
-      return bf16ArrayToF32(tensor.data as Uint16Array);
-    case 'f16':
-      return Float32Array.from(tensor.data as Uint16Array, f16BitsToF32);
-    default:
-      throw new HttpError(400, 'bad_dtype', `'samples' must be F32, BF16 or F16 (got ${tensor.dtype})`);
-  }
+  const values = hostTensorToF32(tensor);
+  if (values === undefined) throw new HttpError(400, 'bad_dtype', `'samples' must be F32, BF16 or F16 (got ${tensor.dtype})`);
+  return values;
 }

@@ -22,6 +22,7 @@ import { formatShape } from '../../shape.js';
 import { Tensor, TensorScope } from '../../tensor.js';
 import { type ComputeDType, resolveComputeDType } from '../compute-dtype.js';
 import { type DiTConfig, readDiTConfig } from './config.js';
+import { type LoraAdapter, loraDelta, withLora } from './lora.js';
 import { type DiTNumerics, crossAttentionLengths, timestepSinusoid } from './conditioning.js';
 import { type BlockSource, type BlockWeights, type LinearWeight, isBlockTensor, loadResidentDiT, progressOver } from './block-weights.js';
 import { StreamedBlocks } from './streaming.js';
@@ -75,6 +76,8 @@ export interface DiTConditioning {
   clip: Tensor;
   /** encoder_attention_mask [B, Lc + Ly] on the host, 1 = keep: Lc ones, then the LLM mask. */
   mask: ArrayLike<number>;
+  /** A LoRA adapter for this sampling run (lib/models/dit/lora.ts), on this model's device; borrowed, not disposed by the context. */
+  lora?: LoraAdapter;
 }
 
 export interface DiTForwardOptions {
@@ -101,6 +104,8 @@ export class DiTContext implements Disposable {
   /** @internal each block's cross-attention keys and values [B, H, L, Dh] (L = max key length). */
   readonly crossKeys: Tensor[];
   readonly crossValues: Tensor[];
+  /** The run's LoRA adapter, if any (borrowed). */
+  readonly lora: LoraAdapter | undefined;
 
   /** @internal */
   constructor(init: Omit<DiTContext, 'dispose' | typeof Symbol.dispose | 'disposed'>) {
@@ -112,6 +117,7 @@ export class DiTContext implements Disposable {
     this.clipProjection = init.clipProjection;
     this.crossKeys = init.crossKeys;
     this.crossValues = init.crossValues;
+    this.lora = init.lora;
   }
 
   get disposed(): boolean {
@@ -273,7 +279,8 @@ export class StepVideoDiT implements Disposable {
    * cross-attention keys (QK-Normed) and values; and the key lengths. Enqueued, not awaited.
    */
   prepareContext(cond: DiTConditioning): DiTContext {
-    const { y, clip, mask } = cond;
+    const { y, clip, mask, lora } = cond;
+    if (lora !== undefined && lora.device !== this.device) throw new StepVideoError('ERR_DEVICE', 'the LoRA adapter is on another device', { tensor: 'lora', expected: this.device.name, got: lora.device.name });
     const { numAttentionHeads: heads, captionChannels } = this.config;
     for (const [name, t, channels] of [['encoder_hidden_states', y, captionChannels[0]], ['encoder_hidden_states_2', clip, captionChannels[1]]] as const) {
       if (t.ndim !== 3 || t.size(2) !== channels || t.size(0) !== y.size(0)) {
@@ -312,13 +319,13 @@ export class StepVideoDiT implements Disposable {
       const crossValues: Tensor[] = [];
       for (let i = 0; i < this.config.numLayers; i++) {
         this.#withBlock(i, (w) => {
-          using kv = this.#linear(context, w.linear('attn2.wkv.weight'));
+          using kv = withLora(this.#linear(context, w.linear('attn2.wkv.weight')), context, lora?.get(i, 'attn2.wkv'));
           const { k, v } = splitHeads(kv, { heads, layout: ['k', 'v'], kNorm: w.tensor('attn2.k_norm.weight'), eps: this.config.qkNormEps });
           crossKeys.push(keep(k!));
           crossValues.push(keep(v!));
         });
       }
-      return new DiTContext({ batch, kvLengths, owner: this, kvLen, captionProjection, clipProjection, crossKeys, crossValues });
+      return new DiTContext({ batch, kvLengths, owner: this, kvLen, captionProjection, clipProjection, crossKeys, crossValues, lora });
     } catch (error) {
       for (const t of kept) t.dispose();
       throw error;
@@ -512,7 +519,7 @@ export class StepVideoDiT implements Disposable {
           try {
             for (const model of models) weights.push(model.#blocks.acquire(i));
             for (let r = 0; r < ranks; r++) {
-              open.push(models[r]!.#openBlock(weights[r]!, xs[r]!, perRank[r]!.byRow, [B, shard, D]));
+              open.push(models[r]!.#openBlock(i, weights[r]!, xs[r]!, perRank[r]!.byRow, [B, shard, D], contexts[r]!.lora));
               xs[r] = undefined;  // the open block owns the input now
             }
             // Tokens → heads: rank r gets every rank's tokens of its heads, cut to the N real tokens.
@@ -649,13 +656,13 @@ export class StepVideoDiT implements Disposable {
    * sharding around the middle one.
    */
   #block(i: number, w: BlockWeights, x: Tensor, byRow: Tensor, rope: Rope3D, context: DiTContext, dims: [number, number, number], show: (name: string, t: Tensor) => void): Tensor {
-    using open = this.#openBlock(w, x, byRow, dims);
+    using open = this.#openBlock(i, w, x, byRow, dims, context.lora);
     const mixed = this.#selfAttention(w, open.takeQkv(), this.config.numAttentionHeads, rope);
     return this.#closeBlock(i, w, open, mixed, context, dims, show);
   }
 
   /** Phase 1: the modulation rows, then the fused q/k/v projection of LN1(x)·(1 + scale) + shift. */
-  #openBlock(w: BlockWeights, x: Tensor, byRow: Tensor, [B, , D]: [number, number, number]): OpenBlock {
+  #openBlock(i: number, w: BlockWeights, x: Tensor, byRow: Tensor, [B, , D]: [number, number, number], lora: LoraAdapter | undefined): OpenBlock {
     const cfg = this.config;
     const scope = new TensorScope();
     try {
@@ -664,7 +671,7 @@ export class StepVideoDiT implements Disposable {
       const rows = scope.track(ops.add(byRow, table));
       const modulation = [0, 1, 2, 3, 4, 5].map((r) => scope.track(rowView(rows, r, B, D)));
       const a = scope.track(layerNorm(x, { weight: w.tensor('norm1.weight'), bias: w.tensor('norm1.bias'), scale: modulation[1]!, shift: modulation[0]!, eps: cfg.blockNormEps }));
-      const qkv = this.#linear(a, w.linear('attn1.wqkv.weight'));
+      const qkv = withLora(this.#linear(a, w.linear('attn1.wqkv.weight')), a, lora?.get(i, 'attn1.wqkv'));
       a.dispose();
       return new OpenBlock(scope, x, modulation, qkv);
     } catch (error) {
@@ -700,27 +707,34 @@ export class StepVideoDiT implements Disposable {
     scope.track(mixed);
     const x = open.takeInput();
     scope.track(x);
+    const lora = context.lora;
     const mixedTokens = scope.track(mixed.reshape(B, N, D));
     dead(mixed);
-    const x1 = scope.track(this.#linearResidual(mixedTokens, w.linear('attn1.wo.weight'), x, gateMsa, name('attn1'), show));
+    // An adapter's delta is taken before the fused residual consumes its input, then gated in after.
+    const attnDelta = lora?.get(i, 'attn1.wo') ? scope.track(loraDelta(mixedTokens, lora.get(i, 'attn1.wo')!)) : undefined;
+    const x1 = scope.track(withGatedDelta(this.#linearResidual(mixedTokens, w.linear('attn1.wo.weight'), x, gateMsa, name('attn1'), show), attnDelta, gateMsa, B, D));
     dead(x);
 
     // Cross-attention on the raw stream: no norm, no modulation, no gate.
-    const qProj = scope.track(this.#linear(x1, w.linear('attn2.wq.weight')));
+    const qProj = scope.track(withLora(this.#linear(x1, w.linear('attn2.wq.weight')), x1, lora?.get(i, 'attn2.wq')));
     const q2 = scope.track(splitHeads(qProj, { heads, layout: ['q'], qNorm: w.tensor('attn2.q_norm.weight'), eps: cfg.qkNormEps }).q!);
     dead(qProj);
     const crossMixed = scope.track(attention(q2, context.crossKeys[i]!, context.crossValues[i]!, { kvLen: context.kvLen }));
     dead(q2);
     const crossTokens = scope.track(crossMixed.reshape(B, N, D));
     dead(crossMixed);
-    const x2 = scope.track(this.#linearResidual(crossTokens, w.linear('attn2.wo.weight'), x1, undefined, name('attn2'), show));
+    const crossDelta = lora?.get(i, 'attn2.wo') ? scope.track(loraDelta(crossTokens, lora.get(i, 'attn2.wo')!)) : undefined;
+    const x2 = scope.track(withGatedDelta(this.#linearResidual(crossTokens, w.linear('attn2.wo.weight'), x1, undefined, name('attn2'), show), crossDelta, undefined, B, D));
     dead(x1);
 
     // FFN on LN2(x)·(1 + scale) + shift: W2·GELU_tanh(W1·b), no biases; gated residual.
     const b = scope.track(layerNorm(x2, { weight: w.tensor('norm2.weight'), bias: w.tensor('norm2.bias'), scale: scaleMlp!, shift: shiftMlp!, eps: cfg.blockNormEps }));
-    const hidden = scope.track(this.#linear(b, w.linear('ff.net.0.proj.weight'), 'gelu_tanh'));
+    const proj = lora?.get(i, 'ff.net.0.proj');
+    // With an adapter the GELU runs after the sum, so the Linear's fused epilogue cannot be used.
+    const hidden = scope.track(proj ? geluAfter(withLora(this.#linear(b, w.linear('ff.net.0.proj.weight')), b, proj)) : this.#linear(b, w.linear('ff.net.0.proj.weight'), 'gelu_tanh'));
     dead(b);
-    const out = this.#linearResidual(hidden, w.linear('ff.net.2.weight'), x2, gateMlp, name('ff'), show);
+    const ffDelta = lora?.get(i, 'ff.net.2') ? scope.track(loraDelta(hidden, lora.get(i, 'ff.net.2')!)) : undefined;
+    const out = withGatedDelta(this.#linearResidual(hidden, w.linear('ff.net.2.weight'), x2, gateMlp, name('ff'), show), ffDelta, gateMlp, B, D);
     dead(x2);
     return out;
   }
@@ -774,6 +788,22 @@ function resolveExecution(options: DiTLoadOptions, device: Device): DiTExecution
     throw new StepVideoError('ERR_ARGUMENT', 'unknown FP8 activation mode', { expected: "'none' or 'per-row'", got: fp8Activations });
   }
   return { weights, fp8Activations, fusedResidual: options.fusedResidual ?? false, streaming: options.streaming ?? false };
+}
+
+/** out + gate ⊙ delta (gate [B, D] over the tokens of delta [B, N, D]), consuming out; out without a delta. */
+function withGatedDelta(out: Tensor, delta: Tensor | undefined, gate: Tensor | undefined, B: number, D: number): Tensor {
+  if (delta === undefined) return out;
+  using base = out;
+  if (gate === undefined) return ops.add(base, delta);
+  using rows = gate.reshape(B, 1, D);
+  using gated = ops.mul(delta, rows);
+  return ops.add(base, gated);
+}
+
+/** GELU (tanh) of x, consuming x. */
+function geluAfter(x: Tensor): Tensor {
+  using pre = x;
+  return ops.geluTanh(pre);
 }
 
 /** [B, 6·D] → [6, B, D] (a copy), so that each modulation row is a contiguous [B, D] slice. */
