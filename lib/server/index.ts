@@ -223,7 +223,17 @@ export class StepVideoServer {
       this.#streams.delete(stream);
     });
     stream.send('status', toOpenAIVideo(first));
-    if (isFinished(first.status)) end(first);
+    if (isFinished(first.status)) {
+      end(first);
+      return;
+    }
+    // A job that finished between the read above and the subscription sends no further event: look once more.
+    void this.jobs.get(first.id).then((now) => {
+      if (now !== undefined && isFinished(now.status) && !stream.closed) {
+        stream.send('status', toOpenAIVideo(now));
+        end(now);
+      }
+    }, () => undefined);
   }
 
   #content(job: JobView, _variant: 'video', response: ServerResponse): void {

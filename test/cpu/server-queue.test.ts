@@ -324,6 +324,10 @@ describe.skipIf(!run)('stepvideo serve --queue and stepvideo worker (real Redis,
     expect(((await response.json()) as { error: { code: string; type: string } }).error).toMatchObject({ code: 'queue_full', type: 'invalid_request_error' });
     const client = new OpenAI({ apiKey: TOKEN, baseURL: `${full.url}/v1`, maxRetries: 0 });
     await expect(client.videos.create({ prompt: 'four' })).rejects.toBeInstanceOf(RateLimitError);
+    // No worker takes caption requests on this queue: a 503 saying so, not a wait to the timeout.
+    const captions = await fetch(`${full.url}/caption-api`, { method: 'POST', headers: auth, body: JSON.stringify({ prompts: ['a cat'] }) });
+    expect(captions.status).toBe(503);
+    expect(((await captions.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'no_worker', message: expect.stringMatching(/--roles caption/) });
     full.process.kill();
   });
 

@@ -115,6 +115,8 @@ export class QueueBackend implements ServerBackend {
   /** A caption or VAE request as a job; the reply is a safetensors file the worker wrote to the shared folder. */
   async #roleRequest(role: 'caption' | 'vae', data: RoleJobData, signal: AbortSignal): Promise<Record<string, HostTensor>> {
     const queue = this.#queues![role];
+    // A request nobody would answer fails now rather than at the timeout.
+    if ((await queue.getWorkersCount().catch(() => 1)) === 0) throw new HttpError(503, 'no_worker', `no worker takes ${role} requests: start one with stepvideo worker --roles ${role} (or the default roles)`, { 'retry-after': '30' });
     const job = await queue.add(role, data, { jobId: randomUUID(), attempts: 1, removeOnComplete: true, removeOnFail: true });
     const onAbort = () => void job.remove().catch(() => undefined);
     signal.addEventListener('abort', onAbort, { once: true });
