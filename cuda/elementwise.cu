@@ -21,6 +21,14 @@ __device__ __forceinline__ float apply_binary(BinaryOp op, float a, float b) {
     case BinaryOp::div: return a / b;
     case BinaryOp::maximum: return fmaxf(a, b);
     case BinaryOp::minimum: return fminf(a, b);
+    case BinaryOp::gelu_tanh_backward: {
+      const float t = tanhf(0.7978845608028654f * (b + 0.044715f * b * b * b));
+      return a * (0.5f * (1.0f + t) + 0.5f * b * (1.0f - t * t) * 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * b * b));
+    }
+    case BinaryOp::silu_backward: {
+      const float s = 1.0f / (1.0f + expf(-b));
+      return a * s * (1.0f + b * (1.0f - s));
+    }
   }
   return 0.0f;
 }

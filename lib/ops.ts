@@ -9,7 +9,7 @@ import { type Shape, broadcastShapes, contiguousStrides, formatShape, normalizeA
 import { Tensor } from './tensor.js';
 
 // Op codes as native/kernels.h numbers them (test/cpu/addon-types.test.ts checks them against the addon's opCodes()).
-export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5 } as const;
+export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, gelu_tanh_backward: 6, silu_backward: 7 } as const;
 export const UNARY = {
   affine: 0, silu: 1, gelu_tanh: 2, gelu_erf: 3, exp: 4, sqrt: 5, rsqrt: 6, square: 7, tanh: 8, sigmoid: 9, abs: 10, neg: 11,
 } as const;
@@ -104,6 +104,10 @@ export const mul = (a: Tensor, b: Tensor): Tensor => binary('mul', a, b);
 export const div = (a: Tensor, b: Tensor): Tensor => binary('div', a, b);
 export const maximum = (a: Tensor, b: Tensor): Tensor => binary('maximum', a, b);
 export const minimum = (a: Tensor, b: Tensor): Tensor => binary('minimum', a, b);
+/** The backward of geluTanh: dy · gelu_tanh'(x), x being the forward's input (broadcasting as the binary ops do). */
+export const geluTanhBackward = (dy: Tensor, x: Tensor): Tensor => binary('gelu_tanh_backward', dy, x);
+/** The backward of silu: dy · silu'(x). */
+export const siluBackward = (dy: Tensor, x: Tensor): Tensor => binary('silu_backward', dy, x);
 
 function unary(op: keyof typeof UNARY, x: Tensor, alpha = 1, beta = 0): Tensor {
   requireFloat(op, x);

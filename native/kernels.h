@@ -21,10 +21,12 @@ struct CopyArgs {
   int64_t src_offset = 0, dst_offset = 0;
 };
 
-enum class BinaryOp : int32_t { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5 };
+// gelu_tanh_backward and silu_backward take (a = dy, b = x) and give dy · f'(x): the activations'
+// backward passes (training, issue 19), computed in f32 from the forward's input.
+enum class BinaryOp : int32_t { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5, gelu_tanh_backward = 6, silu_backward = 7 };
 // The op names in code order (also for UnaryOp and ReduceOp below): the addon exports them as
 // opCodes(), and lib/ops.ts's codes are checked against them (test/cpu/addon-types.test.ts).
-inline constexpr const char* kBinaryOpNames[] = {"add", "sub", "mul", "div", "maximum", "minimum"};
+inline constexpr const char* kBinaryOpNames[] = {"add", "sub", "mul", "div", "maximum", "minimum", "gelu_tanh_backward", "silu_backward"};
 
 // out[i] = a[i·a_strides] op b[i·b_strides] over `shape` (= out's shape, contiguous);
 // broadcast dimensions have stride 0.

@@ -7,6 +7,18 @@
 
 namespace sv::cpu {
 
+// d/dx of 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³).
+static inline float gelu_tanh_derivative(float x) {
+  const float t = std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x));
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+// d/dx of x·σ(x) = σ(x)·(1 + x·(1 − σ(x))).
+static inline float silu_derivative(float x) {
+  const float s = 1.0f / (1.0f + std::exp(-x));
+  return s * (1.0f + x * (1.0f - s));
+}
+
 void binary(const ExecContext& ctx, const BinaryArgs& args) {
   require_f32(args.out, "binary", "out");
   require_f32(args.a, "binary", "a");
@@ -39,6 +51,8 @@ void binary(const ExecContext& ctx, const BinaryArgs& args) {
         case BinaryOp::div: for (int64_t j = 0; j < inner; j++) po[j] = pa[j * as] / pb[j * bs]; break;
         case BinaryOp::maximum: for (int64_t j = 0; j < inner; j++) po[j] = std::fmax(pa[j * as], pb[j * bs]); break;
         case BinaryOp::minimum: for (int64_t j = 0; j < inner; j++) po[j] = std::fmin(pa[j * as], pb[j * bs]); break;
+        case BinaryOp::gelu_tanh_backward: for (int64_t j = 0; j < inner; j++) po[j] = pa[j * as] * gelu_tanh_derivative(pb[j * bs]); break;
+        case BinaryOp::silu_backward: for (int64_t j = 0; j < inner; j++) po[j] = pa[j * as] * silu_derivative(pb[j * bs]); break;
       }
     }
   });

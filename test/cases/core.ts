@@ -109,6 +109,11 @@ export function coreCases(): OpCase[] {
     binaryCase('div positive', [9, 65], [65], (x, y) => x / y, 6, true),
     binaryCase('maximum same', [4, 100], [4, 100], Math.max, 7),
     binaryCase('minimum broadcast', [4, 100], [1, 100], Math.min, 8),
+    // The activations' backward passes: dy · f'(x), against the float64 derivatives (checked against
+    // central differences of the float64 forwards in test/unit/activation-grad.test.ts).
+    binaryCase('geluTanhBackward same shape', [4, 100], [4, 100], (dy, x) => dy * geluTanhDerivative(x), 9),
+    binaryCase('geluTanhBackward broadcast x', [3, 5, 64], [5, 64], (dy, x) => dy * geluTanhDerivative(x), 10),
+    binaryCase('siluBackward same shape', [4, 100], [4, 100], (dy, x) => dy * siluDerivative(x), 11),
     unaryCase('silu', ops.silu, (x) => x / (1 + Math.exp(-x)), 10),
     unaryCase('geluTanh', ops.geluTanh, (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))), 11),
     unaryCase('gelu', ops.gelu, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), 12),
@@ -413,3 +418,17 @@ export function erf(x: number): number {
   const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f);
   return Math.sign(x) * (1 - erfc);
 }
+
+/** d/dx of 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), float64. */
+export function geluTanhDerivative(x: number): number {
+  const c = Math.sqrt(2 / Math.PI);
+  const t = Math.tanh(c * (x + 0.044715 * x ** 3));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+}
+
+/** d/dx of x·σ(x), float64. */
+export function siluDerivative(x: number): number {
+  const s = 1 / (1 + Math.exp(-x));
+  return s * (1 + x * (1 - s));
+}
+
