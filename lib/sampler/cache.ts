@@ -177,9 +177,13 @@ export class StepCache implements Disposable {
 
   /** Measures this step's signals from x (the latents it starts from) and decides it. */
   async decide(step: number, x: Tensor, timestep: number): Promise<CacheDecision> {
-    const inputChange = this.#previousInput ? await distance(x, this.#previousInput) : Number.NaN;
-    this.#previousInput?.dispose();
-    this.#previousInput = ops.cast(x, 'f32');
+    // Only 'auto' reads the latents' change and the output norms; 'teacache' reads its probe instead.
+    let inputChange = Number.NaN;
+    if (this.policy.method === 'auto') {
+      if (this.#previousInput) inputChange = await distance(x, this.#previousInput);
+      this.#previousInput?.dispose();
+      this.#previousInput = ops.cast(x, 'f32');
+    }
     let probeChange: number | undefined;
     if (this.policy.method === 'teacache') {
       const probe = await this.#probe!(x, timestep);
@@ -194,8 +198,12 @@ export class StepCache implements Disposable {
     const output = ops.cast(velocity, 'f32');
     try {
       const before = this.#outputAt[b];
-      const rate = before ? (await distance(output, before)) / Math.max(await distance(x, this.#inputAt[b]!), 1e-30) : Number.NaN;
-      this.policy.computed(b, rate, await norm(output));
+      if (this.policy.method === 'auto') {
+        const rate = before ? (await distance(output, before)) / Math.max(await distance(x, this.#inputAt[b]!), 1e-30) : Number.NaN;
+        this.policy.computed(b, rate, await norm(output));
+      } else {
+        this.policy.computed(b, Number.NaN, Number.NaN);
+      }
     } catch (error) {
       output.dispose();
       throw error;
