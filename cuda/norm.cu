@@ -4,6 +4,8 @@
 // to the output dtype at the end, except where the official numerics round in between (RMSNorm,
 // see native/norm.h).
 #include <algorithm>
+#include <string>
+#include <utility>
 
 #include "../native/norm.h"
 #include "common.cuh"
@@ -27,23 +29,37 @@ __device__ float block_sum(float v, float* scratch) {
   return scratch[0];
 }
 
-// LayerNorm (+affine, +modulation) with the row held in registers: one read of x, one write of out
-// (the bandwidth floor), vectorised. Each thread owns kItems vectors of the row; used when the row
-// fits (dim / vector width <= threads · kItems) and every pointer is 16-byte aligned.
+// ---- LayerNorm: the pieces the forward and backward kernels share ----
+
+// The statistics of one row: mean and rstd = 1 / sqrt(var + eps).
+struct RowStats {
+  float mean, rstd;
+};
+
+// Vector `it` of this thread's share of a row held in registers: vectors threadIdx.x,
+// threadIdx.x + blockDim.x, ...
+__device__ __forceinline__ int64_t row_vector(int it) { return threadIdx.x + static_cast<int64_t>(it) * blockDim.x; }
+
+// Calls fn(it, vi) for each of this thread's kItems vectors that lies in the row (vi < vectors).
+template <int kItems, typename Fn>
+__device__ __forceinline__ void for_row_vectors(int64_t vectors, Fn&& fn) {
+#pragma unroll
+  for (int it = 0; it < kItems; it++) {
+    const int64_t vi = row_vector(it);
+    if (vi < vectors) fn(it, vi);
+  }
+}
+
+// Loads the row xr into v (kItems vectors per thread, zeros past the row: `vectors` = dim / vector
+// width) and returns its statistics: a two-pass mean/variance from the registers, f32 block sums.
 template <typename T, int kItems>
-__global__ void layer_norm_vec_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
-                                      const T* __restrict__ bias, const T* __restrict__ scale,
-                                      const T* __restrict__ shift, int64_t dim, int64_t rows_per_group, float eps) {
+__device__ __forceinline__ RowStats load_row_stats(const T* __restrict__ xr, int64_t dim, int64_t vectors, float eps,
+                                                   float* scratch, float (&v)[kItems][kVecElems<T>]) {
   constexpr int E = kVecElems<T>;
-  SV_SHARED(float, scratch, [32]);
-  const int64_t row = blockIdx.x;
-  const int64_t vectors = dim / E;
-  const T* xr = x + row * dim;
-  float v[kItems][E];
   float sum = 0.0f;
 #pragma unroll
   for (int it = 0; it < kItems; it++) {
-    const int64_t vi = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
+    const int64_t vi = row_vector(it);
     if (vi < vectors) {
       load_vec(xr + vi * E, v[it]);
 #pragma unroll
@@ -55,49 +71,78 @@ __global__ void layer_norm_vec_kernel(const T* __restrict__ x, T* __restrict__ o
   }
   const float mean = block_sum(sum, scratch) / static_cast<float>(dim);
   float sq = 0.0f;
+  for_row_vectors<kItems>(vectors, [&](int it, int64_t) {
 #pragma unroll
-  for (int it = 0; it < kItems; it++) {
-    const int64_t vi = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
-    if (vi < vectors) {
-#pragma unroll
-      for (int e = 0; e < E; e++) {
-        const float d = v[it][e] - mean;
-        sq += d * d;
-      }
+    for (int e = 0; e < E; e++) {
+      const float d = v[it][e] - mean;
+      sq += d * d;
     }
+  });
+  return {mean, rsqrtf(block_sum(sq, scratch) / static_cast<float>(dim) + eps)};
+}
+
+// The same statistics of the row xr read with block-strided loops (any width and alignment).
+template <typename T>
+__device__ __forceinline__ RowStats row_stats(const T* __restrict__ xr, int64_t dim, float eps, float* scratch) {
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) sum += to_f32(xr[j]);
+  const float mean = block_sum(sum, scratch) / static_cast<float>(dim);
+  float sq = 0.0f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float d = to_f32(xr[j]) - mean;
+    sq += d * d;
   }
-  const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(dim) + eps);
+  return {mean, rsqrtf(block_sum(sq, scratch) / static_cast<float>(dim) + eps)};
+}
+
+// y ·= p, y ·= 1 + p and y += p for the 16-byte vector p at src (the affine and modulation steps).
+template <typename T>
+__device__ __forceinline__ void mul_vec(const T* src, float (&y)[kVecElems<T>]) {
+  float p[kVecElems<T>];
+  load_vec(src, p);
+#pragma unroll
+  for (int e = 0; e < kVecElems<T>; e++) y[e] *= p[e];
+}
+template <typename T>
+__device__ __forceinline__ void mul_one_plus_vec(const T* src, float (&y)[kVecElems<T>]) {
+  float p[kVecElems<T>];
+  load_vec(src, p);
+#pragma unroll
+  for (int e = 0; e < kVecElems<T>; e++) y[e] *= 1.0f + p[e];
+}
+template <typename T>
+__device__ __forceinline__ void add_vec(const T* src, float (&y)[kVecElems<T>]) {
+  float p[kVecElems<T>];
+  load_vec(src, p);
+#pragma unroll
+  for (int e = 0; e < kVecElems<T>; e++) y[e] += p[e];
+}
+
+// LayerNorm (+affine, +modulation) with the row held in registers: one read of x, one write of out
+// (the bandwidth floor), vectorised. Each thread owns kItems vectors of the row; used when the row
+// fits (dim / vector width <= threads · kItems) and every pointer is 16-byte aligned.
+template <typename T, int kItems>
+__global__ void layer_norm_vec_kernel(const T* __restrict__ x, T* __restrict__ out, const T* __restrict__ weight,
+                                      const T* __restrict__ bias, const T* __restrict__ scale,
+                                      const T* __restrict__ shift, int64_t dim, int64_t rows_per_group, float eps) {
+  constexpr int E = kVecElems<T>;
+  SV_SHARED(float, scratch, [32]);
+  const int64_t row = blockIdx.x;
+  const int64_t vectors = dim / E;
+  float v[kItems][E];
+  const RowStats s = load_row_stats<T, kItems>(x + row * dim, dim, vectors, eps, scratch, v);
   const int64_t group_offset = (row / rows_per_group) * dim;
   T* o = out + row * dim;
+  for_row_vectors<kItems>(vectors, [&](int it, int64_t vi) {
+    float y[E];
 #pragma unroll
-  for (int it = 0; it < kItems; it++) {
-    const int64_t vi = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
-    if (vi >= vectors) continue;
-    float y[E], p[E];
-#pragma unroll
-    for (int e = 0; e < E; e++) y[e] = (v[it][e] - mean) * inv;
-    if (weight) {
-      load_vec(weight + vi * E, p);
-#pragma unroll
-      for (int e = 0; e < E; e++) y[e] *= p[e];
-    }
-    if (bias) {
-      load_vec(bias + vi * E, p);
-#pragma unroll
-      for (int e = 0; e < E; e++) y[e] += p[e];
-    }
-    if (scale) {
-      load_vec(scale + group_offset + vi * E, p);
-#pragma unroll
-      for (int e = 0; e < E; e++) y[e] *= 1.0f + p[e];
-    }
-    if (shift) {
-      load_vec(shift + group_offset + vi * E, p);
-#pragma unroll
-      for (int e = 0; e < E; e++) y[e] += p[e];
-    }
+    for (int e = 0; e < E; e++) y[e] = (v[it][e] - s.mean) * s.rstd;
+    if (weight) mul_vec(weight + vi * E, y);
+    if (bias) add_vec(bias + vi * E, y);
+    if (scale) mul_one_plus_vec(scale + group_offset + vi * E, y);
+    if (shift) add_vec(shift + group_offset + vi * E, y);
     store_vec(o + vi * E, y);
-  }
+  });
 }
 
 template <typename T>
@@ -107,24 +152,94 @@ __global__ void layer_norm_kernel(const T* __restrict__ x, T* __restrict__ out, 
   SV_SHARED(float, scratch, [32]);
   const int64_t row = blockIdx.x;
   const T* xr = x + row * dim;
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) sum += to_f32(xr[j]);
-  const float mean = block_sum(sum, scratch) / static_cast<float>(dim);
-  float sq = 0.0f;
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    float d = to_f32(xr[j]) - mean;
-    sq += d * d;
-  }
-  const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(dim) + eps);
+  const RowStats s = row_stats(xr, dim, eps, scratch);
   const int64_t g = row / rows_per_group;
   T* o = out + row * dim;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    float y = (to_f32(xr[j]) - mean) * inv;
+    float y = (to_f32(xr[j]) - s.mean) * s.rstd;
     if (weight) y *= to_f32(weight[j]);
     if (bias) y += to_f32(bias[j]);
     if (scale) y *= 1.0f + to_f32(scale[g * dim + j]);
     if (shift) y += to_f32(shift[g * dim + j]);
     o[j] = from_f32<T>(y);
+  }
+}
+
+// ---- LayerNorm backward (input gradient only) ----
+// With g = dy · weight · (1 + scale[group]) and x̂ = (x - mean) · rstd recomputed from x as the
+// forward does: dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)). One block per row, as the forward.
+
+// One element of dx from the row's two reductions (both kernels below share it).
+__device__ __forceinline__ float layer_norm_dx(float g, float xhat, float mean_g, float mean_gx, float rstd) {
+  return rstd * (g - mean_g - xhat * mean_gx);
+}
+
+// The row held in registers (x̂ and g, kItems vectors per thread): x and dy read once, dx written
+// once. Same launch shape as layer_norm_vec_kernel.
+template <typename T, int kItems>
+__global__ void layer_norm_backward_vec_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                                               const T* __restrict__ weight, const T* __restrict__ scale, int64_t dim,
+                                               int64_t rows_per_group, float eps) {
+  constexpr int E = kVecElems<T>;
+  SV_SHARED(float, scratch, [32]);
+  const int64_t row = blockIdx.x;
+  const int64_t vectors = dim / E;
+  const T* dyr = dy + row * dim;
+  float xhat[kItems][E], g[kItems][E] = {};  // g stays 0 past the row
+  const RowStats s = load_row_stats<T, kItems>(x + row * dim, dim, vectors, eps, scratch, xhat);
+  const int64_t group_offset = (row / rows_per_group) * dim;
+  float sum_g = 0.0f, sum_gx = 0.0f;
+  for_row_vectors<kItems>(vectors, [&](int it, int64_t vi) {
+    load_vec(dyr + vi * E, g[it]);
+    if (weight) mul_vec(weight + vi * E, g[it]);
+    if (scale) mul_one_plus_vec(scale + group_offset + vi * E, g[it]);
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+      xhat[it][e] = (xhat[it][e] - s.mean) * s.rstd;
+      sum_g += g[it][e];
+      sum_gx += g[it][e] * xhat[it][e];
+    }
+  });
+  const float mean_g = block_sum(sum_g, scratch) / static_cast<float>(dim);
+  const float mean_gx = block_sum(sum_gx, scratch) / static_cast<float>(dim);
+  T* o = dx + row * dim;
+  for_row_vectors<kItems>(vectors, [&](int it, int64_t vi) {
+    float y[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) y[e] = layer_norm_dx(g[it][e], xhat[it][e], mean_g, mean_gx, s.rstd);
+    store_vec(o + vi * E, y);
+  });
+}
+
+// Any width and alignment: strided passes over the row (statistics, the two reductions, dx), x and
+// dy re-read from L1/L2 in each.
+template <typename T>
+__global__ void layer_norm_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                                           const T* __restrict__ weight, const T* __restrict__ scale, int64_t dim,
+                                           int64_t rows_per_group, float eps) {
+  SV_SHARED(float, scratch, [32]);
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * dim;
+  const T* dyr = dy + row * dim;
+  const RowStats s = row_stats(xr, dim, eps, scratch);
+  const T* sc = scale ? scale + (row / rows_per_group) * dim : nullptr;
+  const auto g_at = [&](int64_t j) {
+    float g = to_f32(dyr[j]);
+    if (weight) g *= to_f32(weight[j]);
+    if (sc) g *= 1.0f + to_f32(sc[j]);
+    return g;
+  };
+  float sum_g = 0.0f, sum_gx = 0.0f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float g = g_at(j);
+    sum_g += g;
+    sum_gx += g * ((to_f32(xr[j]) - s.mean) * s.rstd);
+  }
+  const float mean_g = block_sum(sum_g, scratch) / static_cast<float>(dim);
+  const float mean_gx = block_sum(sum_gx, scratch) / static_cast<float>(dim);
+  T* o = dx + row * dim;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    o[j] = from_f32<T>(layer_norm_dx(g_at(j), (to_f32(xr[j]) - s.mean) * s.rstd, mean_g, mean_gx, s.rstd));
   }
 }
 
@@ -331,44 +446,66 @@ void launch_group_norm_fast(const ExecContext& ctx, const GroupNormArgs& a, int 
 
 int threads_for(int64_t dim) { return dim >= 1024 ? 512 : dim >= 256 ? 256 : 128; }
 
+// Makes the context's device current and says whether there are rows to launch one block each
+// for (at most 2^31 - 1 of them): the start of the LayerNorm and RMSNorm launchers.
+bool has_rows(const ExecContext& ctx, int64_t rows, const std::string& op) {
+  use_device(ctx.device);
+  if (rows == 0) return false;
+  SV_CHECK(rows <= 2147483647LL, "ERR_SHAPE", op + ": too many rows");
+  return true;
+}
+
+// The LayerNorm kernel for rows of `dim` elements and its block size, forward and backward alike
+// (each direction's register and strided kernels take the same parameters): the row held in
+// registers, 1, 2 or 4 vectors per thread, where it fits and every pointer is 16-byte aligned
+// (`aligned`); else the strided kernel.
+template <typename T, typename Kernel>
+std::pair<Kernel, int> row_kernel(int64_t dim, bool aligned, Kernel vec1, Kernel vec2, Kernel vec4, Kernel strided) {
+  constexpr int E = kVecElems<T>;
+  const int64_t vectors = dim / E;
+  const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (vectors + 31) / 32 * 32)));
+  const int64_t items = (vectors + threads - 1) / threads;
+  if (dim % E == 0 && aligned) {
+    if (items == 1) return {vec1, threads};
+    if (items == 2) return {vec2, threads};
+    if (items <= 4) return {vec4, threads};
+  }
+  return {strided, threads_for(dim)};
+}
+
 }  // namespace
 
 void layer_norm(const ExecContext& ctx, const LayerNormArgs& a) {
-  use_device(ctx.device);
-  if (a.rows == 0) return;
-  SV_CHECK(a.rows <= 2147483647LL, "ERR_SHAPE", "layer_norm: too many rows");
+  if (!has_rows(ctx, a.rows, "layer_norm")) return;
   dispatch_float(a.out.dtype, "layer_norm", [&](auto t) {
     using T = decltype(t);
-    constexpr int E = kVecElems<T>;
-    const bool vectorisable = a.dim % E == 0 && aligned16(a.x) && aligned16(a.out) && aligned16(a.weight) &&
-                              aligned16(a.bias) && aligned16(a.scale) && aligned16(a.shift);
-    const int64_t vectors = a.dim / E;
-    const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (vectors + 31) / 32 * 32)));
-    const int64_t items = (vectors + threads - 1) / threads;
-    cudaStream_t stream = work_stream(ctx);
-    const unsigned blocks = static_cast<unsigned>(a.rows);
-    auto launch_vec = [&](auto kernel) {
-      launch(SV_HERE, kernel, blocks, threads, 0, stream, a.x.as<const T>(), a.out.as<T>(), ptr_or_null<T>(a.weight),
-             ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale), ptr_or_null<T>(a.shift), a.dim, a.rows_per_group, a.eps);
-    };
-    if (vectorisable && items == 1) {
-      launch_vec(layer_norm_vec_kernel<T, 1>);
-    } else if (vectorisable && items == 2) {
-      launch_vec(layer_norm_vec_kernel<T, 2>);
-    } else if (vectorisable && items <= 4) {
-      launch_vec(layer_norm_vec_kernel<T, 4>);
-    } else {
-      launch(SV_HERE, layer_norm_kernel<T>, blocks, threads_for(a.dim), 0, stream, a.x.as<const T>(), a.out.as<T>(),
-             ptr_or_null<T>(a.weight), ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale), ptr_or_null<T>(a.shift), a.dim,
-             a.rows_per_group, a.eps);
-    }
+    const bool aligned = aligned16(a.x) && aligned16(a.out) && aligned16(a.weight) && aligned16(a.bias) &&
+                         aligned16(a.scale) && aligned16(a.shift);
+    const auto [kernel, threads] = row_kernel<T>(a.dim, aligned, layer_norm_vec_kernel<T, 1>, layer_norm_vec_kernel<T, 2>,
+                                                 layer_norm_vec_kernel<T, 4>, layer_norm_kernel<T>);
+    launch(SV_HERE, kernel, static_cast<unsigned>(a.rows), threads, 0, work_stream(ctx), a.x.as<const T>(),
+           a.out.as<T>(), ptr_or_null<T>(a.weight), ptr_or_null<T>(a.bias), ptr_or_null<T>(a.scale),
+           ptr_or_null<T>(a.shift), a.dim, a.rows_per_group, a.eps);
+  });
+}
+
+void layer_norm_backward(const ExecContext& ctx, const LayerNormBackwardArgs& a) {
+  if (!has_rows(ctx, a.rows, "layer_norm_backward")) return;
+  dispatch_float(a.dx.dtype, "layer_norm_backward", [&](auto t) {
+    using T = decltype(t);
+    const bool aligned =
+        aligned16(a.dx) && aligned16(a.dy) && aligned16(a.x) && aligned16(a.weight) && aligned16(a.scale);
+    const auto [kernel, threads] =
+        row_kernel<T>(a.dim, aligned, layer_norm_backward_vec_kernel<T, 1>, layer_norm_backward_vec_kernel<T, 2>,
+                      layer_norm_backward_vec_kernel<T, 4>, layer_norm_backward_kernel<T>);
+    launch(SV_HERE, kernel, static_cast<unsigned>(a.rows), threads, 0, work_stream(ctx), a.dy.as<const T>(),
+           a.x.as<const T>(), a.dx.as<T>(), ptr_or_null<const T>(a.weight), ptr_or_null<const T>(a.scale), a.dim,
+           a.rows_per_group, a.eps);
   });
 }
 
 void rms_norm(const ExecContext& ctx, const RmsNormArgs& a) {
-  use_device(ctx.device);
-  if (a.rows == 0) return;
-  SV_CHECK(a.rows <= 2147483647LL, "ERR_SHAPE", "rms_norm: too many rows");
+  if (!has_rows(ctx, a.rows, "rms_norm")) return;
   dispatch_float(a.out.dtype, "rms_norm", [&](auto t) {
     using T = decltype(t);
     launch(SV_HERE, rms_norm_kernel<T>, static_cast<unsigned>(a.rows), threads_for(a.dim), 0, work_stream(ctx),

@@ -145,6 +145,7 @@ interface StreamingMethods {
 /** native/norm.h */
 interface NormFamily {
   layerNorm(out: H, x: H, weight: H | null, bias: H | null, scale: H | null, shift: H | null, eps: number): void;
+  layerNormBackward(dx: H, dy: H, x: H, weight: H | null, scale: H | null, eps: number): void;
   rmsNorm(out: H, x: H, weight: H | null, eps: number): void;
   groupNorm(out: H, x: H, weight: H, bias: H, groups: number, eps: number, silu: boolean): void;
 }
@@ -158,6 +159,7 @@ interface ResidualFamily {
 interface AttentionFamily {
   attention(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): void;
   attentionKernelName(out: H, q: H, k: H, v: H, kvLen: H | null, scale: number, causal: boolean, alibiSqrt: boolean): string;
+  attentionBackward(dq: H, dk: H, dv: H, q: H, k: H, v: H, out: H, dOut: H, kvLen: H | null, scale: number): void;
 }
 
 /** native/conv.h */
@@ -180,6 +182,10 @@ interface ModelOpsFamily {
 interface SplitHeadsFamily {
   splitHeads(
     proj: H, q: H | null, k: H | null, v: H | null, qNorm: H | null, kNorm: H | null, ropeTable: H | null,
+    grid: number[], split: number[], heads: number, parts: number, qPart: number, kPart: number, vPart: number, eps: number,
+  ): void;
+  splitHeadsBackward(
+    dproj: H, proj: H, dq: H | null, dk: H | null, dv: H | null, qNorm: H | null, kNorm: H | null, ropeTable: H | null,
     grid: number[], split: number[], heads: number, parts: number, qPart: number, kPart: number, vPart: number, eps: number,
   ): void;
 }
@@ -221,8 +227,8 @@ export const ADDON_EXPORTS = [
 /** Every method of a native context: the ops and weight streaming's upload and wait. */
 export const CONTEXT_METHODS = [
   'copy', 'binary', 'unary', 'matmul', 'softmax', 'reduce', 'fill',
-  'layerNorm', 'rmsNorm', 'groupNorm', 'gatedResidual', 'attention', 'attentionKernelName', 'conv3d', 'conv3dKernelName',
-  'embedding', 'linearResidual', 'swiglu', 'upsampleResidual', 'randomNormal', 'cfgEulerStep', 'splitHeads',
+  'layerNorm', 'layerNormBackward', 'rmsNorm', 'groupNorm', 'gatedResidual', 'attention', 'attentionKernelName', 'attentionBackward', 'conv3d', 'conv3dKernelName',
+  'embedding', 'linearResidual', 'swiglu', 'upsampleResidual', 'randomNormal', 'cfgEulerStep', 'splitHeads', 'splitHeadsBackward',
   'fp8Quantize', 'fp8Dequantize', 'linearFp8', 'upload', 'waitFor',
 ] as const satisfies ReadonlyArray<keyof NativeContextHandle>;
 

@@ -29,3 +29,6 @@ export { QueueBackend, type QueueBackendOptions } from './server/queue/client.js
 export { StepVideoWorker, type WorkerOptions } from './server/queue/worker.js';
 export { toOpenAIVideo, type OpenAIVideo } from './server/openai.js';
 export { runEval, parsePrompts, parseCategories, type EvalOptions, type EvalReport } from './eval/index.js';
+export { LoraAdapter, LORA_LINEARS, type LoraLinear, parseLoraSpec } from './models/dit/index.js';
+export * as training from './training/index.js';
+export { readVideo, toUnitFrames, type DecodedVideo } from './video/readers.js';

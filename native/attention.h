@@ -40,4 +40,24 @@ void attention(const ExecContext& ctx, const AttentionArgs& args);
 const char* attention_kernel_name(const ExecContext& ctx, const AttentionArgs& args);
 }
 
+// The backward of non-causal attention without ALiBi, H == Hkv (the DiT's self- and
+// cross-attention): the softmax is recomputed from q and k, nothing but the forward's output is
+// saved. Key j of batch item b takes part iff j < kv_len[b]; masked keys get zero gradients, and a
+// batch item with no visible key gets zeros everywhere (its forward output is zeros too).
+struct AttentionBackwardArgs {
+  TensorRef dq, dk, dv;       // dq [B, H, Nq, D]; dk, dv [B, H, Nk, D]
+  TensorRef q, k, v;          // as the forward's
+  TensorRef out, d_out;       // [B, Nq, H, D]: the forward's output and its gradient
+  TensorRef kv_len;           // optional i32 [B]
+  int64_t batch = 0, heads = 0, q_len = 0, kv_len_max = 0, head_dim = 0;
+  float scale = 1.0f;
+};
+
+namespace cpu {
+void attention_backward(const ExecContext& ctx, const AttentionBackwardArgs& args);
+}
+namespace cuda {
+void attention_backward(const ExecContext& ctx, const AttentionBackwardArgs& args);
+}
+
 }  // namespace sv

@@ -27,6 +27,16 @@ struct RmsNormArgs {
   float eps = 1e-6f;
 };
 
+// The input gradient of layer_norm for dy [rows, dim] (training: the norm's weight and the
+// modulation are frozen, so no weight gradients). bias and shift do not enter dx; with
+// g = dy · weight · (1 + scale[group]) and x̂ = (x - mean) · rstd recomputed from x:
+//   dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)).
+struct LayerNormBackwardArgs {
+  TensorRef dx, dy, x, weight, scale;
+  int64_t rows = 0, dim = 0, rows_per_group = 1;
+  float eps = 1e-5f;
+};
+
 // Channels-last frames x [frames, pixels, channels] (pixels = H·W of one frame). Statistics per
 // (frame, group of channels / groups); affine weight/bias [channels]; optional SiLU after.
 struct GroupNormArgs {
@@ -38,12 +48,14 @@ struct GroupNormArgs {
 
 namespace cpu {
 void layer_norm(const ExecContext& ctx, const LayerNormArgs& args);
+void layer_norm_backward(const ExecContext& ctx, const LayerNormBackwardArgs& args);
 void rms_norm(const ExecContext& ctx, const RmsNormArgs& args);
 void group_norm(const ExecContext& ctx, const GroupNormArgs& args);
 }  // namespace cpu
 
 namespace cuda {
 void layer_norm(const ExecContext& ctx, const LayerNormArgs& args);
+void layer_norm_backward(const ExecContext& ctx, const LayerNormBackwardArgs& args);
 void rms_norm(const ExecContext& ctx, const RmsNormArgs& args);
 void group_norm(const ExecContext& ctx, const GroupNormArgs& args);
 }  // namespace cuda

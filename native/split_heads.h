@@ -38,14 +38,37 @@ struct SplitHeadsArgs {
   float eps = 1e-6f;
 };
 
+// The input gradient of split_heads (training): the gradients of the parts [batch, heads, tokens,
+// head_dim] (data == nullptr: that part's gradient is zero) scattered back into dproj, laid out as
+// proj. For q and k, RoPE's transpose first (the rotation by -angle; in a slice of width S):
+//   dx[i] = dy[i]·cos[p][i mod S/2] + dy[i + S/2]·sin[p][i mod S/2]    (i <  S/2)
+//   dx[i] = dy[i]·cos[p][i mod S/2] - dy[i - S/2]·sin[p][i mod S/2]    (i >= S/2)
+// then the RMSNorm backward with the weight w [head_dim]:
+// with n = x·rstd from the forward's input row x of proj and g = d·w,
+//   dx = rstd · (g - n · mean(g · n)).
+// The forward's rounding of n to the dtype before the weight is not differentiated (its derivative
+// is taken as 1: a straight-through rounding). v is a plain scatter.
+struct SplitHeadsBackwardArgs {
+  TensorRef dproj;       // out [batch, tokens, heads · parts · head_dim]
+  TensorRef proj;        // the forward's input: the norms' statistics are recomputed from it
+  TensorRef dq, dk, dv;  // [batch, heads, tokens, head_dim]; data == nullptr: zero gradient
+  TensorRef q_norm, k_norm;
+  Rope3dTable rope;
+  int64_t batch = 0, tokens = 0, heads = 0, parts = 0, head_dim = 0;
+  int32_t q_part = -1, k_part = -1, v_part = -1;
+  float eps = 1e-6f;
+};
+
 // Largest head dimension the kernels support (the CUDA kernel keeps one row per warp on chip).
 constexpr int64_t kSplitHeadsMaxHeadDim = 256;
 
 namespace cpu {
 void split_heads(const ExecContext& ctx, const SplitHeadsArgs& args);
-}
+void split_heads_backward(const ExecContext& ctx, const SplitHeadsBackwardArgs& args);
+}  // namespace cpu
 namespace cuda {
 void split_heads(const ExecContext& ctx, const SplitHeadsArgs& args);
-}
+void split_heads_backward(const ExecContext& ctx, const SplitHeadsBackwardArgs& args);
+}  // namespace cuda
 
 }  // namespace sv

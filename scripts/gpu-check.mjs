@@ -101,8 +101,14 @@ export const STEPS = [
     ],
   },
   {
+    name: 'bench-dpo',
+    budget: 15,
+    what: 'one Video-DPO training step (LoRA rank 64) on 1 random block of released width at 6x34x62 latents, against the forward on the same model: step time, the ratio (floor about 12 forwards)',
+    commands: [node('benchmarks/training/dpo-step.mjs', '--device=cuda', '--layers=1', '--frames=6', '--rank=64', '--steps=1')],
+  },
+  {
     name: 'bench-dit',
-    budget: 86,
+    budget: 71,
     what: 'one DiT block at 544x992x204 with CFG vs the PyTorch block; one whole-model step (48 blocks, bf16) at the largest size that fits, its peak memory',
     commands: [
       python('benchmarks/dit/block_torch.py', '--runs=2', '--result={baselines}/dit-block-torch.json'),
@@ -473,6 +479,8 @@ export function benchmarkLines(rows) {
       if (base && base !== r) add(`VAE decode ${r.frames} frames, ${r.variant} vs default convs`, figure, `ours default ${ms(base.msPerChunk)} per chunk`, speedup(base.ms, r.ms));
     } else if (r.benchmark === 'dit-block') {
       add(`DiT block ${r.shape ? `N=${r.shape.tokens}` : ''} CFG${r.source ? ` (${r.source})` : ''}`, ms(r.blockMs), r.torchBlockMs && `PyTorch block ${ms(r.torchBlockMs)}`, speedup(r.torchBlockMs, r.blockMs));
+    } else if (r.benchmark === 'dpo-step') {
+      add(`Video-DPO step, ${r.model}, ${r.tokens} tokens, rank ${r.rank}`, `${ms(r.stepMs)} (${r.stepOverForward} forwards; floor about ${r.floorForwards})`, `our forward ${ms(r.forwardMs)}`, `${r.stepOverForward} forwards`);
     } else if (r.benchmark === 'dit-step') {
       add(`DiT step, ${r.shape.layers} blocks, ${r.videoFrames ?? '?'} frames 544x992 CFG, ${r.mode}`, `${r.stepSeconds} s (load ${r.loadSeconds} s)`, r.torchStepSeconds && `${r.shape.layers} x PyTorch block ${r.torchStepSeconds} s`, speedup(r.torchStepSeconds, r.stepSeconds));
       add('DiT step peak memory', `${r.peakGB} GB (pool high ${r.poolReservedHighGB} GB, driver ${r.driverUsedGB} GB)`, `memory model ${r.modelPredictedPeakGB} GB`, r.modelPredictedPeakGB ? `${(r.peakGB / r.modelPredictedPeakGB).toFixed(3)} of predicted` : 'n/a');

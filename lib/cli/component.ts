@@ -42,6 +42,8 @@ export interface Component {
   inputs: readonly ComponentInput[];
   outputs: readonly string[];
   options?: readonly ComponentOption[];
+  /** Inputs taken by pattern besides the named ones (LoRA tensors, say). */
+  acceptsInput?(name: string): boolean;
   run(context: ComponentContext): Promise<Record<string, TensorData>>;
 }
 

@@ -15,6 +15,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   serve: { summary: 'serve video jobs (the OpenAI Videos API), captions and VAE decoding over HTTP', load: async () => (await import('./commands/serve.js')).serveCommand },
   worker: { summary: 'run the jobs of a Redis queue that `serve --queue` API nodes fill', load: async () => (await import('./commands/worker.js')).workerCommand },
   'calibrate-cache': { summary: "fit the teacache step cache's coefficients on a model", load: async () => (await import('./commands/calibrate-cache.js')).calibrateCacheCommand },
+  dpo: { summary: 'fine-tune the DiT on preference pairs with a LoRA (Video-DPO)', load: async () => (await import('./commands/dpo.js')).dpoCommand },
   eval: { summary: 'generate the videos of a prompt list (Step-Video-T2V-Eval) with a report', load: async () => (await import('./commands/eval.js')).evalCommand },
   run: { summary: 'run one model component on tensors from safetensors files', load: async () => (await import('./commands/run.js')).runCommand },
   tokenize: { summary: 'tokenize texts with the Step-LLM or CLIP tokenizer', load: async () => (await import('./commands/tokenize.js')).tokenizeCommand },

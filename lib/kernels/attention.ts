@@ -3,7 +3,7 @@ import { StepVideoError } from '../errors.js';
 import { opsOn } from '../context.js';
 import { requireFloat, requireRank, sameDType, sameDevice, withOutput } from '../op-utils.js';
 import { formatShape } from '../shape.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 
 export interface AttentionOptions {
   /** Softmax scale; default 1/sqrt(head_dim). */
@@ -20,23 +20,23 @@ export interface AttentionOptions {
 export type AttentionKernel = 'cpu' | 'generic' | 'mma' | 'hopper';
 
 /** Checks the arguments; returns the output shape and the resolved options. */
-function resolve(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) {
+function resolve(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, op = 'attention') {
   const { kvLen, causal = false, alibiSqrt = false } = options;
-  sameDevice('attention', q, k, v, kvLen);
-  sameDType('attention', q, k, v);
-  requireFloat('attention', q);
-  requireRank('attention', 'q', q, 4, '[B, H, Nq, D]');
-  requireRank('attention', 'k', k, 4, '[B, Hkv, Nk, D]');
-  requireRank('attention', 'v', v, 4, '[B, Hkv, Nk, D]');
+  sameDevice(op, q, k, v, kvLen);
+  sameDType(op, q, k, v);
+  requireFloat(op, q);
+  requireRank(op, 'q', q, 4, '[B, H, Nq, D]');
+  requireRank(op, 'k', k, 4, '[B, Hkv, Nk, D]');
+  requireRank(op, 'v', v, 4, '[B, Hkv, Nk, D]');
   const [batch, heads, queries, headDim] = q.shape as [number, number, number, number];
   if (k.shape[0] !== batch || k.shape[3] !== headDim || v.shape.some((d, i) => d !== k.shape[i])) {
-    throw new StepVideoError('ERR_SHAPE', 'attention: k and v must be [B, Hkv, Nk, D] matching q', {
+    throw new StepVideoError('ERR_SHAPE', `${op}: k and v must be [B, Hkv, Nk, D] matching q`, {
       expected: `[${batch}, Hkv, Nk, ${headDim}]`,
       got: `k ${formatShape(k.shape)}, v ${formatShape(v.shape)}`,
     });
   }
   if (kvLen && (kvLen.dtype !== 'i32' || kvLen.numel !== batch)) {
-    throw new StepVideoError('ERR_SHAPE', 'attention: kvLen must be i32 [B]', { expected: `i32 [${batch}]`, got: `${kvLen.dtype} ${formatShape(kvLen.shape)}` });
+    throw new StepVideoError('ERR_SHAPE', `${op}: kvLen must be i32 [B]`, { expected: `i32 [${batch}]`, got: `${kvLen.dtype} ${formatShape(kvLen.shape)}` });
   }
   const scale = options.scale ?? 1 / Math.sqrt(headDim);
   return { outShape: [batch, queries, heads, headDim], kvLen, scale, causal, alibiSqrt };
@@ -64,4 +64,57 @@ export function attentionKernel(q: Tensor, k: Tensor, v: Tensor, options: Attent
   // q with the output's shape stands in for it (no allocation at real sizes).
   using out = q.viewAs(r.outShape, q.dtype, 0);
   return opsOn(out.device).attentionKernelName(out.handle, q.handle, k.handle, v.handle, r.kvLen?.handle ?? null, r.scale, r.causal, r.alibiSqrt) as AttentionKernel;
+}
+
+/** The gradients attentionBackward returns: dq [B, H, Nq, D], dk and dv [B, H, Nk, D]. */
+export interface AttentionGrads {
+  dq: Tensor;
+  dk: Tensor;
+  dv: Tensor;
+}
+
+/**
+ * The backward of attention(q, k, v, { scale, kvLen }) (non-causal, no ALiBi, H == Hkv): given the
+ * forward's inputs, its output `out` [B, Nq, H, D] and dOut (same shape), returns dq [B, H, Nq, D],
+ * dk and dv [B, H, Nk, D]. The softmax is recomputed (nothing saved but out). Keys at or past
+ * kvLen[b] get zero gradients (a batch item with kvLen 0 gets zeros everywhere, as its forward
+ * output is zeros). Same dtype as q (f32; bf16 and f16 on CUDA, head dim <= 128 there), f32
+ * accumulation. Takes the forward's options object; causal and ALiBi are refused (ERR_UNSUPPORTED).
+ */
+export function attentionBackward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, dOut: Tensor, options: AttentionOptions = {}): AttentionGrads {
+  const op = 'attentionBackward';
+  if (options.causal || options.alibiSqrt) {
+    throw new StepVideoError('ERR_UNSUPPORTED', `${op}: causal and ALiBi attention have no backward`, {
+      got: `causal ${options.causal ?? false}, alibiSqrt ${options.alibiSqrt ?? false}`,
+    });
+  }
+  const r = resolve(q, k, v, options, op);
+  sameDevice(op, q, out, dOut);
+  sameDType(op, q, out, dOut);
+  const [batch, heads, , headDim] = q.shape as [number, number, number, number];
+  if (k.shape[1] !== heads) {
+    throw new StepVideoError('ERR_UNSUPPORTED', `${op}: grouped-query attention (Hkv != H) has no backward`, {
+      expected: `k ${formatShape([batch, heads, k.shape[2]!, headDim])}`,
+      got: `k ${formatShape(k.shape)}`,
+    });
+  }
+  for (const [name, t] of [['out', out], ['dOut', dOut]] as const) {
+    if (t.ndim !== 4 || t.shape.some((d, i) => d !== r.outShape[i])) {
+      throw new StepVideoError('ERR_SHAPE', `${op}: ${name} must be [B, Nq, H, D] as the forward's output`, {
+        expected: formatShape(r.outShape),
+        got: formatShape(t.shape),
+        tensor: name,
+      });
+    }
+  }
+  const dq = Tensor.empty(q.shape, q.dtype, q.device);
+  const dk = Tensor.empty(k.shape, k.dtype, k.device);
+  const dv = Tensor.empty(v.shape, v.dtype, v.device);
+  try {
+    opsOn(q.device).attentionBackward(dq.handle, dk.handle, dv.handle, q.handle, k.handle, v.handle, out.handle, dOut.handle, r.kvLen?.handle ?? null, r.scale);
+  } catch (error) {
+    for (const t of [dq, dk, dv]) t.dispose();
+    throw error;
+  }
+  return { dq, dk, dv };
 }

@@ -2,7 +2,7 @@
 import { StepVideoError } from '../errors.js';
 import { opsOn } from '../context.js';
 import { requireFloat, sameDType, sameDevice, withOutput } from '../op-utils.js';
-import { formatShape } from '../shape.js';
+import { formatShape, shapeEquals } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 
 export interface LayerNormOptions {
@@ -27,6 +27,24 @@ export function layerNorm(x: Tensor, options: LayerNormOptions): Tensor {
   }
   return withOutput(x.shape, x.dtype, x, (out) =>
     opsOn(out.device).layerNorm(out.handle, x.handle, weight?.handle ?? null, bias?.handle ?? null, scale?.handle ?? null, shift?.handle ?? null, eps),
+  );
+}
+
+/**
+ * dx of layerNorm(x, { weight, bias, scale, shift, eps }) for dy like x: bias and shift do not enter
+ * dx, so only weight and scale are taken (training: the norm weights and the modulation are frozen,
+ * so there are no weight gradients). The statistics are recomputed from x.
+ */
+export function layerNormBackward(dy: Tensor, x: Tensor, options: { weight?: Tensor; scale?: Tensor; eps: number }): Tensor {
+  const { weight, scale, eps } = options;
+  sameDevice('layerNormBackward', dy, x, weight, scale);
+  sameDType('layerNormBackward', dy, x, weight, scale);
+  requireFloat('layerNormBackward', x);
+  if (!shapeEquals(dy.shape, x.shape)) {
+    throw new StepVideoError('ERR_SHAPE', 'layerNormBackward: dy must have the shape of x', { expected: formatShape(x.shape), got: formatShape(dy.shape), tensor: 'dy' });
+  }
+  return withOutput(x.shape, x.dtype, x, (dx) =>
+    opsOn(dx.device).layerNormBackward(dx.handle, dy.handle, x.handle, weight?.handle ?? null, scale?.handle ?? null, eps),
   );
 }
 

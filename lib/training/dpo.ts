@@ -1,11 +1,17 @@
-// Diffusion-DPO adapted to flow matching: the preference loss `stepvideo dpo` will minimise, and
-// what it reports. For a pair (chosen w, rejected l) noised to the same σ with the same noise ε,
-// x_σ = (1 − σ)·x0 + σ·ε and the velocity target ε − x0; e = mean over a sample's elements of
-// (v_θ(x_σ, σ) − (ε − x0))², for the trained model (e) and the frozen reference (e_ref: the base
-// model with the LoRA switched off). Then, per pair,
+// Diffusion-DPO adapted to flow matching: the preference loss `stepvideo dpo` minimises, and what
+// it reports. For a pair (chosen w, rejected l) noised to the same noise fraction σ with the same
+// noise ε, x_σ = (1 − σ)·x0 + σ·ε. Step-Video's flow runs its time t from 0 (noise) to 1 (data)
+// (spec §4: the sampler steps x += v·dt with dt > 0), so the DiT sees t = 1 − σ and its velocity
+// target is dx/dt = x0 − ε. e = mean over a sample's elements of (v_θ(x_σ, 1 − σ) − (x0 − ε))²,
+// for the trained model (e) and the frozen reference (e_ref: the base model with the LoRA
+// switched off). Then, per pair,
 //   z = −β/2 · ((e_w − e_w,ref) − (e_l − e_l,ref)),   loss = −log σ(z) = softplus(−z),
 // and the batch loss is the mean. z > 0 means the trained model moved toward the chosen video more
 // than toward the rejected one (the implicit reward r = −β/2·(e − e_ref) is higher for w than l).
+// The issue states the target as ε − x0 at timestep σ: the SD3 convention, where σ = 1 is noise.
+// For this model that is the velocity's negative at the mirrored time; trained so, the adapter
+// fitted the opposite of what the sampler integrates, and generation moved toward the rejected
+// kind (test/cpu/dpo-train.test.ts's toy set, measured before the fix).
 // Sources: Wallace et al. 2023, "Diffusion Model Alignment Using Direct Preference Optimization"
 // (eq. 14, ε-prediction; here the velocity error takes the noise error's place, the weighting folded
 // into β); Liu et al. 2025, "Improving Video Generation with Human Feedback" (Flow-DPO, the same
@@ -73,7 +79,10 @@ export function dpoLoss(errors: DpoErrors, beta: number): DpoLoss {
   };
 }
 
-/** The noise level of a training pair: u ~ U(0, 1) through the sampler's time shift s (1 = pure noise). */
+/**
+ * The noise fraction σ of a training pair: u ~ U(0, 1) through the sampler's time shift s (the
+ * sampler's t = 1 − σ is then distributed as its schedule spends steps; σ = 1 is pure noise).
+ */
 export function trainingSigma(u: number, shift: number): number {
   if (!(u >= 0 && u <= 1)) throw new StepVideoError('ERR_ARGUMENT', 'u must be in [0, 1]', { got: u });
   return (shift * u) / (1 + (shift - 1) * u);

@@ -1,8 +1,10 @@
-// Device memory of one DPO training step with LoRA on the DiT, from the DiT's own memory model:
-// a PREDICTION until `stepvideo dpo` exists and is measured. The step: a no-grad forward of the
-// reference and of the trained model on each video (for e and e_ref), then one backward per video
-// with per-block gradient checkpointing (the block inputs are kept, each block recomputed once in
-// the backward), accumulating the LoRA gradients; AdamW on f32 master weights.
+// Device memory of one DPO training step with LoRA on the DiT, from the DiT's own memory model: a
+// PREDICTION until a GPU measures it. The step is the one lib/training/dpo-step.ts runs: no-grad
+// forwards of the reference and of the trained model on each video (for e and e_ref), then one
+// backward per video with per-block gradient checkpointing (the block inputs are kept, each block
+// recomputed once in the backward), accumulating the LoRA gradients; AdamW on f32 master weights.
+// `offloadCheckpoints` models keeping the checkpoints in pinned host memory, which the trainer does
+// not do yet (it keeps them on the device).
 import { DTYPE_SIZE } from '../dtype.js';
 import type { DiTConfig } from '../models/dit/config.js';
 import { LORA_LINEARS, loraLinearShapes } from '../models/dit/lora.js';

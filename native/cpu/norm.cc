@@ -1,11 +1,31 @@
 // CPU reference for native/norm.h, f32 with double-precision statistics.
 #include <cmath>
+#include <vector>
 
 #include "../norm.h"
 #include "common.h"
 #include "parallel.h"
 
 namespace sv::cpu {
+namespace {
+
+// The statistics of one row of x as layer_norm computes them (its backward recomputes them the
+// same way): a two-pass mean and variance in double, rstd = 1 / sqrt(var + eps).
+struct RowStats {
+  double mean, rstd;
+};
+
+RowStats row_stats(const float* xr, int64_t dim, float eps) {
+  double mean = 0.0;
+  for (int64_t j = 0; j < dim; j++) mean += xr[j];
+  mean /= static_cast<double>(dim);
+  double var = 0.0;
+  for (int64_t j = 0; j < dim; j++) var += (xr[j] - mean) * (xr[j] - mean);
+  var /= static_cast<double>(dim);
+  return {mean, 1.0 / std::sqrt(var + eps)};
+}
+
+}  // namespace
 
 void layer_norm(const ExecContext& ctx, const LayerNormArgs& a) {
   require_f32(a.out, "layer_norm", "out");
@@ -20,25 +40,55 @@ void layer_norm(const ExecContext& ctx, const LayerNormArgs& a) {
   parallel_for(a.rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
       const float* xr = x + r * dim;
-      double mean = 0.0;
-      for (int64_t j = 0; j < dim; j++) mean += xr[j];
-      mean /= static_cast<double>(dim);
-      double var = 0.0;
-      for (int64_t j = 0; j < dim; j++) var += (xr[j] - mean) * (xr[j] - mean);
-      var /= static_cast<double>(dim);
-      const double inv = 1.0 / std::sqrt(var + a.eps);
+      const RowStats s = row_stats(xr, dim, a.eps);
       const int64_t g = r / a.rows_per_group;
       const float* sc = scale ? scale + g * dim : nullptr;
       const float* sh = shift ? shift + g * dim : nullptr;
       float* o = out + r * dim;
       for (int64_t j = 0; j < dim; j++) {
-        double y = (xr[j] - mean) * inv;
+        double y = (xr[j] - s.mean) * s.rstd;
         if (w) y *= w[j];
         if (b) y += b[j];
         if (sc) y *= 1.0 + sc[j];
         if (sh) y += sh[j];
         o[j] = static_cast<float>(y);
       }
+    }
+  });
+}
+
+void layer_norm_backward(const ExecContext& ctx, const LayerNormBackwardArgs& a) {
+  require_f32(a.dx, "layer_norm_backward", "dx");
+  require_f32(a.dy, "layer_norm_backward", "dy");
+  require_f32(a.x, "layer_norm_backward", "x");
+  const float* dy = a.dy.as<float>();
+  const float* x = a.x.as<float>();
+  float* dx = a.dx.as<float>();
+  const float* w = a.weight.data ? a.weight.as<float>() : nullptr;
+  const float* scale = a.scale.data ? a.scale.as<float>() : nullptr;
+  const int64_t dim = a.dim;
+  parallel_for(a.rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    std::vector<double> g(static_cast<size_t>(dim)), xhat(static_cast<size_t>(dim));
+    for (int64_t r = begin; r < end; r++) {
+      const float* xr = x + r * dim;
+      const float* dyr = dy + r * dim;
+      const RowStats s = row_stats(xr, dim, a.eps);  // the forward's statistics
+      const float* sc = scale ? scale + (r / a.rows_per_group) * dim : nullptr;
+      // g: the gradient that reaches x̂ (through the weight and the modulation's factor).
+      double mean_g = 0.0, mean_gx = 0.0;
+      for (int64_t j = 0; j < dim; j++) {
+        double gj = dyr[j];
+        if (w) gj *= w[j];
+        if (sc) gj *= 1.0 + sc[j];
+        xhat[j] = (xr[j] - s.mean) * s.rstd;
+        g[j] = gj;
+        mean_g += gj;
+        mean_gx += gj * xhat[j];
+      }
+      mean_g /= static_cast<double>(dim);
+      mean_gx /= static_cast<double>(dim);
+      float* o = dx + r * dim;
+      for (int64_t j = 0; j < dim; j++) o[j] = static_cast<float>(s.rstd * (g[j] - mean_g - xhat[j] * mean_gx));
     }
   });
 }

@@ -35,19 +35,24 @@ function modulatedLayerNorm(name: string, tokens: number, d: number, [x, w, b, s
   };
 }
 
-function layerNormRef(x: ArrayLike<number>, rows: number, dim: number, eps: number, w?: ArrayLike<number>, b?: ArrayLike<number>, scale?: ArrayLike<number>, shift?: ArrayLike<number>): Float64Array {
+/** float64 mean and 1 / sqrt(variance + eps) of row r of x [rows, dim] (two passes), as LayerNorm takes them. */
+export function layerNormRowStats(x: ArrayLike<number>, r: number, dim: number, eps: number): { mean: number; rstd: number } {
+  let mean = 0;
+  for (let j = 0; j < dim; j++) mean += x[r * dim + j]!;
+  mean /= dim;
+  let v = 0;
+  for (let j = 0; j < dim; j++) v += (x[r * dim + j]! - mean) ** 2;
+  return { mean, rstd: 1 / Math.sqrt(v / dim + eps) };
+}
+
+export function layerNormRef(x: ArrayLike<number>, rows: number, dim: number, eps: number, w?: ArrayLike<number>, b?: ArrayLike<number>, scale?: ArrayLike<number>, shift?: ArrayLike<number>): Float64Array {
   const out = new Float64Array(rows * dim);
   const groups = scale ? scale.length / dim : 1;
   for (let r = 0; r < rows; r++) {
-    let mean = 0;
-    for (let j = 0; j < dim; j++) mean += x[r * dim + j]!;
-    mean /= dim;
-    let v = 0;
-    for (let j = 0; j < dim; j++) v += (x[r * dim + j]! - mean) ** 2;
-    const inv = 1 / Math.sqrt(v / dim + eps);
+    const { mean, rstd } = layerNormRowStats(x, r, dim, eps);
     const g = Math.floor(r / (rows / groups));
     for (let j = 0; j < dim; j++) {
-      let y = (x[r * dim + j]! - mean) * inv;
+      let y = (x[r * dim + j]! - mean) * rstd;
       if (w) y *= w[j]!;
       if (b) y += b[j]!;
       if (scale) y *= 1 + scale[g * dim + j]!;

@@ -9,19 +9,37 @@ import { fitEmulated } from '../helpers/gpu.js';
 import { Rng, randn, randu } from '../helpers/random.js';
 import type { LargeCase, OpCase, OpInput } from './types.js';
 
-const SPLIT = [64, 32, 32] as const;
+export const SPLIT = [64, 32, 32] as const;
 
-interface Spec {
-  name: string;
+/** Batch B of N tokens, H heads of Dh, the parts of a head in proj's order, and the RoPE grid (none: no RoPE). */
+export interface SplitGeometry {
   B: number;
   N: number;
   H: number;
   Dh: number;
   layout: readonly HeadPart[];
+  rope?: { grid: [number, number, number]; angles: RopeAngles };
+}
+
+/** A case's geometry and the parts that are normed (QK-Norm). */
+export interface SplitSpec extends SplitGeometry {
   qNorm?: boolean;
   kNorm?: boolean;
-  rope?: { grid: [number, number, number]; angles: RopeAngles };
-  seed: number;
+}
+
+/** The DiT's self-attention at a case's size: [q|k|v] per head of 128, QK-Norm, 3D RoPE over grid (N = its size). */
+export function ditSelfAttention(B: number, H: number, grid: [number, number, number], angles: RopeAngles): SplitSpec {
+  return { B, N: grid[0] * grid[1] * grid[2], H, Dh: 128, layout: ['q', 'k', 'v'], qNorm: true, kNorm: true, rope: { grid, angles } };
+}
+
+/** The DiT's cross-attention keys ([k|v] per head of 128, k-Norm) or queries ([q], q-Norm) at a case's size. */
+export function ditCrossAttention(part: 'keys' | 'queries', B: number, H: number, N: number): SplitSpec {
+  return part === 'keys' ? { B, N, H, Dh: 128, layout: ['k', 'v'], kNorm: true } : { B, N, H, Dh: 128, layout: ['q'], qNorm: true };
+}
+
+/** The (frame, row, column) of token n on a RoPE grid [F, Hg, Wg]. */
+export function gridPosition([, G1, G2]: readonly [number, number, number], n: number): number[] {
+  return [Math.floor(n / (G1 * G2)), Math.floor(n / G2) % G1, n % G2];
 }
 
 /**
@@ -31,10 +49,11 @@ interface Spec {
 /**
  * 3D RoPE of one head vector x (float64): slice a of width split[a] is rotated (rotate-half) by the
  * angles of position[a], from the f32 tables of that axis; written to out[o, o + sum(split)).
+ * direction -1: the rotation's transpose (by -angle), as the backward applies it.
  */
 export function rope3dRef(
   x: Float64Array, position: readonly number[], split: readonly number[], tables: ReadonlyArray<{ cos: Float32Array; sin: Float32Array }>,
-  out: Float64Array, o: number,
+  out: Float64Array, o: number, direction: 1 | -1 = 1,
 ): void {
   let start = 0;
   for (let axis = 0; axis < 3; axis++) {
@@ -44,14 +63,14 @@ export function rope3dRef(
     for (let i = 0; i < width; i++) {
       const rotated = i < half ? -x[start + i + half]! : x[start + i - half]!;
       const t = position[axis]! * width + i;
-      out[o + start + i] = x[start + i]! * cos[t]! + rotated * sin[t]!;
+      out[o + start + i] = x[start + i]! * cos[t]! + direction * rotated * sin[t]!;
     }
     start += width;
   }
 }
 
 export function splitHeadsRef(
-  proj: ArrayLike<number>, spec: Omit<Spec, 'name' | 'seed'>, weights: { q?: ArrayLike<number>; k?: ArrayLike<number> },
+  proj: ArrayLike<number>, spec: SplitSpec, weights: { q?: ArrayLike<number>; k?: ArrayLike<number> },
   tokens: readonly number[] = Array.from({ length: spec.N }, (_, n) => n), batches: readonly number[] = Array.from({ length: spec.B }, (_, b) => b),
   rowOf: (b: number, n: number) => number = (b, n) => b * spec.N + n,
 ): Float64Array {
@@ -77,9 +96,7 @@ export function splitHeadsRef(
             for (let d = 0; d < Dh; d++) x[d] = x[d]! * inv * weight[d]!;
           }
           if (spec.rope && part !== 'v') {
-            const [, G1, G2] = spec.rope.grid;
-            const position = [Math.floor(n / (G1 * G2)), Math.floor(n / G2) % G1, n % G2];
-            rope3dRef(x, position, SPLIT, tables, out, o);
+            rope3dRef(x, gridPosition(spec.rope.grid, n), SPLIT, tables, out, o);
           } else {
             for (let d = 0; d < Dh; d++) out[o + d] = x[d]!;
           }
@@ -89,7 +106,7 @@ export function splitHeadsRef(
   return out;
 }
 
-function runSplit(spec: Spec, [proj, qNorm, kNorm]: Tensor[]): Tensor {
+function runSplit(spec: SplitSpec, [proj, qNorm, kNorm]: Tensor[]): Tensor {
   const rope = spec.rope ? Rope3D.create(spec.rope.grid, { split: SPLIT, angles: spec.rope.angles, device: proj!.device }) : undefined;
   try {
     const parts = splitHeads(proj!, {
@@ -108,14 +125,14 @@ function runSplit(spec: Spec, [proj, qNorm, kNorm]: Tensor[]): Tensor {
   }
 }
 
-function splitCase(spec: Spec): OpCase {
-  const rng = new Rng(spec.seed);
+function splitCase(name: string, spec: SplitSpec, seed: number): OpCase {
+  const rng = new Rng(seed);
   const { B, N, H, Dh, layout } = spec;
   const inputs: OpInput[] = [{ shape: [B, N, H * layout.length * Dh], data: randn(rng, B * N * H * layout.length * Dh, 1.7, 0.2) }];
   if (spec.qNorm) inputs.push({ shape: [Dh], data: randu(rng, Dh, 0.5, 1.5) });
   if (spec.kNorm) inputs.push({ shape: [Dh], data: randu(rng, Dh, 0.5, 1.5) });
   return {
-    name: spec.name,
+    name,
     inputs,
     run: (tensors) => runSplit(spec, tensors),
     reference: ([proj, first, second]) =>
@@ -125,28 +142,15 @@ function splitCase(spec: Spec): OpCase {
 
 export function ropeCases(): OpCase[] {
   return [
-    splitCase({
-      name: 'splitHeads self-attention: wqkv [q|k|v] per head, QK-Norm, 3D RoPE bf16 angles, 48 heads x 128, grid 3x5x7, batch 2',
-      B: 2, N: 105, H: 48, Dh: 128, layout: ['q', 'k', 'v'], qNorm: true, kNorm: true,
-      rope: { grid: [3, 5, 7], angles: 'bf16-official' }, seed: 300,
-    }),
-    splitCase({
-      name: 'splitHeads self-attention: exact angles, grid 9x2x3 (more frames than rows or columns), 4 heads',
-      B: 2, N: 54, H: 4, Dh: 128, layout: ['q', 'k', 'v'], qNorm: true, kNorm: true,
-      rope: { grid: [9, 2, 3], angles: 'exact' }, seed: 301,
-    }),
-    splitCase({
-      name: 'splitHeads cross-attention keys: wkv [k|v] per head, k-Norm, 48 heads x 128, 37 keys, batch 2',
-      B: 2, N: 37, H: 48, Dh: 128, layout: ['k', 'v'], kNorm: true, seed: 302,
-    }),
-    splitCase({
-      name: 'splitHeads cross-attention queries: wq, q-Norm, 48 heads x 128, odd N 105, batch 2',
-      B: 2, N: 105, H: 48, Dh: 128, layout: ['q'], qNorm: true, seed: 303,
-    }),
-    splitCase({
-      name: 'splitHeads RoPE without norms, parts in another order [v|q|k]',
-      B: 1, N: 30, H: 3, Dh: 128, layout: ['v', 'q', 'k'], rope: { grid: [2, 3, 5], angles: 'exact' }, seed: 304,
-    }),
+    splitCase('splitHeads self-attention: wqkv [q|k|v] per head, QK-Norm, 3D RoPE bf16 angles, 48 heads x 128, grid 3x5x7, batch 2', ditSelfAttention(2, 48, [3, 5, 7], 'bf16-official'), 300),
+    splitCase('splitHeads self-attention: exact angles, grid 9x2x3 (more frames than rows or columns), 4 heads', ditSelfAttention(2, 4, [9, 2, 3], 'exact'), 301),
+    splitCase('splitHeads cross-attention keys: wkv [k|v] per head, k-Norm, 48 heads x 128, 37 keys, batch 2', ditCrossAttention('keys', 2, 48, 37), 302),
+    splitCase('splitHeads cross-attention queries: wq, q-Norm, 48 heads x 128, odd N 105, batch 2', ditCrossAttention('queries', 2, 48, 105), 303),
+    splitCase(
+      'splitHeads RoPE without norms, parts in another order [v|q|k]',
+      { B: 1, N: 30, H: 3, Dh: 128, layout: ['v', 'q', 'k'], rope: { grid: [2, 3, 5], angles: 'exact' } },
+      304,
+    ),
   ];
 }
 

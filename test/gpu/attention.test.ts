@@ -2,13 +2,14 @@
 // inputs, bf16 and f16: every attention case (also against its float64 reference), mid-size
 // cases with many key tiles, masked keys holding NaN, automatic dispatch and its fallbacks, and
 // memory returning to its baseline. The device's kernel policy picks the path (generic | mma).
+// attentionBackward over several tiles with NaN past kv_len (its cases are in test/cases/attention-backward.ts).
 import { expect, it } from 'vitest';
 
 import { f16BitsToF32, f32ToF16Bits, roundBf16 } from '../../lib/dtype.js';
 import { getDevice } from '../../lib/device.js';
 import { StepVideoError } from '../../lib/errors.js';
 import type { KernelPolicy } from '../../lib/kernel-policy.js';
-import { attention, type AttentionOptions } from '../../lib/kernels/attention.js';
+import { attention, attentionBackward, type AttentionOptions } from '../../lib/kernels/attention.js';
 import { cast } from '../../lib/ops.js';
 import { Tensor } from '../../lib/tensor.js';
 import { attentionCases, attentionRef } from '../cases/attention.js';
@@ -200,6 +201,46 @@ describeGpu('attention: tensor-core path vs generic path', () => {
     using viaGeneric = onPath('generic', () => attention(aligned, aligned, aligned));
     expectIdentical(await fallback.toFloat32(), await viaGeneric.toFloat32(), 'misaligned view falls back to the generic path');
     expectErrorCode(() => onPath('fastest', () => attention(aligned, aligned, aligned)), 'ERR_ARGUMENT', /attention must be one of auto, generic, mma, hopper, got 'fastest'/);
+  });
+
+  it('attentionBackward over several tiles: NaN in keys past kv_len is never read, the scratch is freed, head dim > 128 is refused', async () => {
+    // 200 queries over 150 keys, kv_len [130, 1]: the dK/dV kernel walks 7 query steps of 32 over 3
+    // key tiles of 64 (the last partly masked), the dQ kernel 5 key steps of 32 for each of 4 query
+    // tiles; bf16 against the CPU twin on the same (rounded) data, masked rows of k and v NaN on the GPU.
+    const B = 2, H = 2, Nq = 200, Nk = 150, D = 128, kvLens = [130, 1];
+    const rng = new Rng(610);
+    const [q, k, v, dOut] = [B * H * Nq * D, B * H * Nk * D, B * H * Nk * D, B * Nq * H * D].map((n) => Float32Array.from(randn(rng, n), roundBf16));
+    const out = Float32Array.from(attentionRef(q!, k!, v!, B, H, H, Nq, Nk, D, { kvLen: kvLens }), roundBf16);
+    const kNaN = k!.slice(), vNaN = v!.slice();
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < H; h++) {
+        kNaN.fill(NaN, ((b * H + h) * Nk + kvLens[b]!) * D, (b * H + h + 1) * Nk * D);
+        vNaN.fill(NaN, ((b * H + h) * Nk + kvLens[b]!) * D, (b * H + h + 1) * Nk * D);
+      }
+    const device = getDevice('cuda');
+    await device.synchronize();
+    const baseline = device.memory().bytesInUse;
+    const run = async (where: 'cpu' | 'cuda', kData: Float32Array, vData: Float32Array) => {
+      const dtype = where === 'cuda' ? 'bf16' : 'f32';
+      using qt = Tensor.from(q!, [B, H, Nq, D], { device: where, dtype });
+      using kt = Tensor.from(kData, [B, H, Nk, D], { device: where, dtype });
+      using vt = Tensor.from(vData, [B, H, Nk, D], { device: where, dtype });
+      using ot = Tensor.from(out, [B, Nq, H, D], { device: where, dtype });
+      using dot = Tensor.from(dOut!, [B, Nq, H, D], { device: where, dtype });
+      using kvLen = Tensor.from(Int32Array.from(kvLens), [B], { device: where });
+      const grads = attentionBackward(qt, kt, vt, ot, dot, { kvLen });
+      const values = await Promise.all([grads.dq, grads.dk, grads.dv].map((t) => t.toFloat32()));
+      for (const t of [grads.dq, grads.dk, grads.dv]) t.dispose();
+      return values;
+    };
+    const twin = await run('cpu', k!, v!);
+    const gpu = await run('cuda', kNaN, vNaN);
+    for (const [i, name] of ['dq', 'dk', 'dv'].entries()) expectRelErr(gpu[i]!, twin[i]!, halfTolerance(twin[i]!, 'bf16'), `${name} vs the CPU twin`);
+    await device.synchronize();
+    expect(device.memory().bytesInUse).toBe(baseline);
+    using wide = Tensor.zeros([1, 1, 4, 160], 'bf16', 'cuda');
+    using wideOut = Tensor.zeros([1, 4, 1, 160], 'bf16', 'cuda');
+    expectErrorCode(() => attentionBackward(wide, wide, wide, wideOut, wideOut), 'ERR_UNSUPPORTED', /head dims 1 to 128, got 160/);
   });
 
   it('returns device memory to its baseline', async () => {

@@ -48,7 +48,7 @@ function checkFinite(name: string, tensor: HostTensor, file: string): void {
   }
 }
 
-export async function readInputs(files: readonly string[], wanted: ReadonlySet<string>): Promise<Map<string, HostTensor>> {
+export async function readInputs(files: readonly string[], wanted: { has(name: string): boolean }): Promise<Map<string, HostTensor>> {
   const inputs = new Map<string, HostTensor>();
   for (const file of files) {
     const tensors = await readSafetensors(file);
@@ -95,7 +95,8 @@ export async function runCommand(argv: readonly string[], context: CommandContex
   const outputFile = requireOption<string>(parsed, 'output');
   const { device, dtype } = resolveComputeDevice(parsed);
 
-  const wanted = new Set(component.inputs.map((i) => i.name));
+  const named = new Set(component.inputs.map((i) => i.name));
+  const wanted = { has: (name: string) => named.has(name) || (component.acceptsInput?.(name) ?? false) };
   const inputs = await readInputs(inputFiles, wanted);
   for (const input of component.inputs) {
     if (!input.optional && !inputs.has(input.name)) {

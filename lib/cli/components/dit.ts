@@ -11,7 +11,7 @@ import { type Component, type ComponentContext, PARALLEL_COMPONENT_OPTIONS, desc
 import { parallelOptions } from '../pipeline-options.js';
 
 /** Any numeric host tensor as float64 numbers (bf16/f16 decoded, integers converted). */
-function hostNumbers(tensor: HostTensor): Float64Array {
+export function hostNumbers(tensor: HostTensor): Float64Array {
   switch (tensor.dtype) {
     case 'bf16':
       return Float64Array.from(bf16ArrayToF32(tensor.data as Uint16Array));
@@ -24,7 +24,7 @@ function hostNumbers(tensor: HostTensor): Float64Array {
   }
 }
 
-function floatInput(context: ComponentContext, name: string, rank: number, layout: string, dtype: DType): Tensor {
+export function floatInput(context: ComponentContext, name: string, rank: number, layout: string, dtype: DType): Tensor {
   const host = requireInput(context, name);
   if (host.dtype !== 'f32' && host.dtype !== 'bf16' && host.dtype !== 'f16') {
     throw new StepVideoError('ERR_DTYPE', `${name} must hold floating-point values`, { tensor: name, expected: 'float32, bfloat16 or float16', got: host.dtype });

@@ -16,3 +16,4 @@ export { STREAM_SLOTS, streamedBlockLayout } from './streaming.js';
 export { type DiTMemoryEstimate, type DiTMemoryInput, ditWeightBytes, estimateDiTMemory } from './memory-model.js';
 export { checkDiTCheckpoint, ditWeightSpec } from './weights.js';
 export { type DiTParallelism, ParallelDiT, ParallelDiTContext } from './parallel.js';
+export { LORA_LINEARS, type LoraLinear, LoraAdapter, parseLoraSpec } from './lora.js';

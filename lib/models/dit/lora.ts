@@ -116,6 +116,24 @@ export class LoraAdapter implements Disposable {
     return new LoraAdapter(device, rank, entries);
   }
 
+  /**
+   * An adapter over device tensors, by "<block>.<linear>" (the adapter owns them from now on):
+   * what training builds from its master weights each step.
+   */
+  static fromEntries(device: Device, entries: ReadonlyMap<string, LoraEntry>): LoraAdapter {
+    let rank = 0;
+    for (const [key, e] of entries) {
+      if (e.a.device !== device || e.b.device !== device) throw new StepVideoError('ERR_DEVICE', `LoRA '${key}' is on another device`, { tensor: key, expected: device.name });
+      rank = Math.max(rank, e.a.size(0));
+    }
+    return new LoraAdapter(device, rank, new Map(entries));
+  }
+
+  /** Every adapted Linear, by "<block>.<linear>". */
+  entries(): IterableIterator<[string, LoraEntry]> {
+    return this.#entries.entries();
+  }
+
   get(block: number, linear: LoraLinear): LoraEntry | undefined {
     return this.#entries.get(`${block}.${linear}`);
   }

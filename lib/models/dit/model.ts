@@ -234,6 +234,19 @@ export class StepVideoDiT implements Disposable {
     this.dispose();
   }
 
+  /**
+   * @internal What lib/training/dit-backward.ts recomputes blocks from: the weights (still owned
+   * here), the Linear as inference runs it, and the AdaLN modulation.
+   */
+  trainingInternals(): DiTTrainingInternals {
+    return {
+      weight: (name) => this.#w(name),
+      withBlock: (block, body) => this.#withBlock(block, body),
+      linear: (x, weight) => this.#linear(x, weight),
+      modulation: (timestep, B, scope) => this.#modulation(timestep, B, scope),
+    };
+  }
+
   #w(name: string): Tensor {
     if (this.disposed) throw new StepVideoError('ERR_DISPOSED', 'the DiT was used after dispose()');
     return this.#weights.get(name);
@@ -777,6 +790,14 @@ class OpenBlock implements Disposable {
   }
 }
 
+/** @internal See StepVideoDiT.trainingInternals. */
+export interface DiTTrainingInternals {
+  weight(name: string): Tensor;
+  withBlock<T>(block: number, body: (weights: BlockWeights) => T): T;
+  linear(x: Tensor, weight: LinearWeight): Tensor;
+  modulation(timestep: readonly number[], B: number, scope: TensorScope): { embedded: Tensor; modulation: Tensor; byRow: Tensor };
+}
+
 /** The execution options, validated, with their defaults for the device. */
 function resolveExecution(options: DiTLoadOptions, device: Device): DiTExecution {
   const weights = options.weights ?? 'model';
@@ -813,7 +834,7 @@ function modulationRows(modulation: Tensor, B: number, D: number): Tensor {
 }
 
 /** Row r of a [R, B, D] tensor as a [B, D] view. */
-function rowView(t: Tensor, r: number, B: number, D: number): Tensor {
+export function rowView(t: Tensor, r: number, B: number, D: number): Tensor {
   using row = t.narrow(r, 1);
   return row.reshape(B, D);
 }
