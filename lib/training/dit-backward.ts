@@ -5,6 +5,7 @@
 // #openBlock / #selfAttention / #closeBlock, unfused path), so on the CPU its output equals the
 // forward's bit for bit (test/cpu/dpo-backward.test.ts checks it). Only the LoRA adapters train:
 // the base weights, norms and modulation are constants, so their gradients are never formed.
+import { getDevice } from '../device.js';
 import { StepVideoError, throwIfAborted } from '../errors.js';
 import { Rope3D } from '../kernels/rope.js';
 import type { BlockWeights } from '../models/dit/block-weights.js';
@@ -29,30 +30,58 @@ export interface Checkpointed {
   inputs: Tensor[];
 }
 
+export interface CheckpointOptions {
+  signal?: AbortSignal;
+  /**
+   * Keep the checkpoints in host memory instead of on the model's device: each block input is
+   * copied out as the forward shows it (the device copy freed once the transfer is done), and the
+   * backward brings them back one block ahead of use. Device memory then holds about one block
+   * input instead of numLayers + 1 (lib/training/memory.ts's offloadCheckpoints).
+   */
+  offload?: boolean;
+}
+
 /** model.forward, keeping each block's input (copies made as the forward shows them). */
-export async function forwardWithCheckpoints(model: StepVideoDiT, latents: Tensor, timestep: readonly number[], context: DiTContext, options: { signal?: AbortSignal } = {}): Promise<Checkpointed> {
+export async function forwardWithCheckpoints(model: StepVideoDiT, latents: Tensor, timestep: readonly number[], context: DiTContext, options: CheckpointOptions = {}): Promise<Checkpointed> {
   const cfg = model.config;
   const inputs: Array<Tensor | undefined> = new Array(cfg.numLayers + 1);
+  const transfers: Array<Promise<void>> = [];
+  const host = getDevice('cpu');
   const [B] = latents.shape as [number];
+  const keep = (index: number, t: Tensor) => {
+    const copy = t.clone();
+    if (!options.offload || model.device === host) {
+      inputs[index] = copy;
+      return;
+    }
+    transfers.push(
+      copy.to(host).then(
+        (onHost) => {
+          inputs[index] = onHost;
+        },
+      ).finally(() => copy.dispose()),
+    );
+  };
+  let output: Tensor | undefined;
   try {
-    const output = await model.forward(latents, timestep, context, {
+    output = await model.forward(latents, timestep, context, {
       ...(options.signal ? { signal: options.signal } : {}),
       capture: (name, t) => {
         if (name === 'pos_embed') {
           using tokens = t.reshape(B, -1, cfg.innerDim);
-          inputs[0] = tokens.clone();
+          keep(0, tokens);
         } else {
           const block = /^transformer_blocks\.(\d+)$/.exec(name);
-          if (block) inputs[Number(block[1]) + 1] = t.clone();
+          if (block) keep(Number(block[1]) + 1, t);
         }
       },
     });
-    if (inputs.some((t) => t === undefined)) {
-      output.dispose();
-      throw new StepVideoError('ERR_INTERNAL', 'the forward did not show every block input');
-    }
+    await Promise.all(transfers);
+    if (inputs.some((t) => t === undefined)) throw new StepVideoError('ERR_INTERNAL', 'the forward did not show every block input');
     return { output, inputs: inputs as Tensor[] };
   } catch (error) {
+    output?.dispose();
+    await Promise.allSettled(transfers);
     for (const t of inputs) t?.dispose();
     throw error;
   }
@@ -75,6 +104,7 @@ export async function ditLoraGradients(model: StepVideoDiT, latents: Tensor, tim
   const grads: LoraGradients = new Map();
   const scope = new TensorScope();
   for (const t of checkpoints) scope.track(t);
+  let next: Promise<Tensor> | undefined;
   try {
     if (lora === undefined) throw new StepVideoError('ERR_ARGUMENT', 'the LoRA gradients need a context prepared with the adapter (prepareContext({ lora }))');
     if (checkpoints.length !== cfg.numLayers + 1) throw new StepVideoError('ERR_ARGUMENT', `the backward needs ${cfg.numLayers + 1} checkpoints`, { got: checkpoints.length });
@@ -93,11 +123,17 @@ export async function ditLoraGradients(model: StepVideoDiT, latents: Tensor, tim
     const keys = context.crossKeys[0]!.size(2);
     const contextTokens = keys < joined.size(1) ? scope.track(ops.slice(joined, 1, 0, keys)) : joined;
 
+    // Checkpoints held on the host come back one block ahead of their use (the copies tracked by the scope).
+    const fetch = (i: number): Promise<Tensor> => (checkpoints[i]!.device === model.device ? Promise.resolve(checkpoints[i]!) : checkpoints[i]!.to(model.device).then((t) => scope.track(t)));
+    next = fetch(cfg.numLayers);
+
     // Final layer: LN(x)·(1 + table[1] + e) + table[0] + e, then proj_out; the gradient of its input.
     let dx: Tensor;
     {
       using tape = new Tape();
-      const xL = tape.watch(checkpoints[cfg.numLayers]!);
+      const input = await next;
+      next = fetch(cfg.numLayers - 1);
+      const xL = tape.watch(input);
       using table = m.weight('scale_shift_table').reshape(2, 1, D);
       using eRow = embedded.reshape(1, B, D);
       const shiftScale = tape.keep(ops.add(table, eRow));
@@ -107,15 +143,18 @@ export async function ditLoraGradients(model: StepVideoDiT, latents: Tensor, tim
       using seed = patchGradient(dOutput, p);
       tape.backward(projected, seed);
       dx = takeGradient(tape, xL, 'the final layer');
+      checkpoints[cfg.numLayers]!.dispose();
+      input.dispose();
     }
-    checkpoints[cfg.numLayers]!.dispose();
 
     for (let i = cfg.numLayers - 1; i >= 0; i--) {
       throwIfAborted(options.signal, 'DiT backward');
-      const next = m.withBlock(i, (w) => {
+      const input = await next;
+      if (i > 0) next = fetch(i - 1);
+      const blockGrad = m.withBlock(i, (w) => {
         using tape = new Tape();
         using dOut = dx;
-        const x = tape.watch(checkpoints[i]!);
+        const x = tape.watch(input);
         const entries = LORA_LINEARS.map((linear) => [linear, lora.get(i, linear)] as const).filter(([, e]) => e !== undefined);
         for (const [, e] of entries) [e!.a, e!.b].forEach((t) => tape.watch(t));
         const out = blockOnTape(tape, m, model, i, w, x, byRow, ropeTables, context, contextTokens, [B, N, D]);
@@ -127,8 +166,9 @@ export async function ditLoraGradients(model: StepVideoDiT, latents: Tensor, tim
         }
         return takeGradient(tape, x, `block ${i}`);
       });
-      dx = next;
+      dx = blockGrad;
       checkpoints[i]!.dispose();
+      input.dispose();
       await model.device.synchronize();
       options.onBlock?.(cfg.numLayers - i, cfg.numLayers);
     }
@@ -138,6 +178,8 @@ export async function ditLoraGradients(model: StepVideoDiT, latents: Tensor, tim
     disposeGradients(grads);
     throw error;
   } finally {
+    // A prefetch still in flight lands in the scope before it is emptied.
+    await next?.catch(() => undefined);
     scope.dispose();
   }
 }

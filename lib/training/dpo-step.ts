@@ -37,6 +37,8 @@ export interface DpoStepOptions {
   /** Phases as they start: 'errors', then 'backward chosen' and 'backward rejected'. */
   onPhase?: (phase: string) => void;
   onBlock?: DiTBackwardOptions['onBlock'];
+  /** Keep the checkpointed block inputs in host memory (lib/training/dit-backward.ts). */
+  offloadCheckpoints?: boolean;
 }
 
 export interface DpoStepResult {
@@ -93,7 +95,7 @@ export async function dpoStep(model: StepVideoDiT, lora: LoraAdapter, batch: Dpo
       throwIfAborted(options.signal, 'DPO step');
       options.onPhase?.(`backward ${which}`);
       const video = videos[k]!;
-      const { output, inputs } = await forwardWithCheckpoints(model, video.input, timestep, trained, forwardOptions);
+      const { output, inputs } = await forwardWithCheckpoints(model, video.input, timestep, trained, { ...forwardOptions, offload: options.offloadCheckpoints ?? false });
       let dOutput: Tensor;
       try {
         // ∂loss/∂v = ∂loss/∂e · 2·(v − target) / elements per sample.

@@ -3,8 +3,7 @@
 // forwards of the reference and of the trained model on each video (for e and e_ref), then one
 // backward per video with per-block gradient checkpointing (the block inputs are kept, each block
 // recomputed once in the backward), accumulating the LoRA gradients; AdamW on f32 master weights.
-// `offloadCheckpoints` models keeping the checkpoints in pinned host memory, which the trainer does
-// not do yet (it keeps them on the device).
+// `offloadCheckpoints` models keeping the checkpoints in host memory (trainDpo's option of that name).
 import { DTYPE_SIZE } from '../dtype.js';
 import type { DiTConfig } from '../models/dit/config.js';
 import { LORA_LINEARS, loraLinearShapes } from '../models/dit/lora.js';

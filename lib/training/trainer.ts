@@ -12,6 +12,8 @@ import type { StepVideoDiT } from '../models/dit/model.js';
 import type { LoraLinear } from '../models/dit/lora.js';
 import * as ops from '../ops.js';
 import { Tensor } from '../tensor.js';
+import { trimCudaPool } from '../device-stats.js';
+import { estimateDpoMemory } from './memory.js';
 import { AdamW } from './adamw.js';
 import { disposeGradients } from './dit-backward.js';
 import { dpoStep } from './dpo-step.js';
@@ -38,6 +40,10 @@ export interface DpoTrainOptions {
   maxGradNorm?: number;
   weightDecay?: number;
   targets?: readonly LoraLinear[];
+  /** Keep the checkpointed block inputs in host memory: less device memory, a transfer per block. */
+  offloadCheckpoints?: boolean;
+  /** On CUDA, refuse before any work a step that the memory model says cannot fit (default true). */
+  checkMemory?: boolean;
   /** Continue from this checkpoint (same pairs and seed). */
   resume?: string;
   /** Where checkpoints go, and how often (steps; 0: only at the end and on abort). */
@@ -85,6 +91,7 @@ export async function trainDpo(model: StepVideoDiT, pairs: readonly PreparedPair
     }
     if (pair.chosen.shape[2] !== model.config.inChannels) throw new StepVideoError('ERR_SHAPE', `pair ${i + 1}: the latents have ${pair.chosen.shape[2]} channels, the DiT takes ${model.config.inChannels}`);
   });
+  if (options.checkMemory !== false && model.device.isCuda) await checkStepMemory(model, pairs, options.resume !== undefined ? undefined : settings.rank, options.offloadCheckpoints ?? false);
   const fingerprint = pairsFingerprint(pairs);
   const optimizer = new AdamW({ lr: settings.lr, maxGradNorm: settings.maxGradNorm, weightDecay: settings.weightDecay });
   let lora: TrainableLora | undefined;
@@ -118,6 +125,7 @@ export async function trainDpo(model: StepVideoDiT, pairs: readonly PreparedPair
             ...(options.signal ? { signal: options.signal } : {}),
             onPhase: (phase) => options.onPhase?.(phase),
             onBlock: (done, total) => options.onPhase?.('backward', done, total),
+            ...(options.offloadCheckpoints ? { offloadCheckpoints: true } : {}),
           });
           try {
             const update = await trained.step(optimizer, result.grads!);
@@ -148,6 +156,24 @@ export async function trainDpo(model: StepVideoDiT, pairs: readonly PreparedPair
 /** The final adapter file: the LoRA under PEFT names with lora_alpha (what generate --lora reads). */
 export async function saveLora(file: string, lora: TrainableLora, metadata: Record<string, string> = {}): Promise<void> {
   await writeSafetensors(file, await lora.toHostTensors(), { format: 'stepvideo-lora', rank: String(lora.rank), alpha: String(lora.alpha), ...metadata });
+}
+
+/**
+ * Fails with ERR_CUDA_OOM before any work when the memory model (lib/training/memory.ts) says one
+ * step on the largest pair needs more than the device has free, naming the parts and what helps.
+ */
+async function checkStepMemory(model: StepVideoDiT, pairs: readonly PreparedPair[], rank: number | undefined, offload: boolean): Promise<void> {
+  const largest = pairs.reduce((a, p) => (p.chosen.data.length > a.chosen.data.length ? p : a));
+  const [, F, , H, W] = largest.chosen.shape;
+  const estimate = estimateDpoMemory({ config: model.config, latent: [F, H, W], rank: rank ?? DPO_DEFAULTS.rank, base: model.execution.weights === 'fp8' ? 'fp8' : 'bf16', rowsPerBackward: 1, offloadCheckpoints: offload });
+  // The weights are loaded already: what the step adds is the rest.
+  const needed = estimate.deviceBytes - estimate.baseWeightBytes;
+  await trimCudaPool(model.device);
+  const free = model.device.info().freeBytes;
+  if (needed <= free) return;
+  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
+  const hints = [offload ? undefined : `offloading the checkpoints (--offload-checkpoints) saves ${gb(estimate.checkpointBytes)}`, model.execution.weights === 'fp8' ? undefined : 'FP8 base weights (--weights fp8) halve the weights'].filter(Boolean);
+  throw new StepVideoError('ERR_CUDA_OOM', `a DPO step on ${F}x${H}x${W} latents needs about ${gb(needed)} of GPU memory beyond the loaded weights (LoRA and AdamW ${gb(estimate.loraBytes)}, checkpoints ${gb(offload ? 0 : estimate.checkpointBytes)}, backward ${gb(estimate.backwardPeakBytes)}, text ${gb(estimate.contextBytes)}), ${gb(free)} is free on ${model.device.name}${hints.length ? `; ${hints.join('; ')}` : ''}`);
 }
 
 /** Uploads one pair, its noise (seed, step) and conditioning; runs `body`; frees them. */

@@ -20,6 +20,7 @@ import { StepVideoDiT } from '../../lib/models/dit/model.js';
 import { ensureBuiltinModel } from '../../lib/pipeline/builtin/index.js';
 import { Tensor } from '../../lib/tensor.js';
 import { dpoStep } from '../../lib/training/dpo-step.js';
+import { trainDpo } from '../../lib/training/trainer.js';
 import { describeGpu } from '../helpers/gpu.js';
 import { testCacheDir } from '../helpers/pipeline.js';
 import { Rng, randn } from '../helpers/random.js';
@@ -30,7 +31,7 @@ interface StepValues {
   grads: Map<string, Float32Array>;
 }
 
-async function runStep(dit: StepVideoDiT): Promise<StepValues> {
+async function runStep(dit: StepVideoDiT, offloadCheckpoints = false): Promise<StepValues> {
   const rng = new Rng(12);
   const shapes = loraLinearShapes(dit.config);
   const tensors = new Map<string, HostTensor>();
@@ -50,7 +51,7 @@ async function runStep(dit: StepVideoDiT): Promise<StepValues> {
   using noise = Tensor.from(randn(rng, n), shape, opts);
   using y = Tensor.from(randn(rng, 6 * c0), [1, 6, c0], opts);
   using clip = Tensor.from(randn(rng, 3 * c1), [1, 3, c1], opts);
-  const result = await dpoStep(dit, adapter, { chosen, rejected, noise, sigma: [0.6], text: { y, clip, mask: [1, 1, 1, 1, 1, 1, 1, 0, 0] } }, { beta: 5 });
+  const result = await dpoStep(dit, adapter, { chosen, rejected, noise, sigma: [0.6], text: { y, clip, mask: [1, 1, 1, 1, 1, 1, 1, 0, 0] } }, { beta: 5, offloadCheckpoints });
   const grads = new Map<string, Float32Array>();
   for (const [key, g] of result.grads!) {
     grads.set(`${key}.A`, await g.a.toFloat32());
@@ -91,9 +92,28 @@ describeGpu('Video-DPO step on the CUDA DiT', () => {
         const got = await runStep(gpu);
         got.errors.forEach((e, i) => expect(Math.abs(e - reference.errors[i]!) / reference.errors[i]!, `${dtype} error ${i}`).toBeLessThan(errorBound));
         expect(relativeL2(reference.grads, got.grads), `${dtype} gradients`).toBeLessThan(gradBound);
+        // Checkpoints kept in host memory and brought back per block: the same numbers, bit for bit.
+        const offloaded = await runStep(gpu, true);
+        expect(offloaded.errors).toEqual(got.errors);
+        for (const [name, g] of got.grads) expect(Array.from(offloaded.grads.get(name)!), name).toEqual(Array.from(g));
       } finally {
         gpu.dispose();
       }
+    }
+  });
+
+  it('refuses, before any work, a step the memory model says cannot fit, naming what would help', async () => {
+    const dir = await ensureBuiltinModel({ cacheDir: testCacheDir });
+    const gpu = await StepVideoDiT.load(`${dir}/transformer`, { device: getDevice('cuda'), dtype: 'bf16' });
+    try {
+      // 36 x 272 x 496 latents on the built-in model: 4.9 M tokens, far past the emulated 8 GiB (or a GPU's memory).
+      const shape: [number, number, number, number, number] = [1, 36, gpu.config.inChannels, 272, 496];
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      const text = { y: { dtype: 'f32' as const, shape: [1, 1, gpu.config.captionChannels[0]], data: new Float32Array(gpu.config.captionChannels[0]) }, clip: { dtype: 'f32' as const, shape: [1, 1, gpu.config.captionChannels[1]], data: new Float32Array(gpu.config.captionChannels[1]) }, mask: [1, 1] };
+      const pair = { chosen: { shape, data }, rejected: { shape, data }, text };
+      await expect(trainDpo(gpu, [pair], { steps: 1 })).rejects.toMatchObject({ code: 'ERR_CUDA_OOM', message: expect.stringMatching(/a DPO step on 36x272x496 latents needs about .* GB of GPU memory.*--offload-checkpoints/) });
+    } finally {
+      gpu.dispose();
     }
   });
 });

@@ -34,6 +34,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: 'resume', type: 'string', description: 'continue from a checkpoint (same pairs and seed)', placeholder: 'FILE' },
   { name: 'checkpoint', type: 'string', description: 'checkpoint file (default: <out>.checkpoint.safetensors)', placeholder: 'FILE' },
   { name: 'save-every', type: 'integer', description: 'write a checkpoint every N steps (0: only at the end and on Ctrl-C)', default: 50, placeholder: 'N' },
+  { name: 'offload-checkpoints', type: 'boolean', description: 'keep the checkpointed block inputs in host memory (less GPU memory, a transfer per block)' },
   { name: 'latent-cache', type: 'string', description: 'folder for the VAE-encoded videos (default: .stepvideo-latents beside the pairs file)', placeholder: 'DIR' },
   { name: 'verbose', type: 'boolean', description: 'print stack traces with errors' },
 ];
@@ -76,6 +77,7 @@ export async function dpoCommand(argv: readonly string[], context: CommandContex
       ...defined({ rank: option<number>('rank'), alpha: option<number>('alpha'), beta: option<number>('beta'), lr: option<number>('lr'), timeShift: option<number>('time-shift'), maxGradNorm: option<number>('max-grad-norm'), resume: option<string>('resume') }),
       seed: option<number>('seed')!,
       ...(targets ? { targets } : {}),
+      ...(option<boolean>('offload-checkpoints') ? { offloadCheckpoints: true } : {}),
       checkpoint: { file: checkpoint, every: option<number>('save-every')! },
       signal: context.signal,
       onStep: (p) => reporter.message(`step ${p.step}/${p.steps}: loss ${p.loss.toFixed(4)}, reward accuracy ${(100 * p.accuracy).toFixed(0)}%, margin ${p.margin.toExponential(2)}, sigma ${p.sigma.toFixed(3)}, |grad| ${p.gradNorm.toExponential(2)}${p.clipped ? ' (clipped)' : ''}, ${(p.elapsedMs / 1000).toFixed(2)} s`),
