@@ -133,14 +133,24 @@ export class AdamW implements Disposable {
   }
 }
 
-/** Σ of every element squared over the tensors, summed on the host in float64 per tensor. */
+/** Σ of every element squared over the tensors: summed on the device, read back once (one wait per step, not one per tensor). */
 export async function sumOfSquares(tensors: readonly Tensor[]): Promise<number> {
-  let total = 0;
-  for (const t of tensors) {
-    using flat = t.reshape(-1);
-    using squared = ops.square(flat);
-    using sum = ops.sum(squared, 0);
-    total += (await sum.toFloat32())[0]!;
+  let total: Tensor | undefined;
+  try {
+    for (const t of tensors) {
+      using flat = t.reshape(-1);
+      using squared = ops.square(flat);
+      const sum = ops.sum(squared, 0);
+      if (total === undefined) {
+        total = sum;
+        continue;
+      }
+      using previous = total;
+      using part = sum;
+      total = ops.add(previous, part);
+    }
+    return total === undefined ? 0 : (await total.toFloat32())[0]!;
+  } finally {
+    total?.dispose();
   }
-  return total;
 }
